@@ -1,0 +1,44 @@
+"""Export a trained run: quantize + compress its checkpoint into one artifact and check the byte budget.
+
+    python export.py run_dir=outputs/<run>                       # official int8 + zlib-9
+    python export.py run_dir=outputs/<run> budget.target_bytes=15000000
+
+Writes <run_dir>/model.golf and <run_dir>/export.json; prints the budget report and the round-trip val_bpb.
+Exits non-zero, writing nothing, when artifact + code exceed budget.target_bytes.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from golf.config import ExportRunConfig, register_configs
+from golf.entry import run_entry
+from golf.export_run import export_run
+from golf.train.dist import pick_device
+from golf.train.tracking import Tracker
+
+register_configs()
+
+
+def _export(cfg: ExportRunConfig, ctx: dict) -> float | None:
+    tracker = Tracker(cfg.logger, cfg.run_dir, job_type="export", config=ctx["config"], name=f"export:{cfg.run_dir}",
+                      group=cfg.logger.group or "export", tags=ctx["tags"])
+    try:
+        result = export_run(cfg.run_dir, cfg.quant, cfg.budget, cfg.eval, pick_device(cfg.device), cfg.out or None,
+                            cfg.roundtrip_eval)
+        tracker.summary({"bytes_total": result["bytes_total"], "artifact_bytes": result["artifact_bytes"],
+                         **({"val/bpb": result["val_bpb"], "quant_gap_bpb": result["quant_gap_bpb"]}
+                            if "val_bpb" in result else {})})
+    finally:
+        tracker.finish()
+    return result.get("val_bpb")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="export")
+def main(cfg: DictConfig) -> float | None:
+    return run_entry(cfg, ExportRunConfig, _export)
+
+
+if __name__ == "__main__":
+    main()

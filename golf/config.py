@@ -1,0 +1,202 @@
+"""Hydra-facing configuration: schema registration, validation and the run-directory resolver.
+
+Every config group has one dataclass schema, defined next to the component it configures (the core packages
+import no Hydra). `register_configs()` stores them in Hydra's ConfigStore as `base_<group>`; each YAML option
+starts with `defaults: [base_<group>]`, so composition type-checks values. `to_typed()` then rejects keys the
+schema does not know (Hydra accepts `+model.modle_dim=3` silently) and runs every `__post_init__` rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+from golf.data.config import DataConfig
+from golf.errors import ConfigError
+from golf.eval.config import EvalConfig
+from golf.model.config import ModelConfig
+from golf.optim.config import OptimConfig, ScheduleConfig
+from golf.quant.config import BudgetConfig, QuantConfig
+from golf.train.config import LoggerConfig, TrainerConfig
+
+T = TypeVar("T")
+
+
+@dataclass
+class TrainRunConfig:
+    """Primary config of `train.py`."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    experiment_name: str = "adhoc"
+    """Name of the preset (W&B group unless logger.group is set)."""
+    sweep_name: str = "adhoc"
+    """Name of the sweep this run belongs to (multirun directory suffix)."""
+    seed: int = 1337
+    """Seeds python, numpy and torch."""
+
+
+@dataclass
+class ExportRunConfig:
+    """Primary config of `export.py`: quantize + compress a run's checkpoint and check the byte budget."""
+
+    run_dir: str = MISSING
+    """Training run directory holding checkpoint.pt and config.json."""
+    out: str = ""
+    """Artifact path; empty = <run_dir>/model.golf."""
+    roundtrip_eval: bool = True
+    """Re-load the written artifact, evaluate it and report the quantization gap."""
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    device: str = "auto"
+    """auto, cpu or cuda."""
+
+
+@dataclass
+class EvalRunConfig:
+    """Primary config of `eval.py`: score a checkpoint, an artifact or a run directory on the val shards."""
+
+    path: str = MISSING
+    """checkpoint.pt, an artifact (.golf) or a run directory (its artifact if present, else its checkpoint)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    out: str = ""
+    """Where to write eval.json; empty = next to the scored file."""
+
+
+GROUPS: dict[str, type] = {
+    "data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "schedule": ScheduleConfig,
+    "quant": QuantConfig, "budget": BudgetConfig, "eval": EvalConfig, "logger": LoggerConfig,
+    "trainer": TrainerConfig,
+}
+
+
+def run_id() -> str:
+    """An id shared by all ranks of one launch, used to name the run directory.
+
+    GOLF_RUN_ID if set; else torchrun's TORCHELASTIC_RUN_ID (random per `--standalone` launch); else, under
+    torchrun without a rendezvous id, the start time of the launcher process (the same parent for every local
+    rank); else the current time. Never `${now:}` per rank: ranks resolve it at different instants (hydra#2070).
+    """
+    if os.environ.get("GOLF_RUN_ID"):
+        return os.environ["GOLF_RUN_ID"]
+    stamp = "%Y-%m-%d_%H-%M-%S"
+    if "RANK" in os.environ:
+        elastic = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+        parent = _process_start(os.getppid())
+        if parent is not None:
+            return parent.strftime(stamp) + f"_p{os.getppid()}"
+        if elastic != "none":
+            return elastic
+    return _dt.datetime.now().strftime(stamp)
+
+
+def _process_start(pid: int) -> _dt.datetime | None:
+    """Wall-clock start time of a process from /proc (Linux), or None."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return _dt.datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def register_configs() -> None:
+    """Store every group schema as `base_<group>` and the primaries as `<entry>_schema` (idempotent)."""
+    cs = ConfigStore.instance()
+    for group, schema in GROUPS.items():
+        cs.store(group=group, name=f"base_{group}", node=schema)
+    cs.store(name="train_schema", node=TrainRunConfig)
+    cs.store(name="export_schema", node=ExportRunConfig)
+    cs.store(name="eval_schema", node=EvalRunConfig)
+    if not OmegaConf.has_resolver("golf_run_id"):
+        OmegaConf.register_new_resolver("golf_run_id", run_id, use_cache=True)
+    if not OmegaConf.has_resolver("golf_dir_of"):
+        OmegaConf.register_new_resolver("golf_dir_of", lambda p: str(p if Path(p).is_dir() else Path(p).parent))
+    if not OmegaConf.has_resolver("golf_rank"):
+        OmegaConf.register_new_resolver("golf_rank", lambda: os.environ.get("RANK", "0"))
+
+
+def _unknown_keys(node: Any, schema: Any, prefix: str) -> list[tuple[str, list[str]]]:
+    """Keys present in `node` that the dataclass `schema` does not declare, with the allowed names."""
+    if not (dataclasses.is_dataclass(schema) and isinstance(node, DictConfig)):
+        return []
+    hints = _field_types(schema)
+    bad: list[tuple[str, list[str]]] = []
+    for key in node.keys():
+        if key == "hydra":
+            continue
+        if key not in hints:
+            bad.append((f"{prefix}{key}", sorted(hints)))
+        elif dataclasses.is_dataclass(hints[key]):
+            bad += _unknown_keys(node._get_node(key), hints[key], f"{prefix}{key}.")
+    return bad
+
+
+def _field_types(schema: Any) -> dict[str, Any]:
+    """Resolved field types of a dataclass (annotations are strings under `from __future__ import annotations`)."""
+    hints = get_type_hints(schema)
+    return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
+
+
+def to_typed(cfg: DictConfig, schema: type[T]) -> T:
+    """Validate a composed config and return it as the typed dataclass tree.
+
+    Raises ConfigError (one line) for an unknown key, a missing required value or a failed field rule.
+    """
+    bad = _unknown_keys(cfg, schema, "")
+    if bad:
+        key, allowed = bad[0]
+        raise ConfigError(f"unknown config key '{key}'; allowed here: {', '.join(allowed)}")
+    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    plain.pop("hydra", None)
+    try:
+        return _build(schema, plain, "")
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
+
+
+def _build(schema: Any, values: Any, prefix: str) -> Any:
+    """Instantiate `schema` from plain values, recursing into nested dataclasses (runs __post_init__)."""
+    if not dataclasses.is_dataclass(schema):
+        return values
+    kwargs = {}
+    for name, ftype in _field_types(schema).items():
+        if name not in values:
+            continue
+        value = values[name]
+        if value == "???":
+            raise ConfigError(f"missing required config value '{prefix}{name}' (set it on the command line)")
+        kwargs[name] = _build(ftype, value, f"{prefix}{name}.") if dataclasses.is_dataclass(ftype) else value
+    return schema(**kwargs)
+
+
+def as_plain(obj: Any) -> Any:
+    """Typed config -> plain dict/list (JSON-serializable)."""
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, DictConfig | ListConfig):
+        return OmegaConf.to_container(obj, resolve=True)
+    return obj

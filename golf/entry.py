@@ -1,0 +1,71 @@
+"""Glue between Hydra and golf: validate the composed config, describe the run, report user errors.
+
+The entrypoints (train.py, export.py, eval.py) call `run_entry`, which is the only place that knows about
+HydraConfig. User errors (GolfError: bad config, data, artifact, budget) print one line `error: ...` and exit
+with status 2 in a single run; inside a multirun they propagate so the sweep records the job as failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from golf.config import to_typed
+from golf.errors import GolfError
+from golf.train.tracking import choice_tags
+
+log = logging.getLogger("golf")
+
+
+def hydra_context() -> dict[str, Any]:
+    """Run directory, Hydra group choices, overrides and mode of the current Hydra job."""
+    hc = HydraConfig.get()
+    return {
+        "run_dir": Path(hc.runtime.output_dir),
+        "choices": dict(hc.runtime.choices),
+        "overrides": list(hc.overrides.task),
+        "multirun": hc.mode == RunMode.MULTIRUN,
+        "job_num": hc.job.get("num", None),
+    }
+
+
+def run_name(ctx: dict[str, Any], fallback: str) -> str:
+    """Readable run name from the command-line overrides (e.g. 'model.num_layers=11,seed=2')."""
+    shown = [o for o in ctx["overrides"] if not o.startswith(("hydra.", "run_dir=", "path="))]
+    return ",".join(shown)[:120] or fallback
+
+
+def run_entry(cfg: DictConfig, schema: type, body: Callable[[Any, dict[str, Any]], Any]) -> Any:
+    """Validate `cfg` against `schema`, then call body(typed_cfg, context). Returns body's result."""
+    ctx = hydra_context()
+    _quiet_non_main_ranks()
+    try:
+        typed = to_typed(cfg, schema)
+        ctx["config"] = OmegaConf.to_container(cfg, resolve=True)
+        ctx["config"].pop("hydra", None)
+        ctx["tags"] = choice_tags(ctx["choices"])
+        return body(typed, ctx)
+    except GolfError as exc:
+        if ctx["multirun"]:
+            raise
+        log.error(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _quiet_non_main_ranks() -> None:
+    """Only rank 0 prints to the console under torchrun; every rank keeps its own log file."""
+    import os
+
+    if os.environ.get("RANK", "0") != "0":
+        root = logging.getLogger()
+        for h in list(root.handlers):
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                root.removeHandler(h)

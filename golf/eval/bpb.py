@@ -1,0 +1,187 @@
+"""val_bpb byte accounting, exactly as openai/parameter-golf ``train_gpt.py``
+(``build_sentencepiece_luts`` L180-204, ``eval_val`` L263-278).
+
+Bytes are counted per scored target token from SentencePiece pieces (bytes of the tokenizer-normalized
+text): ``bytes(t) = base_bytes[t] + [has_leading_space[t] and not is_boundary[prev]]``. The ``▁`` of a
+piece counts as one space byte except right after a control token (BOS = start of document); control,
+unknown and unused ids count 0 bytes; byte-fallback pieces ``<0xNN>`` count 1.
+val_loss is in nats per token; val_bpb = val_loss / ln 2 * tokens / bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sentencepiece as spm
+import torch
+import torch.distributed as dist
+
+from golf.errors import GolfError
+
+SPACE_MARK = "\u2581"  # '▁', SentencePiece's whitespace symbol
+
+
+class TokenizerError(GolfError, ValueError):
+    """A tokenizer file is missing, not a SentencePiece ``.model``, or cannot be loaded."""
+
+
+class VocabMismatchError(TokenizerError):
+    """The tokenizer's vocab size differs from the configured one (message names both numbers)."""
+
+
+def load_tokenizer(path: str | Path, expected_vocab: int | None = None) -> spm.SentencePieceProcessor:
+    """Load a SentencePiece model.
+
+    Args:
+        path: ``.model`` file (the official script requires this suffix).
+        expected_vocab: if given, must equal ``sp.vocab_size()`` (official VOCAB_SIZE check).
+    Raises:
+        TokenizerError: missing file, wrong suffix, or unreadable model.
+        VocabMismatchError: vocab size differs from expected_vocab.
+    """
+    path = Path(path)
+    if path.suffix != ".model":
+        raise TokenizerError(f"tokenizer {path}: expected a SentencePiece .model file")
+    if not path.is_file():
+        raise TokenizerError(f"tokenizer {path}: file not found")
+    try:
+        sp = spm.SentencePieceProcessor(model_file=str(path))
+    except (OSError, RuntimeError) as exc:
+        raise TokenizerError(f"tokenizer {path}: cannot load SentencePiece model ({exc})") from None
+    vocab = int(sp.vocab_size())
+    if expected_vocab is not None and vocab != expected_vocab:
+        raise VocabMismatchError(f"tokenizer {path} has vocab_size={vocab} but vocab_size={expected_vocab} "
+                                 "was configured")
+    return sp
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file (used to pin tokenizers in manifests)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def byte_lut_arrays(sp: spm.SentencePieceProcessor, vocab_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NumPy form of the official LUTs: (base_bytes int16, has_leading_space bool, is_boundary bool),
+    each of shape [max(sp.vocab_size(), vocab_size)]. Ids beyond the SentencePiece vocab are boundary
+    tokens with 0 bytes."""
+    sp_vocab = int(sp.vocab_size())
+    size = max(sp_vocab, vocab_size)
+    base_bytes = np.zeros(size, dtype=np.int16)
+    has_leading_space = np.zeros(size, dtype=np.bool_)
+    is_boundary = np.ones(size, dtype=np.bool_)
+    for tid in range(sp_vocab):
+        if sp.is_control(tid) or sp.is_unknown(tid) or sp.is_unused(tid):
+            continue
+        is_boundary[tid] = False
+        if sp.is_byte(tid):
+            base_bytes[tid] = 1
+            continue
+        piece = sp.id_to_piece(tid)
+        if piece.startswith(SPACE_MARK):
+            has_leading_space[tid] = True
+            piece = piece[1:]  # only the one leading marker is the space; the rest are literal
+        base_bytes[tid] = len(piece.encode("utf-8"))
+    return base_bytes, has_leading_space, is_boundary
+
+
+@dataclass
+class ByteLUTs:
+    """Per-token-id byte tables, each of shape [table_size] with table_size = max(sp vocab, vocab_size)."""
+
+    base_bytes: torch.Tensor
+    """int16: UTF-8 bytes of the piece without its leading ``▁``; 1 for byte pieces; 0 for boundary ids."""
+    has_leading_space: torch.Tensor
+    """bool: the piece starts with ``▁`` (one space byte, counted unless the previous token is a boundary)."""
+    is_boundary: torch.Tensor
+    """bool: control / unknown / unused ids and padding ids beyond the SentencePiece vocab."""
+
+    def to(self, device: torch.device | str) -> ByteLUTs:
+        """Copy of the tables on ``device``."""
+        return ByteLUTs(self.base_bytes.to(device), self.has_leading_space.to(device), self.is_boundary.to(device))
+
+
+def build_byte_luts(sp: spm.SentencePieceProcessor, vocab_size: int,
+                    device: torch.device | str = "cpu") -> ByteLUTs:
+    """Official ``build_sentencepiece_luts`` as a ``ByteLUTs`` on ``device``."""
+    base_bytes, has_leading_space, is_boundary = byte_lut_arrays(sp, vocab_size)
+    return ByteLUTs(
+        base_bytes=torch.tensor(base_bytes, dtype=torch.int16, device=device),
+        has_leading_space=torch.tensor(has_leading_space, dtype=torch.bool, device=device),
+        is_boundary=torch.tensor(is_boundary, dtype=torch.bool, device=device),
+    )
+
+
+def token_bytes(prev_ids: torch.Tensor, target_ids: torch.Tensor, luts: ByteLUTs) -> torch.Tensor:
+    """Bytes credited to each target token.
+
+    Args:
+        prev_ids: int64 ids of the token before each target (the model input x), any shape.
+        target_ids: int64 target ids y, same shape.
+        luts: tables on the ids' device.
+    Returns:
+        int16 tensor of target_ids' shape: ``base_bytes[t] + (has_leading_space[t] & ~is_boundary[p])``.
+        Sum it in int64/float64 (``torch.sum`` of int16 already promotes to int64).
+    """
+    out = luts.base_bytes[target_ids].to(dtype=torch.int16)
+    out += (luts.has_leading_space[target_ids] & ~luts.is_boundary[prev_ids]).to(dtype=torch.int16)
+    return out
+
+
+def bits_per_byte(loss_sum_nats: float, num_tokens: int, num_bytes: int) -> tuple[float, float]:
+    """(val_loss, val_bpb) from summed cross-entropy.
+
+    Args:
+        loss_sum_nats: sum over scored tokens of the cross-entropy in nats.
+        num_tokens: scored tokens. num_bytes: bytes credited to them (``token_bytes`` sum).
+    Returns:
+        val_loss = loss_sum / num_tokens (nats/token); val_bpb = val_loss / ln 2 * num_tokens / num_bytes
+        (same operation order as the official script).
+    Raises:
+        ValueError: num_tokens or num_bytes is not positive.
+    """
+    if num_tokens <= 0 or num_bytes <= 0:
+        raise ValueError(f"bits_per_byte needs positive counts, got num_tokens={num_tokens} num_bytes={num_bytes}")
+    val_loss = float(loss_sum_nats) / float(num_tokens)
+    bits_per_token = val_loss / math.log(2.0)
+    tokens_per_byte = float(num_tokens) / float(num_bytes)
+    return val_loss, bits_per_token * tokens_per_byte
+
+
+class BpbAccumulator:
+    """Running fp64 sums (loss nats, tokens, bytes) for an evaluation, all-reducible across ranks.
+
+    Usage: ``acc.add(mean_loss * y.numel(), x, y)`` per batch, then ``acc.all_reduce()`` and
+    ``acc.result() -> (val_loss, val_bpb)``. Mirrors the accumulation in official ``eval_val``.
+    """
+
+    def __init__(self, luts: ByteLUTs, device: torch.device | str = "cpu"):
+        self.luts = luts.to(device)
+        self.loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        self.token_count = torch.zeros((), device=device, dtype=torch.float64)
+        self.byte_count = torch.zeros((), device=device, dtype=torch.float64)
+
+    def add(self, loss_sum_nats: torch.Tensor | float, prev_ids: torch.Tensor, target_ids: torch.Tensor) -> None:
+        """Add a batch: summed CE in nats over ``target_ids`` (all of them scored) and the ids."""
+        if isinstance(loss_sum_nats, torch.Tensor):
+            loss_sum_nats = loss_sum_nats.detach().to(torch.float64)
+        self.loss_sum += loss_sum_nats
+        self.token_count += float(target_ids.numel())
+        self.byte_count += token_bytes(prev_ids.reshape(-1), target_ids.reshape(-1), self.luts).to(torch.float64).sum()
+
+    def all_reduce(self) -> None:
+        """Sum the counters over ranks (no-op without an initialized process group)."""
+        if dist.is_available() and dist.is_initialized():
+            for t in (self.loss_sum, self.token_count, self.byte_count):
+                dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+    def result(self) -> tuple[float, float]:
+        """(val_loss nats/token, val_bpb)."""
+        return bits_per_byte(self.loss_sum.item(), int(self.token_count.item()), int(self.byte_count.item()))

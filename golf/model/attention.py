@@ -1,0 +1,87 @@
+"""Causal GQA self-attention with QK RMS-norm, RoPE and a per-head query gain (official baseline).
+
+Kernel choice: FlashAttention-3 (`flash_attn_interface`) -> FlashAttention-2 (`flash_attn`) -> PyTorch SDPA.
+Flash kernels need CUDA and bf16/fp16 inputs; any other call falls back to SDPA, so CPU runs and fp32
+evaluation always work. `flash-attn` is an optional extra (`pip install golf[flash]`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from golf.model.layers import CastedLinear, Rotary, apply_rotary_emb, rms_norm
+
+_FLASH_MODULES = {"fa3": "flash_attn_interface", "fa2": "flash_attn"}
+
+
+def resolve_flash_kernel(backend: str) -> tuple[str, Callable | None]:
+    """Return (backend name actually used, flash_attn_func or None for SDPA).
+
+    `auto` tries FA3, then FA2, then SDPA. Naming `fa3`/`fa2` explicitly raises ImportError when it is missing.
+    """
+    if backend == "sdpa":
+        return "sdpa", None
+    candidates = ["fa3", "fa2"] if backend == "auto" else [backend]
+    for name in candidates:
+        try:
+            module = importlib.import_module(_FLASH_MODULES[name])
+        except ImportError:
+            if backend != "auto":
+                raise ImportError(
+                    f"model.attention_backend={backend} needs the '{_FLASH_MODULES[name]}' package; "
+                    "install the optional extra (pip install 'golf[flash]') or use attention_backend=auto"
+                ) from None
+            continue
+        return name, module.flash_attn_func
+    return "sdpa", None
+
+
+class CausalSelfAttention(nn.Module):
+    """Attention of the official baseline. Input/output [B, T, d].
+
+    q: d->d, k,v: d->kv_dim (GQA), q and k RMS-normalized per head (no gain), RoPE on q,k, then
+    q *= q_gain[h] (init `qk_gain_init`), causal softmax attention, zero-initialized output `proj`.
+    """
+
+    def __init__(self, dim: int, num_heads: int, num_kv_heads: int, rope_base: float, qk_gain_init: float,
+                 backend: str = "auto"):
+        super().__init__()
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = dim // num_heads
+        kv_dim = num_kv_heads * self.head_dim
+        self.c_q = CastedLinear(dim, dim, bias=False)
+        self.c_k = CastedLinear(dim, kv_dim, bias=False)
+        self.c_v = CastedLinear(dim, kv_dim, bias=False)
+        self.proj = CastedLinear(dim, dim, bias=False)
+        self.proj._zero_init = True
+        self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
+        self.rotary = Rotary(self.head_dim, base=rope_base)
+        self.backend, self._flash = resolve_flash_kernel(backend)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Causal attention on [B, H, T, D] q and [B, Hkv, T, D] k, v; returns [B, H, T, D]."""
+        if self._flash is not None and q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
+            out = self._flash(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=True)
+            out = out[0] if isinstance(out, tuple) else out
+            return out.transpose(1, 2)
+        return F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, enable_gqa=self.num_kv_heads != self.num_heads
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        bsz, seqlen, dim = x.shape
+        q = self.c_q(x).reshape(bsz, seqlen, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.c_k(x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.c_v(x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = rms_norm(q), rms_norm(k)
+        cos, sin = self.rotary(seqlen, x.device, q.dtype)
+        q, k = apply_rotary_emb(q, cos, sin), apply_rotary_emb(k, cos, sin)
+        q = q * self.q_gain.to(q.dtype)[None, :, None, None]
+        y = self.attend(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(bsz, seqlen, dim))

@@ -1,0 +1,59 @@
+"""Parameter-free norms, fp32-master linear layers and RoPE, as in the official `train_gpt.py`."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def rms_norm(x: Tensor) -> Tensor:
+    """RMS-normalize the last dim with no learned gain (eps = dtype eps, as official `F.rms_norm(eps=None)`)."""
+    return F.rms_norm(x, (x.size(-1),))
+
+
+class RMSNorm(nn.Module):
+    """Parameter-free RMSNorm over the last dimension."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return rms_norm(x)
+
+
+class CastedLinear(nn.Linear):
+    """Linear layer whose weight stays fp32 (optimizer quality) and is cast to the activation dtype at matmul.
+
+    `_zero_init = True` marks output projections that the model zero-initializes.
+    """
+
+    _zero_init: bool = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        bias = self.bias.to(x.dtype) if self.bias is not None else None
+        return F.linear(x, self.weight.to(x.dtype), bias)
+
+
+class Rotary(nn.Module):
+    """RoPE tables: inv_freq_i = base^(-2i/dim), cached per (seq_len, device).
+
+    Returns cos, sin of shape [1, 1, T, dim/2] in the requested dtype.
+    """
+
+    def __init__(self, dim: int, base: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._cache: tuple[int, torch.device, Tensor, Tensor] | None = None
+
+    def forward(self, seq_len: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        if self._cache is None or self._cache[0] != seq_len or self._cache[1] != device:
+            t = torch.arange(seq_len, device=device, dtype=self.inv_freq.dtype)
+            freqs = torch.outer(t, self.inv_freq.to(device))
+            self._cache = (seq_len, device, freqs.cos()[None, None], freqs.sin()[None, None])
+        return self._cache[2].to(dtype), self._cache[3].to(dtype)
+
+
+def apply_rotary_emb(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Non-interleaved half-split rotation: (x1, x2) -> (x1 cos + x2 sin, -x1 sin + x2 cos). x: [B, H, T, D]."""
+    half = x.size(-1) // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos), dim=-1)

@@ -1,0 +1,47 @@
+"""Quantization, compression, the artifact file format and the 16,000,000-byte budget (no Hydra here).
+
+Typical export::
+
+    qstate = quantize_state_dict(model.state_dict(), QuantConfig())
+    info = write_artifact("final_model.golf", qstate, codec="zlib", level=9, config=cfg_dict)
+    code_bytes, files = count_code_bytes(["golf", "train.py"], mode="raw")
+    report = build_budget_report(qstate, info, code_bytes, files)
+    print(format_report(report)); check_budget(report)
+    model.load_state_dict(load_state_dict_from_artifact(info.path), strict=True)
+"""
+
+from golf.quant.artifact import (
+    ArtifactError,
+    ArtifactInfo,
+    load_state_dict_from_artifact,
+    read_artifact,
+    write_artifact,
+)
+from golf.quant.budget import (
+    BudgetExceededError,
+    BudgetReport,
+    CodeCountError,
+    build_budget_report,
+    check_budget,
+    count_code_bytes,
+    format_report,
+)
+from golf.quant.compress import CODECS, CodecError, compress, decompress, register_codec
+from golf.quant.config import BudgetConfig, QuantConfig, QuantConfigError
+from golf.quant.int8 import (
+    SCHEMES,
+    QuantizationError,
+    QuantizedState,
+    dequantize_state,
+    quantize_state_dict,
+    quantize_state_dict_int8,
+    register_scheme,
+)
+
+__all__ = [
+    "CODECS", "SCHEMES", "ArtifactError", "ArtifactInfo", "BudgetConfig", "BudgetExceededError", "BudgetReport",
+    "CodeCountError", "CodecError", "QuantConfig", "QuantConfigError", "QuantizationError", "QuantizedState",
+    "build_budget_report", "check_budget", "compress", "count_code_bytes", "decompress", "dequantize_state",
+    "format_report", "load_state_dict_from_artifact", "quantize_state_dict", "quantize_state_dict_int8",
+    "read_artifact", "register_codec", "register_scheme", "write_artifact",
+]

@@ -1,0 +1,201 @@
+"""The submission byte budget: artifact file bytes + code bytes <= 16,000,000 (decimal, README FAQ).
+
+Official accounting (openai/parameter-golf train_gpt.py L734, L1086-1092): model bytes = size of the compressed
+model file; code bytes = ``len(Path(__file__).read_text(encoding="utf-8").encode("utf-8"))`` of the script.
+golf counts the whole artifact file (``ArtifactInfo.file_bytes``) and, for code, either the raw utf-8 bytes of the
+counted files ("raw") or the size of an lzma self-extracting ``exec`` wrapper around them ("lzma", technique #52,
+records 04-03..04-06 / PR #1493 wrapper form).
+"""
+
+from __future__ import annotations
+
+import base64
+import lzma
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from golf.errors import GolfError
+from golf.quant.artifact import ArtifactInfo
+from golf.quant.config import CODE_MODES
+from golf.quant.int8 import QuantizedState, tensor_nbytes
+
+# The two-line self-extracting wrapper (technique #52): raw LZMA2 stream, base85 text, exec'd at import.
+LZMA_WRAPPER_PREFIX = 'import lzma as L,base64 as B\nexec(L.decompress(B.b85decode("'
+LZMA_WRAPPER_SUFFIX = '"),format=L.FORMAT_RAW,filters=[{"id":L.FILTER_LZMA2}]))\n'
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9}]
+
+
+class CodeCountError(GolfError, ValueError):
+    """A counted code path is missing, unreadable, not utf-8, or the counting mode is unknown."""
+
+
+class BudgetExceededError(GolfError, RuntimeError):
+    """Artifact bytes + code bytes exceed the target; the message gives total, target and overshoot in bytes."""
+
+
+def _collect_code_files(paths: list[str | Path]) -> list[Path]:
+    files: set[Path] = set()
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.update(f for f in p.rglob("*.py") if f.is_file() and "__pycache__" not in f.parts)
+        elif p.is_file():
+            files.add(p)  # an explicitly named file counts whatever its suffix
+        else:
+            raise CodeCountError(f"code path {p} does not exist")
+    return sorted(files, key=lambda f: f.as_posix())
+
+
+def _read_code(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")  # text mode, as the official script reads itself
+    except UnicodeDecodeError as exc:
+        raise CodeCountError(f"code file {path} is not utf-8: {exc.reason} at byte {exc.start}") from exc
+    except OSError as exc:
+        raise CodeCountError(f"code file {path} cannot be read: {exc.strerror or exc}") from exc
+
+
+def lzma_wrapper(source: str) -> str:
+    """Self-extracting 2-line program that ``exec``s ``source`` (technique #52, PR #1493 wrapper form)."""
+    blob = lzma.compress(source.encode("utf-8"), format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+    return LZMA_WRAPPER_PREFIX + base64.b85encode(blob).decode("ascii") + LZMA_WRAPPER_SUFFIX
+
+
+def count_code_bytes(paths: list[str | Path], mode: str = "raw") -> tuple[int, list[tuple[Path, int]]]:
+    """Count code bytes of the given files and every ``*.py`` under the given directories.
+
+    Returns (counted bytes, [(file, raw utf-8 bytes)] sorted by path). mode "raw": the sum of the files' utf-8
+    bytes (official). mode "lzma": utf-8 bytes of ``lzma_wrapper`` around the files' sources concatenated in that
+    order (each ending in a newline). Raises CodeCountError for a missing/non-utf-8 file or unknown mode.
+    """
+    if mode not in CODE_MODES:
+        raise CodeCountError(f"code mode {mode!r} is not one of {sorted(CODE_MODES)}")
+    files = _collect_code_files(paths)
+    sources = [_read_code(f) for f in files]
+    rows = [(f, len(s.encode("utf-8"))) for f, s in zip(files, sources, strict=True)]
+    if mode == "raw":
+        return sum(n for _, n in rows), rows
+    bundle = "".join(s if s.endswith("\n") or not s else s + "\n" for s in sources)
+    return len(lzma_wrapper(bundle).encode("utf-8")), rows
+
+
+@dataclass
+class TensorBudgetRow:
+    """One state-dict tensor in the report: storage kind, bits per stored value, bytes before compression."""
+
+    name: str
+    shape: list[int]
+    kind: str
+    """"int8" (quantized codes, "int<bits>" for other widths) or "passthrough"."""
+    bits: int
+    dtype: str
+    raw_bytes: int
+    """Codes + scales for quantized tensors, stored bytes for passthrough tensors (before compression)."""
+
+
+@dataclass
+class BudgetReport:
+    """Byte accounting of one export. total = artifact_bytes + code_bytes; fits = total <= target_bytes."""
+
+    rows: list[TensorBudgetRow]
+    scheme: str
+    payload_raw_bytes: int
+    compressed_payload_bytes: int
+    manifest_bytes: int
+    artifact_bytes: int
+    code_bytes: int
+    code_mode: str
+    code_files: list[tuple[str, int]]
+    target_bytes: int
+    total_bytes: int
+    headroom_bytes: int
+    fits: bool
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (paths as strings)."""
+        return asdict(self)
+
+
+def build_budget_report(
+    qstate: QuantizedState,
+    artifact_info: ArtifactInfo,
+    code_bytes: int,
+    code_files: list[tuple[str | Path, int]],
+    target_bytes: int = 16_000_000,
+    code_mode: str = "raw",
+) -> BudgetReport:
+    """Assemble per-tensor rows and totals; artifact bytes are the whole artifact file (``file_bytes``)."""
+    rows: list[TensorBudgetRow] = []
+    for name in qstate.ordered_names():
+        if name in qstate.quantized:
+            q, s = qstate.quantized[name], qstate.scales[name]
+            bits = int(qstate.qmeta.get(name, {}).get("bits", 8))
+            rows.append(TensorBudgetRow(name, list(q.shape), f"int{bits}", bits, str(q.dtype).removeprefix("torch."),
+                                        tensor_nbytes(q) + tensor_nbytes(s)))
+        else:
+            t = qstate.passthrough[name]
+            rows.append(TensorBudgetRow(name, list(t.shape), "passthrough", 8 * t.element_size(),
+                                        str(t.dtype).removeprefix("torch."), tensor_nbytes(t)))
+    total = int(artifact_info.file_bytes) + int(code_bytes)
+    return BudgetReport(
+        rows=rows,
+        scheme=qstate.scheme,
+        payload_raw_bytes=int(artifact_info.payload_bytes),
+        compressed_payload_bytes=int(artifact_info.compressed_bytes),
+        manifest_bytes=int(artifact_info.manifest_bytes),
+        artifact_bytes=int(artifact_info.file_bytes),
+        code_bytes=int(code_bytes),
+        code_mode=code_mode,
+        code_files=[(str(p), int(n)) for p, n in code_files],
+        target_bytes=int(target_bytes),
+        total_bytes=total,
+        headroom_bytes=int(target_bytes) - total,
+        fits=total <= int(target_bytes),
+    )
+
+
+def _code_words(report: BudgetReport) -> str:
+    n = len(report.code_files)
+    raw = sum(b for _, b in report.code_files)
+    if report.code_mode == "lzma":
+        return (f"code = utf-8 bytes of a 2-line lzma+base85 self-extracting exec wrapper around {n} file(s) "
+                f"({raw:,} raw bytes)")
+    return f"code = raw utf-8 bytes of {n} file(s)"
+
+
+def format_report(report: BudgetReport, show_tensors: bool = True) -> str:
+    """Readable multi-line table: per-tensor rows, then totals and what counts as code and model bytes."""
+    lines: list[str] = []
+    if show_tensors:
+        width = max([len(r.name) for r in report.rows] + [6])
+        lines.append(f"{'tensor':<{width}}  {'shape':<14} {'kind':<11} {'bits':>4} {'raw bytes':>12}")
+        for r in report.rows:
+            shape = "x".join(map(str, r.shape)) or "scalar"
+            lines.append(f"{r.name:<{width}}  {shape:<14} {r.kind:<11} {r.bits:>4} {r.raw_bytes:>12,}")
+        lines.append("")
+    lines += [
+        f"scheme {report.scheme}: payload {report.payload_raw_bytes:,} raw bytes -> "
+        f"{report.compressed_payload_bytes:,} compressed (+ {report.manifest_bytes:,} manifest bytes)",
+        f"artifact file  {report.artifact_bytes:>12,} bytes  (model = whole file: header + manifest + payload)",
+        f"code           {report.code_bytes:>12,} bytes  ({_code_words(report)})",
+    ]
+    for path, n in report.code_files:
+        lines.append(f"    {n:>10,}  {path}")
+    verdict = "fits" if report.fits else "OVER BUDGET"
+    lines += [
+        f"total          {report.total_bytes:>12,} bytes",
+        f"target         {report.target_bytes:>12,} bytes",
+        f"headroom       {report.headroom_bytes:>12,} bytes  -> {verdict}",
+    ]
+    lines += report.notes
+    return "\n".join(lines)
+
+
+def check_budget(report: BudgetReport) -> None:
+    """Raise BudgetExceededError when ``report.total_bytes > report.target_bytes``."""
+    if not report.fits:
+        over = report.total_bytes - report.target_bytes
+        raise BudgetExceededError(
+            f"submission is {report.total_bytes:,} bytes (artifact {report.artifact_bytes:,} + code "
+            f"{report.code_bytes:,}), over the {report.target_bytes:,}-byte target by {over:,} bytes"
+        )

@@ -1,0 +1,102 @@
+"""Run records on rank 0: W&B (offline by default), a JSONL history and metrics.json in the run directory.
+
+Files in a run directory: `history.jsonl` (one JSON object per logged step), `metrics.json` (final numbers).
+Both are readable without W&B, which is what `golf.report` uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from golf.train.config import LoggerConfig
+
+HISTORY_NAME = "history.jsonl"
+METRICS_NAME = "metrics.json"
+
+
+def git_sha(cwd: str | Path | None = None) -> str:
+    """Current commit of the repository holding golf (with '-dirty' when there are local edits), or ''."""
+    cwd = cwd or Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{sha}-dirty" if sha and dirty else sha
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """Write JSON atomically (tmp + rename), so a crash never leaves a half-written metrics file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'model': {'num_layers': 9}} -> {'model.num_layers': 9} (lists stay values)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class Tracker:
+    """Rank-0 sink for metrics. Inactive (every call a no-op) on other ranks.
+
+    `log(metrics, step)` appends to history.jsonl and W&B; `summary(metrics)` sets W&B summary values;
+    `finish()` closes W&B (always call it, also on failure, so the next sweep job starts clean).
+    """
+
+    def __init__(self, cfg: LoggerConfig, run_dir: str | Path, *, job_type: str, config: dict, name: str,
+                 group: str, tags: list[str], active: bool = True):
+        self.active = active
+        self.run_dir = Path(run_dir)
+        self.run = None
+        self.history_path = self.run_dir / HISTORY_NAME
+        if not active:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.name == "wandb":
+            import wandb
+
+            os.environ.setdefault("WANDB_MODE", cfg.mode)
+            os.environ.setdefault("WANDB_SILENT", "true")
+            self.run = wandb.init(
+                project=cfg.project, entity=cfg.entity or None, group=cfg.group or group, job_type=job_type,
+                name=name, tags=sorted(set(tags) | set(cfg.tags)), config=flatten(config),
+                dir=str(self.run_dir), reinit="finish_previous",
+            )
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if not self.active:
+            return
+        with self.history_path.open("a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def summary(self, metrics: dict[str, Any]) -> None:
+        if self.run is not None:
+            for k, v in metrics.items():
+                self.run.summary[k] = v
+
+    def finish(self, exit_code: int = 0) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=exit_code)
+            self.run = None
+
+
+def choice_tags(choices: dict[str, str | None]) -> list[str]:
+    """Hydra runtime choices -> W&B tags like 'model:baseline' (Hydra's own groups skipped)."""
+    return sorted(f"{g}:{c}" for g, c in choices.items() if c and not g.startswith("hydra"))
