@@ -8,6 +8,7 @@ with status 2 in a single run; inside a multirun they propagate so the sweep rec
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -55,9 +56,26 @@ def run_entry(cfg: DictConfig, schema: type, body: Callable[[Any, dict[str, Any]
     except GolfError as exc:
         if ctx["multirun"]:
             raise
-        log.error(f"error: {exc}")
+        _remove_hydra_outputs()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def _remove_hydra_outputs() -> None:
+    """Undo what Hydra wrote for a run that failed on bad input: its config copy, its log file, and the run
+    directory itself when nothing else is in it. Checkpoints and artifacts are never touched."""
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == run_dir:
+            root.removeHandler(h)
+            h.close()
+            Path(h.baseFilename).unlink(missing_ok=True)
+    if hc.output_subdir:
+        shutil.rmtree(run_dir / hc.output_subdir, ignore_errors=True)
+    if run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
 
 def _quiet_non_main_ranks() -> None:

@@ -28,6 +28,7 @@ from golf.model import build_model, cast_for_device, count_params
 from golf.optim import apply_lr_scale, build_optimizers, lr_multiplier, muon_momentum_at, set_muon_momentum
 from golf.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from golf.train.dist import DistContext, all_reduce_max, init_distributed, teardown
+from golf.train.hooks import build_hooks
 from golf.train.tracking import METRICS_NAME, Tracker, write_json
 
 log = logging.getLogger("golf.train")
@@ -171,6 +172,9 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> dict:
             model.require_backward_grad_sync = True
         loader = new_loader()
 
+    hooks = build_hooks(cfg)
+    for hook in hooks:
+        hook.on_train_start(base_model, optimizers)
     cap_ms = 1000.0 * sched.max_wallclock_seconds if sched.max_wallclock_seconds > 0 else None
     tokens_per_step = t.train_batch_tokens
     train_ms, step, stop_after = 0.0, 0, None
@@ -179,6 +183,9 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> dict:
     t0 = time.perf_counter()
     while True:
         last_step = step == sched.iterations or (stop_after is not None and step >= stop_after)
+        if last_step:
+            for hook in hooks:
+                hook.on_train_end(base_model)
         if last_step or (sched.val_loss_every > 0 and step % sched.val_loss_every == 0):
             _sync(device)
             train_ms += 1000.0 * (time.perf_counter() - t0)
@@ -205,6 +212,11 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> dict:
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         step += 1
+        hook_metrics: dict[str, float] = {}
+        for hook in hooks:
+            hook_metrics.update(hook.on_step_end(step, scale, base_model))
+        if hook_metrics:
+            tracker.log(hook_metrics, step)
 
         approx_ms = train_ms + 1000.0 * (time.perf_counter() - t0)
         every = sched.train_log_every

@@ -1,0 +1,34 @@
+"""Training hooks: techniques that act around the optimizer step without living in the loop body.
+
+Weight averaging (EMA/SWA/LAWA), late QAT switches and similar options implement `TrainHook` and are built
+from the config by `build_hooks`. The loop calls, in order: on_train_start once after priming (priming steps
+never reach the hooks), on_step_end after every optimizer step, and on_train_end before the final validation,
+checkpoint and export, so what the hooks leave in the model (e.g. averaged weights) is what gets evaluated.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class TrainHook:
+    """No-op base class; override what you need."""
+
+    def on_train_start(self, model: nn.Module, optimizers: list) -> None:
+        """Called once, after the priming steps were rolled back and before step 0."""
+
+    def on_step_end(self, step: int, lr_scale: float, model: nn.Module) -> dict[str, float]:
+        """Called after optimizer step `step` (1-based count of completed steps) with the lr multiplier used.
+
+        Returns metrics to log (may be empty).
+        """
+        return {}
+
+    def on_train_end(self, model: nn.Module) -> None:
+        """Called after the last step, before the final validation and the checkpoint."""
+
+
+def build_hooks(cfg) -> list[TrainHook]:
+    """Hooks selected by a typed TrainRunConfig, in the order they run."""
+    hooks: list[TrainHook] = []
+    return hooks
