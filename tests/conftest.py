@@ -39,3 +39,53 @@ def sp1024_shards(tmp_path_factory, sp1024_model: Path, fineweb_docs: Path) -> P
     out = tmp_path_factory.mktemp("sp1024") / "fineweb10B_sp1024"
     prepare_shards(fineweb_docs, sp1024_model, out, val_docs=50)
     return out
+
+
+REPO = Path(__file__).resolve().parents[1]
+# A tiny configuration of the baseline architecture that trains in seconds on this CPU.
+TINY_OVERRIDES = [
+    "experiment=smoke", "logger=none", "model.num_layers=2", "model.model_dim=128", "model.num_heads=4",
+    "model.num_kv_heads=2", "trainer.train_seq_len=128", "trainer.train_batch_tokens=8192",
+    "schedule.iterations=30", "schedule.warmup_steps=1", "schedule.warmdown_iters=10",
+    "eval.batch_tokens=16384", "eval.max_tokens=16384",
+]
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory, sp1024_shards: Path, sp1024_model: Path) -> Path:
+    """A GOLF_DATA_DIR in the official layout (datasets/fineweb10B_sp1024, tokenizers/) over `sp1024_shards`.
+
+    The tokenizer is symlinked, never copied."""
+    root = tmp_path_factory.mktemp("data_root")
+    (root / "datasets").mkdir()
+    (root / "datasets" / "fineweb10B_sp1024").symlink_to(sp1024_shards, target_is_directory=True)
+    (root / "tokenizers").mkdir()
+    (root / "tokenizers" / sp1024_model.name).symlink_to(sp1024_model)
+    return root
+
+
+def run_golf(script: str, *overrides: str, data_root: Path, cwd: Path = REPO, env: dict | None = None,
+             check: bool = True, timeout: int = 600):
+    """Run train.py / export.py / eval.py as a user would (subprocess), with GOLF_DATA_DIR set."""
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, "GOLF_DATA_DIR": str(data_root), "WANDB_MODE": "offline", **(env or {})}
+    proc = subprocess.run([sys.executable, script, *overrides], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(overrides)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, data_root: Path) -> Path:
+    """Run directory of a tiny baseline-architecture model trained 30 steps on the FineWeb sample.
+
+    Holds checkpoint.pt, metrics.json, history.jsonl, config.json-equivalents (.hydra/). Read-only for tests:
+    copy it (shutil.copytree) before exporting into it."""
+    run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
+    run_golf("train.py", *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", data_root=data_root)
+    return run_dir
