@@ -74,7 +74,7 @@ class Tracker:
             os.environ.setdefault("WANDB_SILENT", "true")
             self.run = wandb.init(
                 project=cfg.project, entity=cfg.entity or None, group=cfg.group or group, job_type=job_type,
-                name=name, tags=sorted(set(tags) | set(cfg.tags)), config=flatten(config),
+                name=name, tags=sorted(set(tags) | set(cfg.tags)), config={**flatten(config), "git_sha": git_sha()},
                 dir=str(self.run_dir), reinit="finish_previous",
             )
 
@@ -99,4 +99,4 @@ class Tracker:
 
 def choice_tags(choices: dict[str, str | None]) -> list[str]:
     """Hydra runtime choices -> W&B tags like 'model:baseline' (Hydra's own groups skipped)."""
-    return sorted(f"{g}:{c}" for g, c in choices.items() if c and not g.startswith("hydra"))
+    return sorted(f"{g}:{c}" for g, c in choices.items() if c and not g.startswith("hydra") and g != "local")
