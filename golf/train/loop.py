@@ -249,8 +249,9 @@ def _log_train(step, sched, loss, scale, approx_ms, tokens_per_step, cap_ms, tra
     tok_s = tokens_per_step / (ms_per_step / 1000.0)
     remaining_steps_ms = (sched.iterations - step) * ms_per_step
     eta_ms = min(remaining_steps_ms, cap_ms - approx_ms) if cap_ms is not None else remaining_steps_ms
-    lr = optimizers[0].param_groups[0]["lr"]
-    log.info(f"step:{step}/{sched.iterations} train_loss:{loss:.4f} lr_scale:{scale:.4f} "
+    lr = next((o.param_groups[0]["lr"] for o in optimizers if type(o).__name__ == "Muon"),
+              optimizers[0].param_groups[0]["lr"])
+    log.info(f"step:{step}/{sched.iterations} train_loss:{loss:.4f} lr:{lr:.4g} lr_scale:{scale:.4f} "
              f"train_time:{approx_ms:.0f}ms step_avg:{ms_per_step:.2f}ms tok/s:{tok_s:,.0f} "
              f"eta:{max(eta_ms, 0) / 1000:.0f}s")
     if not math.isfinite(loss):
