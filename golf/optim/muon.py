@@ -225,8 +225,9 @@ class Muon(torch.optim.Optimizer):
         else:
             g = buf
         if group.get("row_normalize", False):
-            # MuonEq-R: equalize row norms so Newton–Schulz sees a better-conditioned input.
-            g = g / g.float().norm(dim=-1, keepdim=True).clamp_min(1e-7).to(g.dtype)
+            # MuonEq-R: equalize row norms so Newton–Schulz sees a better-conditioned input (norms in >= fp32).
+            wide = g.to(torch.promote_types(g.dtype, torch.float32))
+            g = g / wide.norm(dim=-1, keepdim=True).clamp_min(1e-7).to(g.dtype)
         kwargs = {"norm_scale": self.norm_scale} if self.norm_scale != 1.0 else {}
         update = self.zeropower_fn(
             g, steps=group["backend_steps"], coeffs=self.coeffs, compute_dtype=self.compute_dtype, **kwargs
