@@ -24,6 +24,7 @@ from golf.eval.config import EvalConfig
 from golf.model.config import ModelConfig
 from golf.optim.config import OptimConfig, ScheduleConfig
 from golf.quant.config import BudgetConfig, QuantConfig
+from golf.train.averaging import AveragingConfig
 from golf.train.config import LoggerConfig, TrainerConfig
 
 T = TypeVar("T")
@@ -37,6 +38,7 @@ class TrainRunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    averaging: AveragingConfig = field(default_factory=AveragingConfig)
     quant: QuantConfig = field(default_factory=QuantConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -85,7 +87,7 @@ class EvalRunConfig:
 
 GROUPS: dict[str, type] = {
     "data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "schedule": ScheduleConfig,
-    "quant": QuantConfig, "budget": BudgetConfig, "eval": EvalConfig, "logger": LoggerConfig,
+    "averaging": AveragingConfig, "quant": QuantConfig, "budget": BudgetConfig, "eval": EvalConfig, "logger": LoggerConfig,
     "trainer": TrainerConfig,
 }
 

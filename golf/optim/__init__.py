@@ -26,33 +26,47 @@ from golf.optim.groups import (
     is_control_tensor,
     split_params,
 )
-from golf.optim.muon import NS5_COEFFS, Muon, zeropower_via_newtonschulz5
+from golf.optim.muon import (
+    NS5_COEFFS,
+    NS_COEFFICIENTS,
+    POLAR_EXPRESS_COEFFS,
+    Muon,
+    zeropower_via_newtonschulz5,
+)
 from golf.optim.schedule import (
     LR_SCHEDULES,
+    fraction_warmdown,
     lr_multiplier,
     muon_momentum_at,
     set_muon_momentum,
+    training_fraction,
     wallclock_warmdown,
+    wsd_s,
 )
 
 __all__ = [
     "GROUP_NAMES",
     "LR_SCHEDULES",
     "NS5_COEFFS",
+    "NS_COEFFICIENTS",
     "OFFICIAL_CONTROL_TENSOR_PATTERNS",
     "OPTIM_GROUPS_ATTR",
     "Muon",
     "OptimConfig",
     "OptimConfigError",
+    "POLAR_EXPRESS_COEFFS",
     "ParamRoutingError",
     "ScheduleConfig",
     "apply_lr_scale",
     "build_optimizers",
+    "fraction_warmdown",
     "is_control_tensor",
     "lr_multiplier",
     "muon_momentum_at",
     "set_muon_momentum",
     "split_params",
+    "training_fraction",
     "wallclock_warmdown",
+    "wsd_s",
     "zeropower_via_newtonschulz5",
 ]

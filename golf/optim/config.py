@@ -2,6 +2,9 @@
 
 Defaults are the official baseline `train_gpt.py` hyperparameters (openai/parameter-golf,
 class `Hyperparameters` L74-87, control patterns L288-295; see shared/reference/parameter-golf.md §1.1).
+Fields beyond the official ones (weight decays, Polar Express, MuonEq-R, fraction warmdown, WSD-S, min-lr floor,
+GPTQ reserve) default to values that leave the official behaviour unchanged; `#N` in their docs refers to the
+technique table §3.2 of shared/reference/parameter-golf.md.
 Every `__post_init__` raises `OptimConfigError` (a ValueError) naming the field and its allowed range.
 """
 
@@ -28,8 +31,11 @@ OFFICIAL_CONTROL_TENSOR_PATTERNS: tuple[str, ...] = (
 
 # Names accepted by the `name` fields; new optimizer stacks / schedules extend these sets.
 OPTIMIZER_NAMES: frozenset[str] = frozenset({"muon_adam"})
-SCHEDULE_NAMES: frozenset[str] = frozenset({"wallclock_warmdown"})
+SCHEDULE_NAMES: frozenset[str] = frozenset({"wallclock_warmdown", "fraction_warmdown", "wsd_s"})
 MUON_DTYPES: frozenset[str] = frozenset({"auto", "bfloat16", "float32"})
+NS_COEFF_NAMES: frozenset[str] = frozenset({"jordan", "polar_express"})
+POLAR_EXPRESS_STEPS = 5  # Polar Express defines exactly five (a, b, c) tuples
+DECAY_SHAPES: frozenset[str] = frozenset({"linear", "cosine", "1-sqrt"})
 
 
 class OptimConfigError(GolfError, ValueError):
@@ -87,7 +93,23 @@ class OptimConfig:
     adam_eps: float = 1e-8
     """Adam epsilon (ADAM_EPS)."""
     grad_clip_norm: float = 0.0
-    """Joint L2 clip over all parameters before the step; 0 = off (GRAD_CLIP_NORM)."""
+    """Joint L2 clip over all parameters before the step; 0 = off (GRAD_CLIP_NORM; records use 0.3, #11)."""
+    muon_wd: float = 0.0
+    """Muon decoupled weight decay: p ← p·(1 − lr·wd), lr = scheduled lr; 0 = off (MUON_WD; #9, 0.04 → 0.095)."""
+    muon_cautious_wd: bool = False
+    """Apply muon_wd only where update and weight signs agree (Cautious WD, arXiv 2510.12402; seed 001)."""
+    muon_ns_coeffs: str = "jordan"
+    """Newton–Schulz coefficients: jordan (official fixed tuple) or polar_express (5 per-step tuples, #63)."""
+    muon_ns_norm_scale: float = 1.0
+    """Divide by (‖G‖ + eps)·scale before Newton–Schulz; 1.0 = official, seed 001 uses 1.02 with polar_express."""
+    muon_row_normalize: bool = False
+    """MuonEq-R: L2-normalize each row of the update before Newton–Schulz (MUON_ROW_NORMALIZE; #45)."""
+    embed_wd: float = 0.0
+    """Decoupled weight decay of the embedding group; > 0 switches it from Adam to AdamW (EMBED_WD; #41)."""
+    scalar_wd: float = 0.0
+    """Decoupled weight decay of the scalar/control group; > 0 switches it to AdamW (ADAM_WD; #8, #41)."""
+    head_wd: float = 0.0
+    """Decoupled weight decay of the untied lm_head group; > 0 switches it to AdamW."""
     control_tensor_patterns: list[str] = field(default_factory=lambda: list(OFFICIAL_CONTROL_TENSOR_PATTERNS))
     """Name substrings forcing a parameter into the scalar Adam group (CONTROL_TENSOR_NAME_PATTERNS)."""
 
@@ -95,8 +117,24 @@ class OptimConfig:
         owner = "optim"
         if self.name not in OPTIMIZER_NAMES:
             raise OptimConfigError(f"{owner}.name={self.name!r} must be one of {sorted(OPTIMIZER_NAMES)}")
-        for lr_field in ("matrix_lr", "scalar_lr", "tied_embed_lr", "embed_lr", "head_lr", "grad_clip_norm"):
+        for lr_field in ("matrix_lr", "scalar_lr", "tied_embed_lr", "embed_lr", "head_lr", "grad_clip_norm",
+                         "muon_wd", "embed_wd", "scalar_wd", "head_wd"):
             _check_finite_nonneg(owner, lr_field, getattr(self, lr_field))
+        for flag in ("muon_cautious_wd", "muon_row_normalize"):
+            if not isinstance(getattr(self, flag), bool):
+                raise OptimConfigError(f"{owner}.{flag}={getattr(self, flag)!r} must be a bool")
+        if self.muon_ns_coeffs not in NS_COEFF_NAMES:
+            raise OptimConfigError(
+                f"{owner}.muon_ns_coeffs={self.muon_ns_coeffs!r} must be one of {sorted(NS_COEFF_NAMES)}"
+            )
+        if self.muon_ns_coeffs == "polar_express" and self.muon_backend_steps > POLAR_EXPRESS_STEPS:
+            raise OptimConfigError(
+                f"{owner}.muon_backend_steps={self.muon_backend_steps} must be <= {POLAR_EXPRESS_STEPS} with "
+                f"{owner}.muon_ns_coeffs=polar_express (it defines {POLAR_EXPRESS_STEPS} coefficient tuples)"
+            )
+        scale = self.muon_ns_norm_scale
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            raise OptimConfigError(f"{owner}.muon_ns_norm_scale={scale!r} must be a finite number > 0")
         for unit_field in ("muon_momentum", "muon_momentum_warmup_start", "beta1", "beta2"):
             _check_unit_interval(owner, unit_field, getattr(self, unit_field))
         _check_int_at_least(owner, "muon_momentum_warmup_steps", self.muon_momentum_warmup_steps, 0)
@@ -120,7 +158,7 @@ class ScheduleConfig:
     """Training length, LR schedule and logging cadence (train_gpt.py L49-59, L922-1055)."""
 
     name: str = "wallclock_warmdown"
-    """LR schedule; only "wallclock_warmdown" (official lr_mul: flat, then linear decay to 0)."""
+    """LR schedule: wallclock_warmdown (official), fraction_warmdown (#51/#64) or wsd_s (seed 001)."""
     iterations: int = 20000
     """Hard cap on optimizer steps (ITERATIONS); the wallclock cap normally binds first."""
     warmdown_iters: int = 1200
@@ -133,6 +171,19 @@ class ScheduleConfig:
     """Log train loss every N steps (plus steps <= 10 and after the cap); 0 = never (TRAIN_LOG_EVERY)."""
     val_loss_every: int = 1000
     """Run a full validation every N steps; 0 = only at the end (VAL_LOSS_EVERY)."""
+    warmdown_frac: float = 0.75
+    """fraction_warmdown / wsd_s: fraction of training (of each cycle for wsd_s) spent decaying (WARMDOWN_FRAC)."""
+    min_lr: float = 0.0
+    """Floor of the LR multiplier, as a fraction of base lr, for every schedule; 0 = decay to 0 (MIN_LR; #64)."""
+    gptq_reserve_seconds: float = 0.0
+    """Seconds of the wallclock cap kept for post-training work; schedules measure progress against
+    cap − reserve (GPTQ_RESERVE_SECONDS; #31/#51). 0 = official."""
+    lr_warmup_steps: int = 0
+    """wsd_s only: linear LR warmup over the first N steps, multiplier (step+1)/N; 0 = none."""
+    wsd_cycles: int = 1
+    """wsd_s only: number of stable+decay cycles; the LR jumps back to peak after each non-final decay."""
+    decay_shape: str = "linear"
+    """wsd_s only: decay curve from 1 to min_lr: linear, cosine or 1-sqrt."""
 
     def __post_init__(self) -> None:
         owner = "schedule"
@@ -148,8 +199,39 @@ class ScheduleConfig:
             raise OptimConfigError(
                 f"{owner}.max_wallclock_seconds={cap!r} must be a finite number (<= 0 disables the cap)"
             )
+        self._check_options(owner, cap)
+
+    def _check_options(self, owner: str, cap: float) -> None:
+        """Rules of the non-official schedule fields (fraction_warmdown, wsd_s, min_lr, GPTQ reserve)."""
+        for unit_field in ("warmdown_frac", "min_lr"):
+            value = getattr(self, unit_field)
+            if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+                raise OptimConfigError(f"{owner}.{unit_field}={value!r} must be in [0, 1]")
+        _check_finite_nonneg(owner, "gptq_reserve_seconds", self.gptq_reserve_seconds)
+        if cap > 0 and self.gptq_reserve_seconds >= cap:
+            raise OptimConfigError(
+                f"{owner}.gptq_reserve_seconds={self.gptq_reserve_seconds!r} must be smaller than "
+                f"{owner}.max_wallclock_seconds={cap!r}"
+            )
+        _check_int_at_least(owner, "lr_warmup_steps", self.lr_warmup_steps, 0)
+        _check_int_at_least(owner, "wsd_cycles", self.wsd_cycles, 1)
+        if self.decay_shape not in DECAY_SHAPES:
+            raise OptimConfigError(f"{owner}.decay_shape={self.decay_shape!r} must be one of {sorted(DECAY_SHAPES)}")
+        if self.name != "wsd_s":  # a wsd_s-only field set under another schedule would silently do nothing
+            for wsd_field, default in (("lr_warmup_steps", 0), ("wsd_cycles", 1), ("decay_shape", "linear")):
+                if getattr(self, wsd_field) != default:
+                    raise OptimConfigError(
+                        f"{owner}.{wsd_field}={getattr(self, wsd_field)!r} is only used by schedule.name=wsd_s "
+                        f"(got schedule.name={self.name!r})"
+                    )
 
     @property
     def max_wallclock_ms(self) -> float | None:
         """Wallclock cap in milliseconds, or None when disabled (official `max_wallclock_ms`)."""
         return 1000.0 * self.max_wallclock_seconds if self.max_wallclock_seconds > 0 else None
+
+    @property
+    def schedule_cap_ms(self) -> float | None:
+        """Time the LR schedules plan for: (cap − gptq_reserve_seconds) in ms, or None without a cap."""
+        cap_ms = self.max_wallclock_ms
+        return None if cap_ms is None else cap_ms - 1000.0 * self.gptq_reserve_seconds

@@ -31,7 +31,7 @@ from torch import nn
 
 from golf.errors import GolfError
 from golf.optim.config import OptimConfig
-from golf.optim.muon import Muon
+from golf.optim.muon import NS_COEFFICIENTS, Muon
 
 GROUP_NAMES: tuple[str, ...] = ("embed", "head", "matrix", "scalar")
 OPTIM_GROUPS_ATTR = "optim_groups"
@@ -127,7 +127,18 @@ def split_params(model: nn.Module, cfg: OptimConfig) -> dict[str, NamedParams]:
     return groups
 
 
-def _adam(params: list[nn.Parameter], lr: float, cfg: OptimConfig, fused: bool) -> torch.optim.Adam:
+def _adam(params: list[nn.Parameter], lr: float, cfg: OptimConfig, fused: bool,
+          weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam (official), or torch AdamW when `weight_decay` > 0: decoupled `p ← p·(1 − lr·wd)` with lr the
+    scheduled group lr, as `torch.optim.AdamW(weight_decay=ADAM_WD / EMBED_WD)` in the records (#8, #41)."""
+    if weight_decay > 0:
+        return torch.optim.AdamW(
+            [{"params": params, "lr": lr, "base_lr": lr}],
+            betas=(cfg.beta1, cfg.beta2),
+            eps=cfg.adam_eps,
+            weight_decay=weight_decay,
+            fused=fused,
+        )
     return torch.optim.Adam(
         [{"params": params, "lr": lr, "base_lr": lr}],
         betas=(cfg.beta1, cfg.beta2),
@@ -149,6 +160,8 @@ def build_optimizers(
     Official train_gpt.py L860-893: the head optimizer is inserted at index 1 only when it has parameters;
     every param group stores "base_lr" so `apply_lr_scale` can rescale it; Adam uses betas (beta1, beta2),
     eps adam_eps, no weight decay. Empty groups (e.g. a model without scalars) get no optimizer.
+    Options: `embed_wd` / `head_wd` / `scalar_wd` > 0 make that group AdamW; Muon gets `muon_wd`,
+    `muon_cautious_wd`, `muon_row_normalize`, `muon_ns_coeffs` and `muon_ns_norm_scale` (see golf/optim/muon.py).
 
     Args:
         model: un-wrapped model (see `split_params`).
@@ -172,9 +185,9 @@ def build_optimizers(
     optimizers: list[torch.optim.Optimizer] = []
     token_lr = cfg.tied_embed_lr if tie_embeddings else cfg.embed_lr
     if groups["embed"]:
-        optimizers.append(_adam(params_of("embed"), token_lr, cfg, fused))
+        optimizers.append(_adam(params_of("embed"), token_lr, cfg, fused, cfg.embed_wd))
     if groups["head"]:
-        optimizers.append(_adam(params_of("head"), cfg.head_lr, cfg, fused))
+        optimizers.append(_adam(params_of("head"), cfg.head_lr, cfg, fused, cfg.head_wd))
     if groups["matrix"]:
         muon = Muon(
             params_of("matrix"),
@@ -185,12 +198,17 @@ def build_optimizers(
             rank=rank,
             world_size=world_size,
             compute_dtype=_muon_dtype(cfg.muon_dtype, params_of("matrix")),
+            coeffs=NS_COEFFICIENTS[cfg.muon_ns_coeffs],
+            weight_decay=cfg.muon_wd,
+            cautious_wd=cfg.muon_cautious_wd,
+            row_normalize=cfg.muon_row_normalize,
+            norm_scale=cfg.muon_ns_norm_scale,
         )
         for group in muon.param_groups:
             group["base_lr"] = cfg.matrix_lr
         optimizers.append(muon)
     if groups["scalar"]:
-        optimizers.append(_adam(params_of("scalar"), cfg.scalar_lr, cfg, fused))
+        optimizers.append(_adam(params_of("scalar"), cfg.scalar_lr, cfg, fused, cfg.scalar_wd))
     return optimizers
 
 

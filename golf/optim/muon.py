@@ -13,9 +13,22 @@ modded-nanogpt"; background https://kellerjordan.github.io/posts/muon/). Default
   flat **bf16** buffer, `all_reduce(SUM)` makes every rank hold all updates, then every parameter
   does `p ← p − lr·u` (update cast to the parameter dtype).
 
-Extension points (not implemented yet, only shaped for): per-step coefficient schedules (Polar Express)
-via `coeffs`, a replaceable orthogonalizer (`zeropower_fn`, e.g. `torch.compile`d, or row-normalized
-MuonEq-R), decoupled weight decay applied in the final update loop.
+Options (all off by default; the defaults above are the official behaviour):
+
+- Polar Express coefficients (`coeffs=POLAR_EXPRESS_COEFFS`): five per-iteration (a, b, c) tuples instead of one
+  fixed tuple (Amsel et al. 2025, arXiv 2505.16932; PR #1344, record
+  `2026-04-23_…_PolarNS_MinLR_FusedCE`; seed 001). `norm_scale` > 1 divides by (‖X‖+eps)·norm_scale before
+  the iteration (seed 001 uses 1.02, a safety margin that keeps the top singular value below 1).
+- Decoupled weight decay (`weight_decay`): `p ← p·(1 − lr·wd)` before `p ← p − lr·u`, with lr the *scheduled*
+  group lr (records `2026-03-19_SlidingWindow_FP16Emb_10L_MuonWD_OvertoneInit`,
+  `2026-03-22_11L_EMA_GPTQ-lite…`: `p.data.mul_(1.0 - lr * wd)`); applied to every parameter of the group,
+  also one that got no gradient this step, as in those records.
+- Cautious weight decay (`cautious_wd=True`): decay only the entries where the update and the parameter have
+  the same sign, `p ← p − lr·wd·p·[u·p ≥ 0] − lr·u` (Chen et al. 2025 "Cautious Weight Decay",
+  arXiv 2510.12402; the `(g * p) >= 0` mask of modded-nanogpt / nanochat's Muon; seed 001).
+- Row normalization (`row_normalize=True`, MuonEq-R): before Newton–Schulz, divide each row of the Nesterov
+  update by its L2 norm (clamped at 1e-7) (arXiv 2603.28254; PR #1217/#1260, record
+  `2026-04-03_MuonEqR_DepthRecurrence_WD090_AllInt6`, `MUON_ROW_NORMALIZE=1`).
 """
 
 from __future__ import annotations
@@ -29,20 +42,38 @@ from torch import Tensor
 # Keller Jordan's quintic coefficients, applied at every step (official train_gpt.py L99).
 NS5_COEFFS: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
 
+# Polar Express: one (a, b, c) per iteration, computed for 5 iterations with safety factor 2e-2 and cushion 2
+# (arXiv 2505.16932; full-precision values as in record 2026-04-23_…_PolarNS_MinLR_FusedCE, PR #1787).
+POLAR_EXPRESS_COEFFS: tuple[tuple[float, float, float], ...] = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
+
+# Names accepted by OptimConfig.muon_ns_coeffs.
+NS_COEFFICIENTS: dict[str, object] = {"jordan": NS5_COEFFS, "polar_express": POLAR_EXPRESS_COEFFS}
+
 Coeffs = tuple[float, float, float] | Sequence[tuple[float, float, float]]
 ZeropowerFn = Callable[..., Tensor]
 
 
 def _coefficient_schedule(coeffs: Coeffs, steps: int) -> list[tuple[float, float, float]]:
-    """One (a, b, c) triple per step: a single triple is repeated; a sequence must have `steps` triples."""
+    """One (a, b, c) triple per step.
+
+    A single triple is repeated `steps` times. A sequence of triples must hold at least `steps` of them and its
+    first `steps` are used (the records slice `_PE_COEFFS[:steps]` the same way for Polar Express).
+    """
     if len(coeffs) == 3 and all(isinstance(v, (int, float)) for v in coeffs):
         return [tuple(float(v) for v in coeffs)] * steps  # type: ignore[list-item]
     schedule = [tuple(float(v) for v in triple) for triple in coeffs]  # type: ignore[union-attr]
-    if len(schedule) != steps or any(len(t) != 3 for t in schedule):
+    if len(schedule) < steps or any(len(t) != 3 for t in schedule):
         raise ValueError(
-            f"zeropower_via_newtonschulz5: coeffs must be one (a, b, c) triple or {steps} triples, got {coeffs!r}"
+            f"zeropower_via_newtonschulz5: coeffs must be one (a, b, c) triple or at least {steps} triples, "
+            f"got {coeffs!r}"
         )
-    return schedule  # type: ignore[return-value]
+    return schedule[:steps]  # type: ignore[return-value]
 
 
 def zeropower_via_newtonschulz5(
@@ -51,6 +82,7 @@ def zeropower_via_newtonschulz5(
     eps: float = 1e-7,
     coeffs: Coeffs = NS5_COEFFS,
     compute_dtype: torch.dtype = torch.bfloat16,
+    norm_scale: float = 1.0,
 ) -> Tensor:
     """Approximate the orthogonal polar factor U·Vᵀ of `G` (= U·S·Vᵀ) with a quintic Newton–Schulz iteration.
 
@@ -64,6 +96,8 @@ def zeropower_via_newtonschulz5(
             bf16 matmul on CPU is roughly an order of magnitude slower than fp32, so CPU runs may pass
             torch.float32 (a deliberate, visible deviation; singular values then differ from bf16 only by
             bf16 rounding). float64 is accepted for exact reference checks.
+        norm_scale: divide by (‖X‖_F + eps)·norm_scale instead of (‖X‖_F + eps); 1.0 (default) is official,
+            seed 001's Polar Express uses 1.02.
 
     Returns:
         [rows, cols] tensor of dtype `compute_dtype` whose singular values lie roughly in [0.7, 1.2] (the
@@ -79,7 +113,7 @@ def zeropower_via_newtonschulz5(
     schedule = _coefficient_schedule(coeffs, steps)
     X = G.to(compute_dtype)
     # Official: the norm is taken of the already-cast copy and the division happens in compute_dtype.
-    X = X / (X.norm() + eps)
+    X = X / ((X.norm() + eps) * norm_scale)  # × 1.0 is exact, so the default is bitwise official
     transposed = G.size(0) > G.size(1)
     if transposed:
         X = X.T  # iterate on the wide orientation so X Xᵀ is the smaller Gram matrix
@@ -119,6 +153,11 @@ class Muon(torch.optim.Optimizer):
         coeffs: Newton–Schulz coefficients (see `zeropower_via_newtonschulz5`).
         zeropower_fn: orthogonalizer with the signature of `zeropower_via_newtonschulz5` (e.g. a
             `torch.compile`d copy, which the official script uses on GPU). Default: eager version.
+        weight_decay: decoupled decay `p ← p·(1 − lr·wd)` before the update, lr = the group's current
+            (scheduled) lr; 0 = off (official). Stored per param group as "weight_decay".
+        cautious_wd: decay only entries where update and parameter signs agree (`u·p ≥ 0`); per group.
+        row_normalize: MuonEq-R, divide each row of the Nesterov update by its L2 norm before Newton–Schulz.
+        norm_scale: passed to the orthogonalizer (see `zeropower_via_newtonschulz5`).
 
     Raises:
         ValueError: a parameter is not 2-D, or a hyperparameter is out of range.
@@ -138,7 +177,15 @@ class Muon(torch.optim.Optimizer):
         compute_dtype: torch.dtype = torch.bfloat16,
         coeffs: Coeffs = NS5_COEFFS,
         zeropower_fn: ZeropowerFn | None = None,
+        weight_decay: float = 0.0,
+        cautious_wd: bool = False,
+        row_normalize: bool = False,
+        norm_scale: float = 1.0,
     ) -> None:
+        if weight_decay < 0:
+            raise ValueError(f"Muon: weight_decay={weight_decay} must be >= 0")
+        if not norm_scale > 0:
+            raise ValueError(f"Muon: norm_scale={norm_scale} must be > 0")
         if lr < 0:
             raise ValueError(f"Muon: lr={lr} must be >= 0")
         if not 0.0 <= momentum < 1.0:
@@ -150,7 +197,8 @@ class Muon(torch.optim.Optimizer):
         if rank is not None and (rank < 0 or (world_size is not None and rank >= world_size)):
             raise ValueError(f"Muon: rank={rank} must be in [0, world_size={world_size})")
         _coefficient_schedule(coeffs, backend_steps)  # fail early on malformed coefficients
-        defaults = dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov)
+        defaults = dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov,
+                        weight_decay=weight_decay, cautious_wd=cautious_wd, row_normalize=row_normalize)
         super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:
@@ -160,6 +208,7 @@ class Muon(torch.optim.Optimizer):
         self.world_size = world_size
         self.compute_dtype = compute_dtype
         self.coeffs = coeffs
+        self.norm_scale = float(norm_scale)
         self.zeropower_fn: ZeropowerFn = zeropower_fn or zeropower_via_newtonschulz5
 
     def _orthogonalized_update(self, p: Tensor, group: dict) -> Tensor:
@@ -175,8 +224,13 @@ class Muon(torch.optim.Optimizer):
             g = g.add(buf, alpha=momentum)
         else:
             g = buf
+        if group.get("row_normalize", False):
+            # MuonEq-R: equalize row norms so Newton–Schulz sees a better-conditioned input (norms in >= fp32).
+            wide = g.to(torch.promote_types(g.dtype, torch.float32))
+            g = g / wide.norm(dim=-1, keepdim=True).clamp_min(1e-7).to(g.dtype)
+        kwargs = {"norm_scale": self.norm_scale} if self.norm_scale != 1.0 else {}
         update = self.zeropower_fn(
-            g, steps=group["backend_steps"], coeffs=self.coeffs, compute_dtype=self.compute_dtype
+            g, steps=group["backend_steps"], coeffs=self.coeffs, compute_dtype=self.compute_dtype, **kwargs
         )
         # Scale correction from the Muon reference implementations: tall matrices get sqrt(rows/cols).
         update *= max(1, update.size(0) / update.size(1)) ** 0.5
@@ -205,8 +259,21 @@ class Muon(torch.optim.Optimizer):
                 dist.all_reduce(updates_flat, op=dist.ReduceOp.SUM)
             offset = 0
             lr = group["lr"]
+            wd = group.get("weight_decay", 0.0)
+            cautious = group.get("cautious_wd", False)
             for p in params:
                 update = updates_flat[offset : offset + p.numel()].view_as(p).to(dtype=p.dtype)
+                if wd > 0:
+                    _decay_(p, update, lr * wd, cautious)
                 p.add_(update, alpha=-lr)
                 offset += p.numel()
         return loss
+
+
+def _decay_(p: Tensor, update: Tensor, rate: float, cautious: bool) -> None:
+    """In place: p ← p·(1 − rate), or with `cautious` only where update·p ≥ 0 (p ← p − rate·p·mask)."""
+    if cautious:
+        mask = (update * p) >= 0
+        p.sub_(p * mask.to(p.dtype), alpha=rate)
+    else:
+        p.mul_(1.0 - rate)

@@ -29,6 +29,15 @@ class TrainHook:
 
 
 def build_hooks(cfg) -> list[TrainHook]:
-    """Hooks selected by a typed TrainRunConfig, in the order they run."""
+    """Hooks selected by a typed TrainRunConfig, in the order they run.
+
+    Weight averaging (`cfg.averaging`, golf/train/averaging.py) comes last, so its `on_train_end` swaps the
+    averaged weights in after every other hook has finished with the live ones.
+    """
+    from golf.train.averaging import build_averager  # averaging imports TrainHook from this module
+
     hooks: list[TrainHook] = []
+    averager = build_averager(cfg.averaging)
+    if averager is not None:
+        hooks.append(averager)
     return hooks
