@@ -156,8 +156,10 @@ def config_table(configs: list[ConfigStats]) -> str:
     return "\n".join(lines)
 
 
-def comparison_table(comparisons: list[Comparison]) -> str:
-    """Markdown: improvement over the baseline in nats and bpb, Welch t and p-values, the record rule."""
+def comparison_table(comparisons: list[Comparison], labels: dict[str, str] | None = None) -> str:
+    """Markdown: improvement over the baseline in nats and bpb, Welch t and p-values, the record rule.
+
+    `labels` maps configuration keys to what the first column shows (default: the key)."""
     if not comparisons:
         return "(no comparison)"
     margin, alpha = comparisons[0].margin_nats, comparisons[0].alpha
@@ -166,7 +168,8 @@ def comparison_table(comparisons: list[Comparison]) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---|"]
     for c in comparisons:
         verdict = "**meets**" if c.meets_rule else ("no" if c.p_rule is not None else "n/a (need ≥ 2 runs each)")
-        lines.append(f"| {c.candidate or '(defaults)'} | {c.n_candidate} vs {c.n_baseline} | {c.delta_nats:+.5f} | "
+        shown = (labels or {}).get(c.candidate) or c.candidate or "(defaults)"
+        lines.append(f"| {shown} | {c.n_candidate} vs {c.n_baseline} | {c.delta_nats:+.5f} | "
                      f"{c.delta_bpb:+.5f} | {fmt(c.t, '.3f')} | {fmt(c.p_two_sided, '.3g')} | "
                      f"{fmt(c.p_rule, '.3g')} | {verdict} |")
     return "\n".join(lines)
