@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from golf.sweep.records import JobRecord
 from golf.sweep.stats import config_key, short_keys
@@ -52,6 +53,7 @@ def plot_loss_curves(jobs: list[JobRecord], path: str | Path, baseline: list[Job
     if not drawn:
         ax.text(0.5, 0.5, f"no '{metric}' in any history.jsonl", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"{metric} (nats/token)" if metric.endswith("loss") else metric)
     ax.set_title(f"{metric} of {drawn} job(s)")
     ax.grid(alpha=0.3)
@@ -94,7 +96,7 @@ def plot_bpb_vs_bytes(jobs: list[JobRecord], path: str | Path, baseline: list[Jo
     ax.set_ylabel("val_bpb (bits/byte, lower is better)")
     ax.set_title(f"val_bpb vs artifact size, {len(points)} job(s)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     return Path(path)
