@@ -30,7 +30,7 @@ register_configs()
 def _train(cfg: TrainRunConfig, ctx: dict) -> float:
     group = run_group(cfg.logger.group, cfg.experiment_name, cfg.sweep_name, ctx["multirun"])
     if needs_torchrun(cfg.dist):
-        run_id = f"{ctx['run_dir'].parent.name}_{ctx['run_dir'].name}"
+        run_id = f"{ctx['run_dir'].parent.name}_{ctx['run_dir'].name}" if ctx["multirun"] else ctx["run_dir"].name
         return run_under_torchrun(Path(__file__).resolve(), ctx["overrides"], ctx["run_dir"],
                                   cfg.dist.nproc_per_node, group, run_id)["val_bpb"]
     info = RunInfo(run_dir=ctx["run_dir"], name=run_name(ctx, cfg.experiment_name), group=group,

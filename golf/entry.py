@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from golf.config import to_typed
 from golf.errors import GolfError
 from golf.sweep.job import JobFailed
+from golf.sweep.launch import TorchrunJobError
 from golf.train.tracking import choice_tags, experiment_overrides, override_tags
 
 log = logging.getLogger("golf")
@@ -67,7 +68,8 @@ def run_entry(cfg: DictConfig, schema: type, body: Callable[[Any, dict[str, Any]
             return _job_failed(exc)
         if not isinstance(exc, GolfError):
             raise
-        if ctx["output_subdir"] is None:  # a launcher (golf.sweep.launch) owns this directory: keep it
+        if ctx["output_subdir"] is None or isinstance(exc, TorchrunJobError):
+            # a launcher owns this directory (we are its torchrun child), or the ranks' logs hold the story
             log.error(f"error: {exc}")
             sys.exit(2)
         _remove_hydra_outputs()

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, TINY_OVERRIDES, run_golf
+from hydra.types import RunMode
 from scipy import stats as sstats
 
 from golf.report import BYTES_PNG, LOSS_PNG, REPORT_MD, write_report
@@ -70,6 +71,48 @@ def test_torchrun_command_carries_overrides_and_plumbing(tmp_path: Path):
                         "hydra.mode=RUN"]
     with pytest.raises(TorchrunJobError, match="cannot pass"):
         torchrun_command("train.py", [], Path("/tmp/it's"), 2, "g")
+
+
+def compose_train(overrides: list[str], with_hydra: bool = False):
+    """The composed train config (with its `hydra` node when asked; to_typed needs it without)."""
+    from hydra import compose, initialize_config_dir
+
+    from golf.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("train", overrides=overrides, return_hydra_config=with_hydra)
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (REPO / "conf" / "sweep").glob("*.yaml")))
+def test_every_sweep_preset_composes_and_validates(preset):
+    from golf.config import TrainRunConfig, to_typed
+
+    typed = to_typed(compose_train([f"sweep={preset}", "experiment=smoke"]), TrainRunConfig)
+    cfg = compose_train([f"sweep={preset}", "experiment=smoke"], with_hydra=True)
+    assert typed.sweep_name == f"{preset}_smoke" and typed.export_after
+    assert cfg.hydra.mode == RunMode.MULTIRUN and len(cfg.hydra.sweeper.params) >= 1
+    assert cfg.hydra.callbacks.golf_sweep._target_ == "golf.sweep.callback.SweepCallback"
+    if preset == "optuna":
+        assert cfg.hydra.sweeper.direction == "minimize" and "Optuna" in cfg.hydra.sweeper._target_
+
+
+def test_slurm_launcher_preset_runs_one_task_per_node():
+    launcher = compose_train(["hydra/launcher=golf_slurm"], with_hydra=True).hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.tasks_per_node, launcher.gpus_per_node, launcher.nodes) == (1, 8, 1)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("dist.nproc_per_node=0", "dist.nproc_per_node=0; must be an integer >= 1"),
+    ("trainer.checkpoint=false", "export_after=true needs trainer.checkpoint=true"),
+])
+def test_sweep_options_are_validated(override, message):
+    from golf.config import TrainRunConfig, to_typed
+    from golf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        to_typed(compose_train(["export_after=true", override]), TrainRunConfig)
 
 
 # ---------------------------------------------------------------- sweeps (train tiny models)

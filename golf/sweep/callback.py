@@ -20,6 +20,7 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from golf.sweep.job import JobFailed
@@ -29,7 +30,7 @@ log = logging.getLogger("golf.sweep")
 
 
 def _is_multirun(config: DictConfig) -> bool:
-    return str(config.hydra.mode) in ("MULTIRUN", "RunMode.MULTIRUN")
+    return config.hydra.mode == RunMode.MULTIRUN
 
 
 class SweepCallback(Callback):
