@@ -24,7 +24,7 @@ from golf.config import to_typed
 from golf.errors import GolfError
 from golf.sweep.job import JobFailed
 from golf.sweep.launch import TorchrunJobError
-from golf.train.tracking import choice_tags, experiment_overrides, override_tags
+from golf.train.tracking import choice_tags, compact_override, experiment_overrides, override_tags
 
 log = logging.getLogger("golf")
 
@@ -44,7 +44,7 @@ def hydra_context() -> dict[str, Any]:
 
 def run_name(ctx: dict[str, Any], fallback: str) -> str:
     """Readable run name from the command-line overrides (e.g. 'model.num_layers=11,seed=2')."""
-    return ",".join(experiment_overrides(ctx["overrides"]))[:120] or fallback
+    return ",".join(compact_override(o) for o in experiment_overrides(ctx["overrides"]))[:120] or fallback
 
 
 def run_group(logger_group: str, experiment_name: str, sweep_name: str, multirun: bool) -> str:

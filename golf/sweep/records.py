@@ -20,7 +20,14 @@ from pathlib import Path
 import yaml
 
 from golf.errors import GolfError
-from golf.train.tracking import HISTORY_NAME, METRICS_NAME, experiment_overrides, read_json, write_json
+from golf.train.tracking import (
+    HISTORY_NAME,
+    METRICS_NAME,
+    compact_override,
+    experiment_overrides,
+    read_json,
+    write_json,
+)
 
 STATUS_NAME = "status.json"
 SUMMARY_JSON = "summary.json"
@@ -135,7 +142,7 @@ def job_table(jobs: list[JobRecord]) -> str:
     for j in jobs:
         status = j.status if not j.error else f"{j.status}: {j.error[:100]}"
         lines.append(
-            f"| {_cell(j.job)} | {_cell(' '.join(varying[j.job]) or '—')} | {fmt(j.value('val_bpb'), '.5f')} | "
+            f"| {_cell(j.job)} | {_cell(' '.join(map(compact_override, varying[j.job])) or '—')} | {fmt(j.value('val_bpb'), '.5f')} | "
             f"{fmt(j.value('val_loss'), '.5f')} | {fmt(j.value('bytes_total'), ',.0f')} | "
             f"{fmt(j.value('params'), ',.0f')} | {fmt(j.value('steps'), '.0f')} | "
             f"{fmt(j.value('ms_per_step'), '.1f')} | {_cell(status)} |")

@@ -21,6 +21,7 @@ import numpy as np
 from scipy import stats as sstats
 
 from golf.sweep.records import COMPLETED, FAILED, JobRecord, fmt
+from golf.train.tracking import compact_override
 
 RECORD_MARGIN_NATS = 0.005
 RECORD_ALPHA = 0.01
@@ -143,7 +144,7 @@ def short_keys(keys: list[str]) -> dict[str, str]:
     if len(keys) == 1:
         return {keys[0]: "(all jobs)"}
     common = set.intersection(*(set(k.split()) for k in keys)) if keys else set()
-    return {k: " ".join(o for o in k.split() if o not in common) or "(all)" for k in keys}
+    return {k: " ".join(compact_override(o) for o in k.split() if o not in common) or "(all)" for k in keys}
 
 
 def config_table(configs: list[ConfigStats]) -> str:

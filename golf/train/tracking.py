@@ -118,6 +118,18 @@ def override_tags(overrides: list[str]) -> list[str]:
     return [o[:MAX_TAG_CHARS] for o in experiment_overrides(overrides)]
 
 
+def compact_override(override: str, digits: int = 4) -> str:
+    """'optim.matrix_lr=0.01828204085025884' -> 'optim.matrix_lr=0.01828' for names and tables (not for tags,
+    which must match the exact value); other overrides unchanged."""
+    key, sep, value = override.partition("=")
+    if not sep or "." not in value or len(value) <= digits + 3:
+        return override
+    try:
+        return f"{key}={float(value):.{digits}g}"
+    except ValueError:
+        return override
+
+
 def read_json(path: str | Path) -> dict:
     """Load a JSON object written by `write_json`."""
     return json.loads(Path(path).read_text())
