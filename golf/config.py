@@ -24,6 +24,7 @@ from golf.eval.config import EvalConfig
 from golf.model.config import ModelConfig
 from golf.optim.config import OptimConfig, ScheduleConfig
 from golf.quant.config import BudgetConfig, QuantConfig
+from golf.sweep.launch import DistConfig
 from golf.train.averaging import AveragingConfig
 from golf.train.config import LoggerConfig, TrainerConfig
 
@@ -50,6 +51,14 @@ class TrainRunConfig:
     """Name of the sweep this run belongs to (multirun directory suffix)."""
     seed: int = 1337
     """Seeds python, numpy and torch."""
+    dist: DistConfig = field(default_factory=DistConfig)
+    """Processes per node; > 1 outside torchrun re-launches the run under torchrun (golf.sweep.launch)."""
+    export_after: bool = False
+    """Export the artifact right after training, in the same job (bytes_total into metrics.json and W&B)."""
+
+    def __post_init__(self) -> None:
+        if self.export_after and not self.trainer.checkpoint:
+            raise ValueError("export_after=true needs trainer.checkpoint=true (the export reads checkpoint.pt)")
 
 
 @dataclass

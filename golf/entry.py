@@ -2,7 +2,9 @@
 
 The entrypoints (train.py, export.py, eval.py) call `run_entry`, which is the only place that knows about
 HydraConfig. User errors (GolfError: bad config, data, artifact, budget) print one line `error: ...` and exit
-with status 2 in a single run; inside a multirun they propagate so the sweep records the job as failed.
+with status 2 in a single run. Inside a multirun every exception of a job is logged to the job's log file and
+turned into a `JobFailed` return value: the sweep goes on with the other jobs, the golf_sweep callback records
+the job as failed (status.json, summary.json) and Optuna marks the trial FAIL (hydra#1465, #2551).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from golf.config import to_typed
 from golf.errors import GolfError
-from golf.train.tracking import choice_tags
+from golf.sweep.job import JobFailed
+from golf.sweep.launch import TorchrunJobError
+from golf.train.tracking import choice_tags, compact_override, experiment_overrides, override_tags
 
 log = logging.getLogger("golf")
 
@@ -34,13 +38,18 @@ def hydra_context() -> dict[str, Any]:
         "overrides": list(hc.overrides.task),
         "multirun": hc.mode == RunMode.MULTIRUN,
         "job_num": hc.job.get("num", None),
+        "output_subdir": hc.output_subdir,
     }
 
 
 def run_name(ctx: dict[str, Any], fallback: str) -> str:
     """Readable run name from the command-line overrides (e.g. 'model.num_layers=11,seed=2')."""
-    shown = [o for o in ctx["overrides"] if not o.startswith(("hydra.", "run_dir=", "path="))]
-    return ",".join(shown)[:120] or fallback
+    return ",".join(compact_override(o) for o in experiment_overrides(ctx["overrides"]))[:120] or fallback
+
+
+def run_group(logger_group: str, experiment_name: str, sweep_name: str, multirun: bool) -> str:
+    """W&B group: logger.group if set, else the sweep's name inside a multirun, else the experiment's."""
+    return logger_group or (sweep_name if multirun else experiment_name)
 
 
 def run_entry(cfg: DictConfig, schema: type, body: Callable[[Any, dict[str, Any]], Any]) -> Any:
@@ -51,14 +60,30 @@ def run_entry(cfg: DictConfig, schema: type, body: Callable[[Any, dict[str, Any]
         typed = to_typed(cfg, schema)
         ctx["config"] = OmegaConf.to_container(cfg, resolve=True)
         ctx["config"].pop("hydra", None)
-        ctx["tags"] = choice_tags(ctx["choices"])
+        swept = [o for o in ctx["overrides"] if o.split("=", 1)[0].lstrip("+~") not in ctx["choices"]]
+        ctx["tags"] = choice_tags(ctx["choices"]) + override_tags(swept)  # group choices are tagged once
         return body(typed, ctx)
-    except GolfError as exc:
+    except Exception as exc:
         if ctx["multirun"]:
+            return _job_failed(exc)
+        if not isinstance(exc, GolfError):
             raise
+        if ctx["output_subdir"] is None or isinstance(exc, TorchrunJobError):
+            # a launcher owns this directory (we are its torchrun child), or the ranks' logs hold the story
+            log.error(f"error: {exc}")
+            sys.exit(2)
         _remove_hydra_outputs()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def _job_failed(exc: Exception) -> JobFailed:
+    """Log a sweep job's exception to its log file (traceback unless it is a user error) and mark it failed."""
+    if isinstance(exc, GolfError):
+        log.error(f"error: {exc}")
+    else:
+        log.exception(f"job failed: {type(exc).__name__}: {exc}")
+    return JobFailed.from_exception(exc)
 
 
 def _remove_hydra_outputs() -> None:

@@ -12,6 +12,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,9 @@ class RunInfo:
     tags: list[str]
     config: dict
     """Resolved config as plain containers (logged to W&B, stored in the checkpoint)."""
+    after_train: Callable[[dict, nn.Module, Tracker], dict] | None = None
+    """Called on every rank after training, before the W&B run closes: (metrics, model, tracker) -> metrics
+    (golf.sweep.job: export inside the job, rank consistency check, W&B summary)."""
 
 
 def grad_accum_steps_for(cfg, world_size: int) -> int:
@@ -85,9 +89,11 @@ def train(cfg, info: RunInfo) -> dict:
     try:
         tracker = Tracker(cfg.logger, info.run_dir, job_type="train", config=info.config, name=info.name,
                           group=info.group, tags=info.tags, active=ctx.is_main)
-        metrics = _train(cfg, info, ctx, tracker)
+        metrics, model = _train(cfg, info, ctx, tracker)
         tracker.summary({"val/bpb": metrics["val_bpb"], "val/loss": metrics["val_loss"], "params": metrics["params"],
                          "steps": metrics["steps"], "train_time_s": metrics["train_time_s"]})
+        if info.after_train is not None:
+            metrics = info.after_train(metrics, model, tracker)
         tracker.finish(0)
         return metrics
     except BaseException:
@@ -98,7 +104,7 @@ def train(cfg, info: RunInfo) -> dict:
         teardown()
 
 
-def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> dict:
+def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict, nn.Module]:
     device, t = ctx.device, cfg.trainer
     accum = grad_accum_steps_for(cfg, ctx.world_size)
     check_vocab(cfg)
@@ -243,7 +249,7 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> dict:
             save_checkpoint(info.run_dir / CHECKPOINT_NAME, base_model, optimizers, step, info.config)
     log.info(f"final val_loss:{metrics['val_loss']:.4f} val_bpb:{metrics['val_bpb']:.4f} steps:{step} "
              f"train_time:{train_ms:.0f}ms params:{n_params}")
-    return metrics
+    return metrics, base_model
 
 
 def _log_train(step, sched, loss, scale, approx_ms, tokens_per_step, cap_ms, tracker, optimizers) -> None:

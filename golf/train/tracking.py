@@ -34,7 +34,7 @@ def git_sha(cwd: str | Path | None = None) -> str:
 def write_json(path: str | Path, data: dict) -> None:
     """Write JSON atomically (tmp + rename), so a crash never leaves a half-written metrics file."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per-process: sweep jobs may write concurrently
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
@@ -100,3 +100,36 @@ class Tracker:
 def choice_tags(choices: dict[str, str | None]) -> list[str]:
     """Hydra runtime choices -> W&B tags like 'model:baseline' (Hydra's own groups skipped)."""
     return sorted(f"{g}:{c}" for g, c in choices.items() if c and not g.startswith("hydra") and g != "local")
+
+
+# W&B rejects tags longer than 64 characters.
+MAX_TAG_CHARS = 64
+# Overrides that only route a run (where it writes, which W&B group) and say nothing about the experiment.
+PLUMBING_PREFIXES = ("hydra.", "hydra/", "logger.group=", "run_dir=", "path=")
+
+
+def experiment_overrides(overrides: list[str]) -> list[str]:
+    """The command-line / sweep overrides that change the experiment (routing overrides dropped)."""
+    return [o for o in overrides if not o.startswith(PLUMBING_PREFIXES)]
+
+
+def override_tags(overrides: list[str]) -> list[str]:
+    """Swept and command-line values as W&B tags ('seed=2', 'optim.matrix_lr=0.04'), cut to 64 characters."""
+    return [o[:MAX_TAG_CHARS] for o in experiment_overrides(overrides)]
+
+
+def compact_override(override: str, digits: int = 4) -> str:
+    """'optim.matrix_lr=0.01828204085025884' -> 'optim.matrix_lr=0.01828' for names and tables (not for tags,
+    which must match the exact value); other overrides unchanged."""
+    key, sep, value = override.partition("=")
+    if not sep or "." not in value or len(value) <= digits + 3:
+        return override
+    try:
+        return f"{key}={float(value):.{digits}g}"
+    except ValueError:
+        return override
+
+
+def read_json(path: str | Path) -> dict:
+    """Load a JSON object written by `write_json`."""
+    return json.loads(Path(path).read_text())

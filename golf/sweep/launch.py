@@ -1,0 +1,105 @@
+"""Multi-process jobs inside a sweep: a job that asks for N processes re-runs itself under torchrun.
+
+Hydra's launchers start one process per job. A job with `dist.nproc_per_node=N > 1` that is not already under
+torchrun (no RANK in its environment) runs
+
+    python -m torch.distributed.run --standalone --nproc_per_node=N train.py <its overrides>
+        logger.group=<its group> hydra.run.dir=<its job dir> hydra.output_subdir=null hydra.mode=RUN
+
+with GOLF_RUN_ID set, waits, reads <job dir>/metrics.json and hands val_bpb back to the sweeper, so Optuna and
+the summary work unchanged (the pattern of Lightning-AI/pytorch-lightning#18145 and #5629). The job directory
+is shared: the parent keeps its `.hydra/` (the children write none), every rank logs to train_rank<r>.log.
+`--standalone` gives each job its own rendezvous port, so parallel jobs on one node do not collide.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from golf.errors import GolfError
+from golf.train.tracking import METRICS_NAME, read_json
+
+log = logging.getLogger("golf.sweep")
+
+
+@dataclass
+class DistConfig:
+    """How many processes a run uses on its node (`dist.nproc_per_node`)."""
+
+    nproc_per_node: int = 1
+    """Processes (GPUs) per node. > 1 outside torchrun: the run re-launches itself under torchrun --standalone."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.nproc_per_node, int) or self.nproc_per_node < 1:
+            raise ValueError(f"dist.nproc_per_node={self.nproc_per_node!r}; must be an integer >= 1")
+
+
+class TorchrunJobError(GolfError):
+    """The torchrun re-launch of a job failed (non-zero exit or no metrics.json); the message names the dir."""
+
+
+def needs_torchrun(dist: DistConfig) -> bool:
+    """True when the run asks for more than one process and is not already a torchrun worker."""
+    return dist.nproc_per_node > 1 and "RANK" not in os.environ
+
+
+def torchrun_command(script: str | Path, overrides: list[str], job_dir: Path, nproc: int, group: str) -> list[str]:
+    """The argv that re-runs `script` under torchrun with the job's overrides, writing into `job_dir`.
+
+    `hydra.mode=RUN` undoes a sweep preset's `hydra.mode: MULTIRUN`; `hydra.output_subdir=null` keeps the
+    parent's `.hydra/`; `logger.group` carries the sweep's W&B group into the child (it runs in RUN mode).
+    """
+    plumbing = [f"logger.group={_quote(group)}", f"hydra.run.dir={_quote(str(job_dir))}",
+                "hydra.output_subdir=null", "hydra.mode=RUN"]
+    kept = [o for o in overrides if not o.startswith(("logger.group=", "hydra.run.dir=", "hydra.mode="))]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            str(script), *kept, *plumbing]
+
+
+def run_under_torchrun(script: str | Path, overrides: list[str], job_dir: str | Path, nproc: int, group: str,
+                       run_id: str) -> dict:
+    """Run the job under torchrun, wait, and return the metrics its rank 0 wrote.
+
+    Output streams to this process's stdout/stderr (rank 0 prints, every rank logs to its file).
+    Raises TorchrunJobError when torchrun exits non-zero or leaves no metrics.json.
+    """
+    job_dir = Path(job_dir).absolute()
+    cmd = torchrun_command(script, overrides, job_dir, nproc, group)
+    log.info(f"dist.nproc_per_node={nproc}: running {' '.join(cmd[1:])}")
+    env = {**os.environ, "GOLF_RUN_ID": run_id}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    proc = subprocess.run(cmd, env=env, check=False)
+    if proc.returncode != 0:
+        last = last_error_line(job_dir)
+        raise TorchrunJobError(f"torchrun ({nproc} processes) exited with status {proc.returncode} in {job_dir}"
+                               + (f": {last}" if last else "; see train_rank*.log there"))
+    metrics_path = job_dir / METRICS_NAME
+    if not metrics_path.is_file():
+        raise TorchrunJobError(f"torchrun finished but wrote no {METRICS_NAME} in {job_dir}")
+    return read_json(metrics_path)
+
+
+def last_error_line(job_dir: Path) -> str:
+    """The last 'error: ...' line the ranks logged in `job_dir` (the child's one-line GolfError), or ''."""
+    found = ""
+    for path in sorted(job_dir.glob("train_rank*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if "error: " in line:
+                found = line.split("error: ", 1)[1].strip()
+    return found
+
+
+def _quote(value: str) -> str:
+    """Quote an override value for Hydra's grammar when it holds characters outside a plain path."""
+    plain = all(c.isalnum() or c in "/._-" for c in value)
+    if plain:
+        return value
+    if "'" in value or "\\" in value:
+        raise TorchrunJobError(f"cannot pass {value!r} to torchrun as a Hydra override (quote or backslash)")
+    return f"'{value}'"
