@@ -40,7 +40,7 @@ def test_every_experiment_preset_composes(name):
 
 @pytest.mark.parametrize(("override", "message"), [
     ("+model.modle_dim=3", "unknown config key 'model.modle_dim'; allowed here: .*model_dim"),
-    ("+typo=1", "unknown config key 'typo'; allowed here: budget, data"),
+    ("+typo=1", "unknown config key 'typo'; allowed here: averaging, budget, data"),
     ("+optim.lr=0.1", "unknown config key 'optim.lr'"),
     ("model.num_heads=7", "model.model_dim=512 must be divisible by model.num_heads=7"),
     ("model.num_kv_heads=3", "model.num_heads=8 must be divisible by model.num_kv_heads=3"),
