@@ -31,4 +31,9 @@ class TrainHook:
 def build_hooks(cfg) -> list[TrainHook]:
     """Hooks selected by a typed TrainRunConfig, in the order they run."""
     hooks: list[TrainHook] = []
+    if cfg.model.num_loops > 0 and cfg.model.enable_looping_at > 0:
+        from golf.train.looping import EnableLoopingHook  # imports TrainHook from this module
+
+        hooks.append(EnableLoopingHook(cfg.model.enable_looping_at, cfg.schedule.iterations,
+                                       cfg.schedule.max_wallclock_seconds))
     return hooks
