@@ -1,11 +1,18 @@
-"""The official baseline GPT (`train_gpt.py` L500-724): U-Net skips, x0 residual mixing, relu^2 MLP, tied head.
+"""The official baseline GPT (`train_gpt.py` L500-724) with the records' architecture options (all off by default).
 
 Per block: x <- m0*x + m1*x0;  x <- x + attn_scale * Attn(norm(x));  x <- x + mlp_scale * MLP(norm(x)).
-The first num_layers//2 blocks push their outputs on a stack; each later block first adds
+The encoder half of the (virtual) layers pushes its outputs on a stack; each decoder layer first adds
 skip_weights[i] * stack.pop(). Logits are softcapped: c * tanh(z / c).
+
+Options and where they live: embedding side (BigramHash, SmearGate v1/v2, value embeddings, factored
+embedding) in embeddings.py / gates.py; attention (partial RoPE, XSA, output gates) in attention.py; depth
+schedules (block repeats, looped range with a runtime switch) in recurrence.py; two-lane parallel residuals in
+parallel.py; OrthoInit in init.py. See ModelConfig for the sources.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -13,42 +20,80 @@ from torch import Tensor, nn
 
 from golf.model.attention import CausalSelfAttention
 from golf.model.config import ModelConfig
+from golf.model.embeddings import BigramHashEmbedding, FactoredProjections, ValueEmbedding
+from golf.model.gates import SmearGateV1, SmearGateV2
+from golf.model.init import init_weights
 from golf.model.layers import CastedLinear, RMSNorm, rms_norm
+from golf.model.parallel import ParallelLanes
+from golf.model.recurrence import LayerSchedule, layer_schedules
 
 
 class MLP(nn.Module):
-    """relu^2 MLP (modded-nanogpt): proj(relu(fc(x))^2), fc: d->hidden, proj zero-initialized. [B,T,d]->[B,T,d]."""
+    """proj(act(fc(x))), fc: d->hidden, proj zero-initialized. [B,T,d]->[B,T,d].
 
-    def __init__(self, dim: int, hidden: int):
+    act = relu(x)² (modded-nanogpt, baseline) or leaky_relu(x, slope)² (PR #493, records 03-23 onward).
+    """
+
+    def __init__(self, dim: int, hidden: int, activation: str = "relu2", leaky_slope: float = 0.5):
         super().__init__()
         self.fc = CastedLinear(dim, hidden, bias=False)
         self.proj = CastedLinear(hidden, dim, bias=False)
         self.proj._zero_init = True
+        self.activation = activation
+        self.leaky_slope = leaky_slope
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(torch.relu(self.fc(x)).square())
+        h = self.fc(x)
+        if self.activation == "leaky_relu2":
+            return self.proj(F.leaky_relu(h, negative_slope=self.leaky_slope).square())
+        return self.proj(torch.relu(h).square())
 
 
 class Block(nn.Module):
-    """One transformer block with resid_mix (x0 mixing) and per-dimension attn/mlp output scales."""
+    """One transformer block with resid_mix (x0 mixing) and per-dimension attn/mlp output scales.
 
-    def __init__(self, cfg: ModelConfig):
+    `layer` is the physical index: it selects XSA (last `xsa_last_n` layers) and the LN-scale factor
+    1/√(layer+1) applied to the normed attention and MLP inputs (PR #315).
+    """
+
+    def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
         dim = cfg.model_dim
         self.attn_norm = RMSNorm()
         self.mlp_norm = RMSNorm()
-        self.attn = CausalSelfAttention(dim, cfg.num_heads, cfg.num_kv_heads, cfg.rope_base, cfg.qk_gain_init,
-                                        backend=cfg.attention_backend)
-        self.mlp = MLP(dim, cfg.mlp_hidden)
+        self.attn = CausalSelfAttention(
+            dim, cfg.num_heads, cfg.num_kv_heads, cfg.rope_base, cfg.qk_gain_init, backend=cfg.attention_backend,
+            rope_dims=cfg.rope_dims, xsa=layer >= cfg.num_layers - cfg.xsa_last_n, gate=cfg.attn_gate,
+            gate_width=cfg.attn_gate_width, gate_scale=cfg.attn_gate_scale, gate_init_std=cfg.attn_gate_init_std)
+        self.mlp = MLP(dim, cfg.mlp_hidden, cfg.mlp_activation, cfg.mlp_leaky_slope)
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
+        self.ln_scale = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else None
 
-    def forward(self, x: Tensor, x0: Tensor) -> Tensor:
+    def mix(self, x: Tensor, x0: Tensor) -> Tensor:
+        """resid_mix: m0 ⊙ x + m1 ⊙ x0."""
         mix = self.resid_mix.to(x.dtype)
-        x = mix[0] * x + mix[1] * x0
-        x = x + self.attn_scale.to(x.dtype) * self.attn(self.attn_norm(x))
-        return x + self.mlp_scale.to(x.dtype) * self.mlp(self.mlp_norm(x))
+        return mix[0] * x + mix[1] * x0
+
+    def attn_branch(self, x: Tensor, v_embed: Tensor | None = None) -> Tensor:
+        """attn_scale ⊙ Attn(norm(x) [· ln_scale])."""
+        h = self.attn_norm(x)
+        if self.ln_scale is not None:
+            h = h * self.ln_scale
+        return self.attn_scale.to(x.dtype) * self.attn(h, v_embed)
+
+    def mlp_branch(self, x: Tensor) -> Tensor:
+        """mlp_scale ⊙ MLP(norm(x) [· ln_scale])."""
+        h = self.mlp_norm(x)
+        if self.ln_scale is not None:
+            h = h * self.ln_scale
+        return self.mlp_scale.to(x.dtype) * self.mlp(h)
+
+    def forward(self, x: Tensor, x0: Tensor, v_embed: Tensor | None = None) -> Tensor:
+        x = self.mix(x, x0)
+        x = x + self.attn_branch(x, v_embed)
+        return x + self.mlp_branch(x)
 
 
 class GPT(nn.Module):
@@ -56,48 +101,142 @@ class GPT(nn.Module):
 
     `forward(ids, targets)` returns the mean cross-entropy in nats (scalar, fp32), exactly as official;
     `token_losses(ids, targets)` returns per-token nats [B, T]; `logits(ids)` returns softcapped fp32 [B, T, V].
+    With `num_loops > 0` the looped schedule is active after construction (the trained architecture, used by
+    eval/export); `set_looping(False)` selects the plain schedule (what runs before `enable_looping_at`).
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
-        self.num_encoder_layers = cfg.num_layers // 2
-        self.num_decoder_layers = cfg.num_layers - self.num_encoder_layers
-        num_skips = min(self.num_encoder_layers, self.num_decoder_layers)
-        self.skip_weights = nn.Parameter(torch.ones(num_skips, cfg.model_dim, dtype=torch.float32))
-        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.num_layers)])
+        dim = cfg.model_dim
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.embed_dim or dim)
+        self.factored = FactoredProjections(cfg.embed_dim, dim) if cfg.embed_dim else None
+        self.bigram = None
+        if cfg.bigram_buckets:
+            self.bigram = BigramHashEmbedding(cfg.bigram_buckets, cfg.bigram_dim, dim, cfg.bigram_hash)
+        self.smear: nn.Module | None = None
+        if cfg.smear_gate == "v1":
+            self.smear = SmearGateV1(dim, cfg.smear_gate_init)
+        elif cfg.smear_gate == "v2":
+            self.smear = SmearGateV2(cfg.smear_gate_width, cfg.bos_id)
+        self.full_schedule, self.plain_schedule = layer_schedules(cfg)
+        self.num_encoder_layers = len(self.plain_schedule.encoder)
+        self.num_decoder_layers = len(self.plain_schedule.decoder)
+        num_skips = self.full_schedule.num_skips
+        self.skip_weights = nn.Parameter(torch.ones(num_skips, dim, dtype=torch.float32))
+        self.skip_gates = nn.Parameter(torch.zeros(num_skips, dim, dtype=torch.float32)) if cfg.skip_gates else None
+        self.blocks = nn.ModuleList([Block(cfg, i) for i in range(cfg.num_layers)])
+        self.value_embed = None
+        if cfg.value_embed_dim:
+            self.value_embed = ValueEmbedding(cfg.vocab_size, cfg.value_embed_dim, cfg.kv_dim, cfg.value_embed_layers)
+        self.parallel = None
+        if cfg.parallel_start_layer:
+            self.parallel = ParallelLanes(cfg.num_layers, cfg.parallel_start_layer, cfg.parallel_final_lane,
+                                          cfg.parallel_resid_init)
         self.final_norm = RMSNorm()
         self.lm_head = None
         if not cfg.tie_embeddings:
-            self.lm_head = CastedLinear(cfg.model_dim, cfg.vocab_size, bias=False)
+            self.lm_head = CastedLinear(dim, cfg.vocab_size, bias=False)
             self.lm_head._zero_init = True
-        self._init_weights()
+        if self.skip_gates is not None:
+            self.optim_groups = {"skip_gates": "scalar"}  # 2-D, outside blocks, not an official control name
+        self.looping = True
+        init_weights(self, cfg, cfg.num_layers)
 
-    def _init_weights(self) -> None:
-        if self.cfg.tie_embeddings:
-            nn.init.normal_(self.tok_emb.weight, mean=0.0, std=self.cfg.tied_embed_init_std)
-        for module in self.modules():
-            if isinstance(module, CastedLinear) and module._zero_init:
-                nn.init.zeros_(module.weight)
+    # --- depth ----------------------------------------------------------------------------------------------
+    def set_looping(self, enabled: bool) -> None:
+        """Switch the looped range on/off (records' `looping_active`); no effect without `num_loops`.
+
+        A Python attribute read in forward: torch.compile guards on it and recompiles on change, so the switch
+        is never constant-folded (the 03-21 late-QAT bug).
+        """
+        self.looping = bool(enabled)
+
+    @property
+    def schedule(self) -> LayerSchedule:
+        """The depth schedule the next forward will run."""
+        return self.full_schedule if self.looping else self.plain_schedule
+
+    @property
+    def effective_depth(self) -> int:
+        return self.schedule.depth
+
+    def _skip(self, x: Tensor, skip: Tensor, i: int) -> Tensor:
+        w = self.skip_weights[i].to(x.dtype)
+        if self.skip_gates is None:
+            return x + w * skip
+        return torch.lerp(w * skip, x, torch.sigmoid(self.skip_gates[i].to(x.dtype)))
+
+    def _unused_skip_anchor(self, schedule: LayerSchedule) -> Tensor | None:
+        """0 · (skip parameters the plain schedule does not use), so DDP sees every parameter before looping."""
+        used = schedule.num_skips
+        if used >= self.skip_weights.size(0):
+            return None
+        anchor = self.skip_weights[used:].sum()
+        if self.skip_gates is not None:
+            anchor = anchor + self.skip_gates[used:].sum()
+        return 0.0 * anchor
+
+    # --- forward --------------------------------------------------------------------------------------------
+    def embed(self, input_ids: Tensor) -> Tensor:
+        """Normed input embedding x0 [B, T, d]: tok_emb (+ embed_proj) (+ bigram) -> SmearGate -> RMSNorm."""
+        x = self.tok_emb(input_ids)
+        if self.factored is not None:
+            x = self.factored.embed_proj(x)
+        if self.bigram is not None:
+            x = x + self.bigram(input_ids)
+        if isinstance(self.smear, SmearGateV2):
+            x = self.smear(x, input_ids)
+        elif self.smear is not None and not self.cfg.smear_gate_after_norm:
+            x = self.smear(x)
+        x = rms_norm(x)
+        if self.smear is not None and self.cfg.smear_gate_after_norm and isinstance(self.smear, SmearGateV1):
+            x = self.smear(x)
+        return x
 
     def hidden(self, input_ids: Tensor) -> Tensor:
         """Final-normed hidden states [B, T, d]."""
-        x = rms_norm(self.tok_emb(input_ids))
+        x = self.embed(input_ids)
         x0 = x
+        ve = self.value_embed(input_ids) if self.value_embed is not None else None
+        schedule = self.schedule
         skips: list[Tensor] = []
-        for i in range(self.num_encoder_layers):
-            x = self.blocks[i](x, x0)
+        for layer in schedule.encoder:
+            x = self.blocks[layer](x, x0, self._value_embed_for(ve, layer))
             skips.append(x)
-        for i in range(self.num_decoder_layers):
-            if skips:
-                x = x + self.skip_weights[i].to(x.dtype) * skips.pop()
-            x = self.blocks[self.num_encoder_layers + i](x, x0)
+        after = self.cfg.skip_placement == "after"
+        lanes: tuple[Tensor, Tensor] | None = None
+        for i, layer in enumerate(schedule.decoder):
+            v_embed = self._value_embed_for(ve, layer)
+            if self.parallel is not None and self.parallel.active(layer):
+                lane0, lane1 = lanes if lanes is not None else (x, x)
+                if skips:
+                    lane0 = self._skip(lane0, skips.pop(), i)
+                lanes = self.parallel.step(self.blocks[layer], layer, lane0, lane1, x0, v_embed)
+                continue
+            if skips and not after:
+                x = self._skip(x, skips.pop(), i)
+            x = self.blocks[layer](x, x0, v_embed)
+            if skips and after:
+                x = self._skip(x, skips.pop(), i)
+        if lanes is not None:
+            x = self.parallel.readout(*lanes)
+        anchor = self._unused_skip_anchor(schedule)
+        if anchor is not None:
+            x = x + anchor
         return self.final_norm(x)
+
+    def _value_embed_for(self, ve: Tensor | None, layer: int) -> Tensor | None:
+        return None if ve is None else self.value_embed.for_layer(ve, layer)
 
     def project(self, h: Tensor) -> Tensor:
         """Softcapped logits (fp32) from hidden states [..., d] -> [..., V]."""
-        z = F.linear(h, self.tok_emb.weight) if self.lm_head is None else self.lm_head(h)
+        if self.lm_head is not None:
+            z = self.lm_head(h)
+        else:
+            if self.factored is not None:
+                h = self.factored.head_proj(h)
+            z = F.linear(h, self.tok_emb.weight)
         c = self.cfg.logit_softcap
         return (c * torch.tanh(z / c)).float()
 

@@ -33,14 +33,18 @@ class CastedLinear(nn.Linear):
 
 
 class Rotary(nn.Module):
-    """RoPE tables: inv_freq_i = base^(-2i/dim), cached per (seq_len, device).
+    """RoPE tables: inv_freq_i = base^(-2i/rope_dims), cached per (seq_len, device).
 
-    Returns cos, sin of shape [1, 1, T, dim/2] in the requested dtype.
+    `rope_dims` (default: dim) is the number of rotated head dims; partial RoPE (PR #315) computes the
+    frequencies over those dims only, exactly as the records' `Rotary(head_dim, rope_dims=16)`.
+    Returns cos, sin of shape [1, 1, T, rope_dims/2] in the requested dtype.
     """
 
-    def __init__(self, dim: int, base: float = 10000.0):
+    def __init__(self, dim: int, base: float = 10000.0, rope_dims: int = 0):
         super().__init__()
-        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+        self.rope_dims = rope_dims if 0 < rope_dims < dim else dim
+        rd = self.rope_dims
+        inv_freq = 1.0 / (base ** (torch.arange(0, rd, 2, dtype=torch.float32) / rd))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self._cache: tuple[int, torch.device, Tensor, Tensor] | None = None
 
@@ -52,8 +56,14 @@ class Rotary(nn.Module):
         return self._cache[2].to(dtype), self._cache[3].to(dtype)
 
 
-def apply_rotary_emb(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Non-interleaved half-split rotation: (x1, x2) -> (x1 cos + x2 sin, -x1 sin + x2 cos). x: [B, H, T, D]."""
+def apply_rotary_emb(x: Tensor, cos: Tensor, sin: Tensor, rope_dims: int = 0) -> Tensor:
+    """Non-interleaved half-split rotation: (x1, x2) -> (x1 cos + x2 sin, -x1 sin + x2 cos). x: [B, H, T, D].
+
+    With 0 < rope_dims < D only x[..., :rope_dims] is rotated (split in halves of rope_dims/2) and the other
+    D - rope_dims dims pass through unchanged (partial RoPE, records 2026-03-21 onward).
+    """
+    if 0 < rope_dims < x.size(-1):
+        return torch.cat((apply_rotary_emb(x[..., :rope_dims], cos, sin), x[..., rope_dims:]), dim=-1)
     half = x.size(-1) // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat((x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos), dim=-1)

@@ -37,6 +37,11 @@ def build_hooks(cfg) -> list[TrainHook]:
     from golf.train.averaging import build_averager  # averaging imports TrainHook from this module
 
     hooks: list[TrainHook] = []
+    if cfg.model.num_loops > 0 and cfg.model.enable_looping_at > 0:
+        from golf.train.looping import EnableLoopingHook  # imports TrainHook from this module
+
+        hooks.append(EnableLoopingHook(cfg.model.enable_looping_at, cfg.schedule.iterations,
+                                       cfg.schedule.max_wallclock_seconds))
     averager = build_averager(cfg.averaging)
     if averager is not None:
         hooks.append(averager)
