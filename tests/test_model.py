@@ -51,3 +51,14 @@ def test_attention_falls_back_to_sdpa_without_flash_attn():
     assert name in {"fa3", "fa2", "sdpa"}
     model = build_model(ModelConfig(num_layers=1, model_dim=64, num_heads=2, num_kv_heads=1))
     assert model.blocks[0].attn.backend == name
+
+
+def test_rope_table_built_during_validation_is_usable_for_training():
+    """Regression: validation at step 0 (inference mode) built the RoPE cache as inference tensors and the
+    first training step then failed in backward."""
+    model = build_model(ModelConfig(num_layers=1, model_dim=64, num_heads=2, num_kv_heads=1))
+    x = torch.randint(0, 1024, (2, 16))
+    with torch.inference_mode():
+        model(x, x)
+    model(x, x).backward()
+    assert model.blocks[0].attn.c_q.weight.grad is not None

@@ -50,9 +50,12 @@ class Rotary(nn.Module):
 
     def forward(self, seq_len: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         if self._cache is None or self._cache[0] != seq_len or self._cache[1] != device:
-            t = torch.arange(seq_len, device=device, dtype=self.inv_freq.dtype)
-            freqs = torch.outer(t, self.inv_freq.to(device))
-            self._cache = (seq_len, device, freqs.cos()[None, None], freqs.sin()[None, None])
+            # Build outside inference mode: a table first made during validation would otherwise be an
+            # inference tensor and break the next training step's backward.
+            with torch.inference_mode(False):
+                t = torch.arange(seq_len, device=device, dtype=self.inv_freq.dtype)
+                freqs = torch.outer(t, self.inv_freq.to(device))
+                self._cache = (seq_len, device, freqs.cos()[None, None], freqs.sin()[None, None])
         return self._cache[2].to(dtype), self._cache[3].to(dtype)
 
 
