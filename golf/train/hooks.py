@@ -14,6 +14,10 @@ from torch import nn
 class TrainHook:
     """No-op base class; override what you need."""
 
+    def prime(self, model: nn.Module, priming_step) -> None:
+        """Called during the priming steps (whose effects are rolled back): run `priming_step()` in any model
+        variant the hook will switch to later, so its kernels are compiled outside the timed training."""
+
     def on_train_start(self, model: nn.Module, optimizers: list) -> None:
         """Called once, after the priming steps were rolled back and before step 0."""
 

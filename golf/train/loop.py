@@ -160,15 +160,21 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
 
     loader = new_loader()
     sched = cfg.schedule
+    hooks = build_hooks(cfg)
     if sched.warmup_steps > 0:  # priming: compile/warm the kernels, then restore the true init
         init_model = {k: v.detach().clone() for k, v in base_model.state_dict().items()}
         init_opts = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
         model.train()
-        for i in range(sched.warmup_steps):
+        def priming_step() -> None:
             train_step(loader)
             for opt in optimizers:
                 opt.step()
+
+        for i in range(sched.warmup_steps):
+            priming_step()
             log.info(f"warmup_step:{i + 1}/{sched.warmup_steps}")
+        for hook in hooks:
+            hook.prime(base_model, priming_step)
         base_model.load_state_dict(init_model, strict=True)
         for opt, state in zip(optimizers, init_opts, strict=True):
             opt.load_state_dict(state)
@@ -178,7 +184,6 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
             model.require_backward_grad_sync = True
         loader = new_loader()
 
-    hooks = build_hooks(cfg)
     for hook in hooks:
         hook.on_train_start(base_model, optimizers)
     # Training stops at the wallclock cap minus the GPTQ reserve (0 by default = the official cap), leaving

@@ -53,6 +53,15 @@ class EnableLoopingHook(TrainHook):
             frac = max(frac, (self.clock() - self.t0) / self.cap_s)
         return frac
 
+    def prime(self, model: nn.Module, priming_step) -> None:
+        """Prime the plain (not looped) stack too, so its compile does not land inside the timed 600 s."""
+        gpt = _unwrap(model)
+        gpt.set_looping(False)
+        try:
+            priming_step()
+        finally:
+            gpt.set_looping(True)
+
     def on_train_start(self, model: nn.Module, optimizers: list) -> None:
         _unwrap(model).set_looping(False)
         self.t0 = self.clock()
