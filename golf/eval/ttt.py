@@ -59,6 +59,8 @@ class TTTEvent:
     """Chunk index within the streams of the batch."""
     model: nn.Module
     """The adapted copy being evaluated (read it, never change it)."""
+    params: list[nn.Parameter]
+    """The parameters TTT trains (model parameters or LoRA adapters), for checks such as checksums."""
 
 
 def build_optimizer(params: list[nn.Parameter], cfg: TTTConfig) -> torch.optim.Optimizer:
@@ -187,9 +189,9 @@ def evaluate_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: 
     stats = {"chunks": 0, "updates": 0}
     trained_params = 0
 
-    def emit(kind: str, b: int, k: int) -> None:
+    def emit(kind: str, b: int, k: int, trainer: _Trainer) -> None:
         if callback is not None:
-            callback(TTTEvent(kind, b, k, work))
+            callback(TTTEvent(kind, b, k, work, trainer.params))
 
     with tqdm(total=total, desc="eval ttt", unit="tok", unit_scale=True, leave=False,
               disable=not progress or rank != 0) as bar:
@@ -207,7 +209,7 @@ def evaluate_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: 
                 score_plan(work, tokens, plan.rank_slice(rank, world_size) if split_rows else plan, sums,
                            windows_per_batch, device, lambda: autocast_for(device), trainer.route, bar.update)
                 stats["chunks"] += len(active)
-                emit("scored", b, k)
+                emit("scored", b, k, trainer)
                 train_groups = [g for g in active if k < len(chunks[g]) - 1]
                 if cfg.epochs == 0 or not train_groups:
                     continue
@@ -220,7 +222,7 @@ def evaluate_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: 
                     for i in range(0, len(train_plan), cfg.batch_seqs):
                         trainer.step(tokens, train_plan.take(slice(i, i + cfg.batch_seqs)))
                         stats["updates"] += 1
-                emit("updated", b, k)
+                emit("updated", b, k, trainer)
             trainer.close()
     loss_sum, n_tokens, n_bytes = sums.reduced()
     val_loss, val_bpb = bits_per_byte(loss_sum, int(n_tokens), int(n_bytes))
