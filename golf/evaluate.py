@@ -110,6 +110,8 @@ def run_evaluation(model: nn.Module, val: ValData, cfg: EvalConfig, device: torc
     t0 = time.perf_counter()
     common = dict(rank=rank, world_size=world_size, device=device, progress=progress)
     if mode == "standard":
+        if cfg.doc_aware:
+            log.info("eval.doc_aware applies to sliding and ttt; standard stays the official evaluation")
         result = evaluate_standard(model, val.tokens, val.luts, val.seq_len, cfg.batch_tokens, **common)
     elif mode == "sliding":
         result = evaluate_sliding(model, val.tokens, val.luts, val.seq_len, cfg.stride, cfg.batch_tokens,

@@ -38,7 +38,8 @@ class TTTConfig:
     lr: float = 0.002
     """Peak learning rate."""
     lr_schedule: str = "cosine"
-    """cosine (lr * (1 + cos(pi * chunk / (chunks - 1))) / 2 over the chunks of a stream, PR #549) or constant."""
+    """cosine (lr * (1 + cos(pi * chunk / (chunks - 1))) / 2 over the chunks of the stream, PR #549; with
+    reset=document over the chunks of the batch's longest document) or constant."""
     momentum: float = 0.9
     """SGD momentum."""
     beta1: float = 0.9

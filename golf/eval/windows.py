@@ -134,9 +134,14 @@ def plan_segment(seg_start: int, seg_end: int, score_start: int, score_end: int,
 
 
 def plan_range(segments: np.ndarray, score_start: int, score_end: int, seq_len: int, stride: int) -> WindowPlan:
-    """`plan_segment` over every segment intersecting the target range [score_start, score_end)."""
+    """`plan_segment` over every segment intersecting the target range [score_start, score_end).
+
+    segments: [S, 2] sorted, non-overlapping (seg_start, seg_end) rows, as `document_segments` returns.
+    """
+    first = int(np.searchsorted(segments[:, 1], score_start, side="right"))
+    last = int(np.searchsorted(segments[:, 0], score_end, side="left"))
     plans = []
-    for seg_start, seg_end in segments:
+    for seg_start, seg_end in segments[first:last]:
         lo, hi = max(int(seg_start), score_start), min(int(seg_end), score_end)
         if lo < hi:
             plans.append(plan_segment(int(seg_start), int(seg_end), lo, hi, seq_len, stride))
