@@ -118,6 +118,18 @@ def test_every_target_scored_exactly_once_for_every_stride(doc_aware):
                 assert (context[targets < SEQ] == targets[targets < SEQ] + 1).all()
 
 
+def test_sliding_windows_match_the_records_window_list():
+    """Where the records' (04-01 fixed) list is exact, N - seq_len a multiple of the stride, it is this plan:
+    window starts 0, stride, 2 stride, ...; the first scores everything, later ones their last `stride`."""
+    for n, stride in ((8 * SEQ, 8), (8 * SEQ, SEQ), (SEQ + 14 * 12, 12), (5 * SEQ, 16)):
+        assert (n - SEQ) % stride == 0
+        plan = sliding_plan(torch.zeros(n + 1, dtype=torch.int64), SEQ, stride)
+        starts = [ws for ws in range(0, n, stride) if ws + SEQ - stride < n]
+        assert plan.start.tolist() == starts
+        assert plan.length.tolist() == [SEQ] * len(starts)
+        assert plan.score_len.tolist() == [SEQ] + [stride] * (len(starts) - 1)
+
+
 def test_sliding_counts_every_target_and_byte_once(model, val_stream, luts):
     """A stride that divides neither the window nor the stream (the records' tail double-count case)."""
     tokens = val_stream[: 301 + 1]

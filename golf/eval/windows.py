@@ -8,9 +8,11 @@ Sliding-window evaluation (record `2026-03-19_SlidingWindowEval`): the first win
 its targets; every later window scores the next `stride` targets and ends exactly at the last of them, so it
 holds seq_len tokens and each target gets at least seq_len - stride tokens of context. The final window is
 right-aligned to the end of the segment and scores only what is left, so no target is scored twice or skipped
-whatever the stride (the record scripts double-counted ~2k tail targets until the 04-01 fix, and their fixed
-window list still overlaps when (N - seq_len) is not a multiple of the stride). With stride = seq_len the plan
-is the official non-overlapping windows.
+whatever the stride. (Record scripts double-counted ~2k tail targets until the 04-01 fix; their fixed list,
+starts `range(0, N, stride)` kept while `start + seq_len - stride < N`, is exact when N - seq_len is a multiple
+of the stride, as with the official val length and stride 64, and gives the same windows as this plan there;
+otherwise its last, shorter window rescored targets.) With stride = seq_len the plan is the official
+non-overlapping windows.
 
 Document-aware planning cuts the stream into segments at every BOS token (a new document starts at its BOS),
 so a window never crosses a document start: the target that predicts a BOS belongs to the document before it.
