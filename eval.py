@@ -3,12 +3,17 @@
     python eval.py path=outputs/<run>/model.golf          # the number that would be submitted
     python eval.py path=outputs/<run>                     # artifact if present, else checkpoint
     python eval.py path=outputs/<run>/checkpoint.pt eval.max_tokens=65536
+    python eval.py path=outputs/<run> eval=sliding                  # one mode (eval group option)
+    python eval.py path=outputs/<run> eval.modes=[standard,sliding,ttt]   # several modes, one loaded model
 
-Prints and writes val_loss (nats) and val_bpb to eval.json next to the scored file.
+Prints one line per mode and writes eval.json next to the scored file: `results` holds one entry per mode
+(val_loss in nats, val_bpb, tokens, bytes, seconds, details, over_budget); the top-level val_loss/val_bpb are
+the first mode's.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import hydra
@@ -16,7 +21,7 @@ from omegaconf import DictConfig
 
 from golf.config import EvalRunConfig, register_configs
 from golf.entry import run_entry
-from golf.evaluate import load_for_eval, load_val_data, run_evaluation
+from golf.evaluate import load_for_eval, load_val_data, run_modes
 from golf.train.dist import pick_device
 from golf.train.tracking import Tracker, write_json
 
@@ -24,20 +29,29 @@ register_configs()
 
 
 def _eval(cfg: EvalRunConfig, ctx: dict) -> float:
+    t0 = time.perf_counter()
     device = pick_device(cfg.device)
     loaded = load_for_eval(cfg.path, device)
     seq_len = cfg.eval.seq_len or loaded.run_config.get("train_seq_len") or loaded.run_config["trainer"]["train_seq_len"]
     val = load_val_data(cfg.data, loaded.model_cfg.vocab_size, seq_len, cfg.eval.max_tokens)
-    result = run_evaluation(loaded.model, val, cfg.eval, device)
-    print(f"{cfg.eval.mode} val_loss:{result.val_loss:.8f} val_bpb:{result.val_bpb:.8f} tokens:{result.tokens} "
-          f"bytes:{result.bytes} eval_time:{result.seconds:.2f}s ({loaded.kind} {loaded.path})")
+    results = run_modes(loaded.model, val, cfg.eval, device)
+    for r in results:
+        print(f"{r.mode} val_loss:{r.val_loss:.8f} val_bpb:{r.val_bpb:.8f} tokens:{r.tokens} "
+              f"bytes:{r.bytes} eval_time:{r.seconds:.2f}s ({loaded.kind} {loaded.path})")
+    first = results[0]
     out = Path(cfg.out) if cfg.out else loaded.path.parent / "eval.json"
-    write_json(out, {"path": str(loaded.path), "kind": loaded.kind, **result.to_dict()})
+    write_json(out, {"path": str(loaded.path), "kind": loaded.kind, **first.to_dict(),
+                     "modes": [r.mode for r in results], "results": {r.mode: r.to_dict() for r in results},
+                     "total_seconds": time.perf_counter() - t0})
     tracker = Tracker(cfg.logger, loaded.path.parent, job_type="eval", config=ctx["config"],
                       name=f"eval:{loaded.path}", group=cfg.logger.group or "eval", tags=ctx["tags"])
-    tracker.summary({"val/bpb": result.val_bpb, "val/loss": result.val_loss})
+    summary = {"val/bpb": first.val_bpb, "val/loss": first.val_loss}
+    for r in results:
+        summary.update({f"val/{r.mode}/bpb": r.val_bpb, f"val/{r.mode}/loss": r.val_loss,
+                        f"val/{r.mode}/seconds": r.seconds})
+    tracker.summary(summary)
     tracker.finish()
-    return result.val_bpb
+    return first.val_bpb
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")

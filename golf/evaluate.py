@@ -19,8 +19,10 @@ from golf.data.config import DataConfig
 from golf.data.loader import load_validation_tokens
 from golf.errors import GolfError
 from golf.eval.bpb import ByteLUTs, build_byte_luts, load_tokenizer
-from golf.eval.config import EvalConfig
+from golf.eval.config import EVAL_MODES, EvalConfig
+from golf.eval.sliding import evaluate_sliding
 from golf.eval.standard import EvalResult, evaluate_standard
+from golf.eval.ttt import evaluate_ttt
 from golf.model import build_model, cast_for_device
 from golf.model.config import ModelConfig
 from golf.quant.artifact import MAGIC, read_artifact
@@ -83,6 +85,8 @@ class ValData:
     tokens: torch.Tensor
     luts: ByteLUTs
     seq_len: int
+    bos_id: int = -1
+    """Tokenizer BOS id (start of every document), -1 when the tokenizer has none."""
 
 
 def load_val_data(data: DataConfig, vocab_size: int, seq_len: int, max_tokens: int = 0) -> ValData:
@@ -91,16 +95,41 @@ def load_val_data(data: DataConfig, vocab_size: int, seq_len: int, max_tokens: i
     tokens = load_validation_tokens(data.val_glob(), seq_len, vocab_size)
     if max_tokens:
         tokens = tokens[: (min(max_tokens, tokens.numel() - 1) // seq_len) * seq_len + 1]
-    return ValData(tokens, build_byte_luts(sp, vocab_size), seq_len)
+    return ValData(tokens, build_byte_luts(sp, vocab_size), seq_len, int(sp.bos_id()))
 
 
 def run_evaluation(model: nn.Module, val: ValData, cfg: EvalConfig, device: torch.device,
-                   progress: bool = True) -> EvalResult:
-    """Score `model` with the mode in `cfg`; warns when the wall time exceeds cfg.time_budget_s."""
+                   progress: bool = True, mode: str | None = None, rank: int = 0,
+                   world_size: int = 1) -> EvalResult:
+    """Score `model` with `mode` (default cfg.mode) and the settings in `cfg`.
+
+    The wall time counts everything the mode does (TTT's model copy and adapter set-up included); a run over
+    cfg.time_budget_s logs a warning and sets `over_budget`. The caller's model is left unchanged by every mode.
+    """
+    mode = mode or cfg.mode
     t0 = time.perf_counter()
-    result = evaluate_standard(model, val.tokens, val.luts, val.seq_len, cfg.batch_tokens, device=device,
-                               progress=progress)
-    elapsed = time.perf_counter() - t0
-    if elapsed > cfg.time_budget_s:
-        log.warning(f"eval {cfg.mode} took {elapsed:.1f}s, over the {cfg.time_budget_s:.0f}s eval budget")
+    common = dict(rank=rank, world_size=world_size, device=device, progress=progress)
+    if mode == "standard":
+        if cfg.doc_aware:
+            log.info("eval.doc_aware applies to sliding and ttt; standard stays the official evaluation")
+        result = evaluate_standard(model, val.tokens, val.luts, val.seq_len, cfg.batch_tokens, **common)
+    elif mode == "sliding":
+        result = evaluate_sliding(model, val.tokens, val.luts, val.seq_len, cfg.stride, cfg.batch_tokens,
+                                  cfg.doc_aware, val.bos_id, **common)
+    elif mode == "ttt":
+        result = evaluate_ttt(model, val.tokens, val.luts, val.seq_len, cfg.stride, cfg.batch_tokens, cfg.ttt,
+                              cfg.doc_aware, val.bos_id, **common)
+    else:
+        raise GolfError(f"eval mode {mode!r}; allowed: {', '.join(EVAL_MODES)}")
+    result.seconds = time.perf_counter() - t0
+    if result.seconds > cfg.time_budget_s:
+        result.over_budget = True
+        log.warning(f"eval {mode} took {result.seconds:.1f}s, over the {cfg.time_budget_s:.0f}s eval budget "
+                    "(eval.time_budget_s)")
     return result
+
+
+def run_modes(model: nn.Module, val: ValData, cfg: EvalConfig, device: torch.device,
+              progress: bool = True) -> list[EvalResult]:
+    """Score `model` with every mode of `cfg.run_modes()` in order, reusing the loaded model and val data."""
+    return [run_evaluation(model, val, cfg, device, progress, mode) for mode in cfg.run_modes()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -26,7 +26,11 @@ class EvalResult:
     bytes: int
     """UTF-8 bytes those targets stand for (SentencePiece LUT count)."""
     seconds: float
-    """Wall time of the evaluation in seconds."""
+    """Wall time of the evaluation in seconds (for eval.py modes: including the mode's warm-up)."""
+    details: dict = field(default_factory=dict)
+    """Settings and counts of the mode (window length, stride, doc_aware, windows, TTT chunks/steps, ...)."""
+    over_budget: bool = False
+    """True when `seconds` exceeded eval.time_budget_s."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,4 +91,4 @@ def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_
     val_loss = loss_sum / token_count
     val_bpb = val_loss / torch.log(torch.tensor(2.0, dtype=torch.float64)).item() * token_count / byte_count
     return EvalResult("standard", val_loss, val_bpb, int(token_count), int(byte_count),
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, details={"seq_len": seq_len, "windows": total_seqs})

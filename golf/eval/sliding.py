@@ -1,0 +1,83 @@
+"""Sliding-window evaluation (record `2026-03-19_SlidingWindowEval`, -0.032 bpb), optionally document-aware.
+
+Every val target is scored exactly once with the longest context the window allows; see `golf.eval.windows`
+for the window layout and the tail handling.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from golf.eval.bpb import ByteLUTs, bits_per_byte
+from golf.eval.standard import EvalResult, autocast_for
+from golf.eval.windows import EvalModeError, ScoreSums, WindowPlan, document_segments, plan_range, score_plan
+
+
+def stream_segments(tokens: Tensor, doc_aware: bool, bos_id: int) -> np.ndarray:
+    """Segments [S, 2] of the target range [0, N): one segment, or one per document when doc_aware.
+
+    Raises EvalModeError when doc_aware is requested without a BOS id (tokenizer without BOS).
+    """
+    n = tokens.numel() - 1
+    if not doc_aware:
+        return np.array([[0, n]], dtype=np.int64)
+    if bos_id < 0:
+        raise EvalModeError("eval.doc_aware=true needs a tokenizer with a BOS id to find document starts")
+    return document_segments(tokens, bos_id)
+
+
+def check_stride(stride: int, seq_len: int) -> None:
+    """Raises EvalModeError unless 1 <= stride <= seq_len."""
+    if not 1 <= stride <= seq_len:
+        raise EvalModeError(f"eval.stride={stride} must be between 1 and the window length eval.seq_len={seq_len}")
+
+
+def sliding_plan(tokens: Tensor, seq_len: int, stride: int, doc_aware: bool = False, bos_id: int = -1) -> WindowPlan:
+    """All windows of a sliding evaluation over targets [0, N) of `tokens` (1-D, N + 1 ids)."""
+    check_stride(stride, seq_len)
+    return plan_range(stream_segments(tokens, doc_aware, bos_id), 0, tokens.numel() - 1, seq_len, stride)
+
+
+def evaluate_sliding(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: int, stride: int,
+                     batch_tokens: int, doc_aware: bool = False, bos_id: int = -1, rank: int = 0,
+                     world_size: int = 1, device: torch.device | None = None, progress: bool = False,
+                     target_losses: Tensor | None = None) -> EvalResult:
+    """Score every target of `val_tokens` once with sliding windows of seq_len and the given stride.
+
+    Args:
+        val_tokens: 1-D token ids (N + 1 of them; N targets). luts: byte tables.
+        seq_len: window length in tokens; stride: new targets per window (1..seq_len).
+        batch_tokens: tokens per forward summed over ranks -> batch_tokens // (world_size * seq_len) windows
+            per forward on each rank.
+        doc_aware: cut windows at every BOS (`bos_id`), so no target attends across documents.
+        rank, world_size: each rank scores a contiguous share of the windows; sums are all-reduced.
+        target_losses: optional float64 tensor [N] that receives each target's loss in nats (this rank's
+            targets only), for tests and analysis.
+    Returns:
+        EvalResult(mode="sliding") with val_loss (nats/token), val_bpb, scored tokens, bytes and seconds.
+    Raises:
+        EvalModeError: stride outside [1, seq_len], doc_aware without a BOS id, or a model without token_losses.
+    """
+    device = device or next(model.parameters()).device
+    t0 = time.perf_counter()
+    tokens = val_tokens.to(torch.int64)
+    full_plan = sliding_plan(tokens, seq_len, stride, doc_aware, bos_id)
+    plan = full_plan.rank_slice(rank, world_size)
+    sums = ScoreSums(luts, device, target_losses)
+    was_training = model.training
+    model.eval()
+    with tqdm(total=plan.num_targets, desc="eval sliding", unit="tok", unit_scale=True, leave=False,
+              disable=not progress or rank != 0) as bar:
+        score_plan(model, tokens, plan, sums, max(1, batch_tokens // (world_size * seq_len)), device,
+                   lambda: autocast_for(device), on_batch=bar.update)
+    model.train(was_training)
+    loss_sum, n_tokens, n_bytes = sums.reduced()
+    val_loss, val_bpb = bits_per_byte(loss_sum, int(n_tokens), int(n_bytes))
+    details = {"seq_len": seq_len, "stride": stride, "doc_aware": doc_aware, "windows": len(full_plan)}
+    return EvalResult("sliding", val_loss, val_bpb, int(n_tokens), int(n_bytes), time.perf_counter() - t0,
+                      details=details)
