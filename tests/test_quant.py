@@ -213,9 +213,9 @@ def test_scheme_none_is_exact_passthrough(sd):
 
 
 def test_config_validation_names_key_and_allowed():
-    with pytest.raises(QuantConfigError, match=r"QuantConfig.scheme='int3'.*'int8'"):
+    with pytest.raises(QuantConfigError, match=r"quant\.scheme='int3'.*'int8'"):
         QuantConfig(scheme="int3")
-    with pytest.raises(QuantConfigError, match=r"QuantConfig.codec='zip'.*'zlib'"):
+    with pytest.raises(QuantConfigError, match=r"quant\.codec='zip'.*'zlib'"):
         QuantConfig(codec="zip")
     with pytest.raises(CodecError, match="level 12"):
         QuantConfig(level=12)
