@@ -147,3 +147,15 @@ def collect_hessians(model: nn.Module, batches: list[tuple[Tensor, Tensor]], wan
         model.train(was_training)
     hessians = {k: (v / max(counts[k], 1)).cpu() for k, v in sums.items()}
     return hessians, time.perf_counter() - t0
+
+
+def calibration_batches(train_glob: str, n: int, batch_tokens: int, seq_len: int,
+                        device: torch.device) -> list[tuple[Tensor, Tensor]]:
+    """The first ``n`` batches of the training stream (golf.data.loader, rank 0 of 1): (x, y) [B, seq_len].
+
+    Raises NoShardsFoundError / ShardError / ValueError (batch_tokens not a multiple of seq_len) from the loader.
+    """
+    from golf.data.loader import DistributedTokenLoader
+
+    loader = DistributedTokenLoader(train_glob, 0, 1, device)
+    return [loader.next_batch(batch_tokens, seq_len, 1) for _ in range(n)]

@@ -31,4 +31,8 @@ class TrainHook:
 def build_hooks(cfg) -> list[TrainHook]:
     """Hooks selected by a typed TrainRunConfig, in the order they run."""
     hooks: list[TrainHook] = []
+    if cfg.quant.qat.enabled:
+        from golf.quant.qat import QATHook  # lazy: golf.quant.qat imports this module
+
+        hooks.append(QATHook(cfg.quant))
     return hooks
