@@ -10,6 +10,7 @@ Layout (all integers little-endian)::
 
 The manifest holds format_version, created_with ("golf <version>"), scheme, codec, level, byte_shuffle (stride,
 0 = off), codec_trials (bytes per candidate when codec=best), payload_sha256 (of the COMPRESSED payload),
+raw_payload_sha256 (of the decompressed, un-shuffled payload),
 payload_bytes (compressed), raw_payload_bytes, config_fingerprint (sha256 of the run config), stats, extra, and a
 tensor table: one entry per stored tensor, ``{name, role ("quantized" | "scale" | "passthrough"), shape, dtype,
 offset, nbytes, orig_dtype, bits, clip, scheme ("per_row" | "per_tensor"), axis, group, method ("rtn" | "gptq"),
@@ -62,8 +63,8 @@ MAGIC = b"GOLFART\x00"
 FORMAT_VERSION = 2
 _HEADER = struct.Struct("<8sIQ")
 HEADER_BYTES = _HEADER.size  # 20
-_MANIFEST_KEYS = ("format_version", "codec", "level", "byte_shuffle", "scheme", "payload_sha256", "payload_bytes",
-                  "raw_payload_bytes", "tensors")
+_MANIFEST_KEYS = ("format_version", "codec", "level", "byte_shuffle", "scheme", "payload_sha256",
+                  "raw_payload_sha256", "payload_bytes", "raw_payload_bytes", "tensors")
 
 
 class ArtifactError(GolfError, ValueError):
@@ -143,6 +144,7 @@ def write_artifact(
             "byte_shuffle": byte_shuffle,
             "codec_trials": trials,
             "payload_sha256": hashlib.sha256(blob).hexdigest(),
+            "raw_payload_sha256": hashlib.sha256(raw).hexdigest(),
             "payload_bytes": len(blob),
             "raw_payload_bytes": len(raw),
             "config_fingerprint": config_fingerprint(config),
@@ -242,6 +244,9 @@ def read_artifact(path: str | Path) -> tuple[QuantizedState, dict]:
     if len(raw) != manifest["raw_payload_bytes"]:
         raise ArtifactError(
             f"{path}: payload size mismatch: decompressed {len(raw)} bytes, manifest says {manifest['raw_payload_bytes']}")
+    if hashlib.sha256(raw).hexdigest() != manifest["raw_payload_sha256"]:
+        raise ArtifactError(f"{path}: checksum mismatch: decompressed payload sha256 differs from the manifest "
+                            f"(wrong codec/byte_shuffle in the manifest)")
     if not isinstance(manifest["tensors"], list):
         raise ArtifactError(f"{path}: manifest malformed: 'tensors' is not a list")
 
