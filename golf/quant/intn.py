@@ -63,12 +63,14 @@ def quantize_rows_tensors(w: Tensor, rule: GroupQuant, scale_dtype: torch.dtype)
     if len(cands) == 1:
         return qs[0].to(torch.int8), ss[0], torch.zeros((), dtype=torch.long, device=w.device)
     q_all, s_all, err = torch.stack(qs), torch.stack(ss), torch.stack(errs)  # [k, rows, cols], [k, rows] x2
+    # index_select / gather keep shapes static under torch.compile (a 0-dim tensor index would not).
     if rule.clip_search == "matrix":
         idx = torch.argmin(err.sum(dim=1))  # first minimum: row max wins ties
-        return q_all[idx].to(torch.int8), s_all[idx], idx
+        pick = idx.reshape(1)
+        return (q_all.index_select(0, pick)[0].to(torch.int8), s_all.index_select(0, pick)[0], idx)
     idx = torch.argmin(err, dim=0)  # [rows]
-    rows = torch.arange(w.shape[0], device=w.device)
-    return q_all[idx, rows].to(torch.int8), s_all[idx, rows], idx
+    q = q_all.gather(0, idx[None, :, None].expand(1, *w.shape))[0]
+    return q.to(torch.int8), s_all.gather(0, idx[None, :])[0], idx
 
 
 def dequantize_rows(codes: Tensor, scale: Tensor) -> Tensor:

@@ -14,7 +14,10 @@ The on/off switch is a 0-dim float buffer ``qat_flag`` (non-persistent, so not i
 the graph. A Python bool would be a compile-time constant: record 03-21 flipped a class attribute for late QAT
 and torch.compile had folded it, so QAT never ran. Flipping the buffer changes the compiled forward without a
 recompile (tested). Installing QAT changes module classes, which torch.compile guards on: the first forward
-after ``install_qat`` recompiles once.
+after ``install_qat`` recompiles once. Inductor normally drops a fp32 -> fp16 -> fp32 round trip inside a fused
+kernel, which would skip the fp16 rounding of the scales that export applies; ``install_qat`` therefore sets
+``torch._inductor.config.emulate_precision_casts = True`` (process-wide, read at compile time), after which the
+compiled fake-quantized weights equal the exported ones bit for bit (tested).
 
 ``QATHook`` (registered by golf.train.hooks.build_hooks when quant.qat.enabled) installs QAT at train start,
 switches it on immediately or once the lr multiplier falls below quant.qat.late_threshold (record 03-22: 0.15),
@@ -49,7 +52,8 @@ class _FakeQuantLinear:
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight
-        wq = fake_quantize_rows(w, self._qat_rule, self._qat_scale_dtype)
+        # Fake-quantize a detached copy: the gradient must not flow through the clip/scale statistics (STE).
+        wq = fake_quantize_rows(w.detach(), self._qat_rule, self._qat_scale_dtype)
         w_eff = torch.where(self.qat_flag > 0, wq, w.detach().float()) + (w - w.detach()).float()
         bias = self.bias.to(x.dtype) if self.bias is not None else None
         return F.linear(x, w_eff.to(x.dtype), bias)
@@ -61,11 +65,21 @@ def _qat_class(cls: type) -> type:
     return _QAT_CLASSES[cls]
 
 
+def _emulate_precision_casts() -> None:
+    """Make inductor keep explicit dtype round trips (the fp16 rounding of scales) as eager does."""
+    try:
+        import torch._inductor.config as inductor_config
+    except ImportError:  # pragma: no cover - builds without inductor
+        return
+    inductor_config.emulate_precision_casts = True
+
+
 def install_qat(model: nn.Module, quant: QuantConfig, enabled: bool = False) -> list[str]:
     """Fake-quantize every CastedLinear weight that export quantizes; return the weight names covered.
 
     The flag starts at ``enabled``. Idempotent: already-installed modules keep their flag.
     """
+    _emulate_precision_casts()
     covered = []
     for mod_name, mod in model.named_modules():
         if not isinstance(mod, CastedLinear) or isinstance(mod, _FakeQuantLinear):
