@@ -5,11 +5,11 @@ Layout (all integers little-endian)::
     magic            8 bytes   b"GOLFART\\x00"
     format_version   u32       FORMAT_VERSION
     manifest_length  u64       bytes of the manifest that follows
-    manifest         JSON, utf-8, compact
+    manifest         JSON, utf-8, compact, zlib-9 compressed
     payload          codec-compressed concatenation of raw little-endian tensor bytes
 
 The manifest holds format_version, created_with ("golf <version>"), scheme, codec, level, byte_shuffle (stride,
-0 = off), codec_trials (bytes per candidate when codec=best), payload_sha256 (of the COMPRESSED payload),
+0 = off), payload_sha256 (of the COMPRESSED payload),
 raw_payload_sha256 (of the decompressed, un-shuffled payload),
 payload_bytes (compressed), raw_payload_bytes, config_fingerprint (sha256 of the run config), stats, extra, and a
 tensor table: one entry per stored tensor, ``{name, role ("quantized" | "scale" | "passthrough"), shape, dtype,
@@ -37,6 +37,7 @@ import json
 import os
 import struct
 import tempfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -63,6 +64,7 @@ MAGIC = b"GOLFART\x00"
 FORMAT_VERSION = 2
 _HEADER = struct.Struct("<8sIQ")
 HEADER_BYTES = _HEADER.size  # 20
+MAX_MANIFEST_BYTES = 64 * 2**20  # decompressed; a guard against a crafted zlib bomb
 _MANIFEST_KEYS = ("format_version", "codec", "level", "byte_shuffle", "scheme", "payload_sha256",
                   "raw_payload_sha256", "payload_bytes", "raw_payload_bytes", "tensors")
 
@@ -124,7 +126,8 @@ def write_artifact(
 ) -> ArtifactInfo:
     """Serialize ``qstate`` to ``path`` atomically (tmp file in the same folder + os.replace).
 
-    ``codec`` is a registered codec or "best" (smallest of all, recorded with every trial in the manifest);
+    ``codec`` is a registered codec or "best" (the smallest of all; every trial's size is returned in
+    ``ArtifactInfo.codec_trials``, not stored in the file);
     ``byte_shuffle`` >= 2 byte-transposes the raw payload with that stride first (#38). ``config`` is
     fingerprinted (sha256) into the manifest; ``extra`` (JSON-serializable) is stored verbatim. The output is
     deterministic: the same inputs give byte-identical files. Raises ArtifactError (unsupported dtype, codes
@@ -142,7 +145,6 @@ def write_artifact(
             "codec": codec,
             "level": level,
             "byte_shuffle": byte_shuffle,
-            "codec_trials": trials,
             "payload_sha256": hashlib.sha256(blob).hexdigest(),
             "raw_payload_sha256": hashlib.sha256(raw).hexdigest(),
             "payload_bytes": len(blob),
@@ -152,7 +154,7 @@ def write_artifact(
             "extra": extra if extra is not None else {},
             "tensors": [{**e, "codec": codec} for e in table],
         }
-        manifest_bytes = json.dumps(manifest, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        manifest_bytes = encode_manifest(manifest)
     except (CodecError, PayloadError, PackingError) as exc:
         raise ArtifactError(f"{path}: {exc}") from exc
     except (TypeError, ValueError) as exc:
@@ -177,6 +179,20 @@ def write_artifact(
                         compressed_bytes=len(blob), manifest_bytes=len(manifest_bytes), codec=codec, level=level,
                         byte_shuffle=byte_shuffle, codec_trials=trials)
 
+def encode_manifest(manifest: dict) -> bytes:
+    """Compact JSON (no NaN), zlib-9 compressed: the manifest counts against the budget like the payload."""
+    return zlib.compress(json.dumps(manifest, separators=(",", ":"), allow_nan=False).encode("utf-8"), 9)
+
+
+def decode_manifest(blob: bytes) -> dict:
+    """Inverse of ``encode_manifest``; raises zlib.error / UnicodeDecodeError / JSONDecodeError."""
+    d = zlib.decompressobj()
+    text = d.decompress(blob, MAX_MANIFEST_BYTES)
+    if d.unconsumed_tail or not d.eof or d.unused_data:
+        raise zlib.error("manifest stream is truncated, too large or followed by extra bytes")
+    return json.loads(text.decode("utf-8"))
+
+
 def _parse_header_and_manifest(path: Path, data: bytes) -> tuple[dict, int]:
     if len(data) < len(MAGIC):
         raise ArtifactError(f"{path}: truncated: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
@@ -191,8 +207,8 @@ def _parse_header_and_manifest(path: Path, data: bytes) -> tuple[dict, int]:
     if end > len(data):
         raise ArtifactError(f"{path}: truncated: manifest needs {manifest_len} bytes, file has {len(data) - HEADER_BYTES}")
     try:
-        manifest = json.loads(data[HEADER_BYTES:end].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = decode_manifest(data[HEADER_BYTES:end])
+    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path}: manifest malformed: {exc}") from exc
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{path}: manifest malformed: top level is {type(manifest).__name__}, not an object")

@@ -230,7 +230,7 @@ def format_report(report: BudgetReport, show_tensors: bool = True) -> str:
         mark = " <- kept" if (t["codec"], t["level"], t["shuffle"]) == (report.codec, report.level,
                                                                          report.byte_shuffle) else ""
         lines.append(f"codec {t['codec']:<12} level {t['level']!s:>4} shuffle {t['shuffle']:>2}: "
-                     f"{t['compressed_bytes']:>12,} bytes{mark}")
+                     f"{t['compressed_bytes']:>12,} payload bytes{mark}")
     codec = f"{report.codec}-{report.level}" + (f" after byte shuffle {report.byte_shuffle}"
                                                   if report.byte_shuffle > 1 else "")
     lines += [
