@@ -88,8 +88,8 @@ class GroupQuant:
     clip_sigmas: float = 12.85
     """k of clip=std: clip = k * std(row) (record 04-05: 12.85 matrices, 20 embeddings)."""
     scale_floor: str = "auto"
-    """Lower bound of the scale: qmax = 1/qmax (official / GPTQ-lite), none = 1e-10 (SDClip), auto = none for
-    clip=std else qmax."""
+    """Lower bound of the scale: qmax = 1/qmax (official int8 / GPTQ-lite record), none = 1e-10 (SDClip),
+    auto = qmax for clip=percentile (official) and none for rowmax/search/std."""
     method: str = "rtn"
     """rtn = round to nearest; gptq = full-Hessian GPTQ error feedback (2-D tensors with calibration Hessian)."""
     patterns: list[str] = field(default_factory=list)
