@@ -185,3 +185,14 @@ def test_config_validation_names_quant_keys():
         BudgetConfig(fit_bits=[1])
     with pytest.raises(QuantConfigError, match=r"budget\.fit_groups='small'"):
         BudgetConfig(fit_groups=["small"])
+
+
+def test_auto_packing_bitpacks_byte_aligned_widths_only():
+    sd = {"blocks.0.mlp.fc.weight": heavy_tailed(128, 200, seed=6), "blocks.0.attn.c_q.weight": heavy_tailed(128, 200)}
+    cfg = QuantConfig(scheme="mixed", groups=QuantGroups(mlp=GroupQuant(bits=4, patterns=[".mlp."]),
+                                                         attn=GroupQuant(bits=6, patterns=[".attn."])))
+    cfg.keep_float_max_numel = 0
+    q = quantize_state_dict(sd, cfg)
+    assert q.qmeta["blocks.0.mlp.fc.weight"]["packing"] == "bitpack"
+    assert q.qmeta["blocks.0.attn.c_q.weight"]["packing"] == "int8"
+    assert q.stats["int8_payload_bytes"] == 128 * 200 // 2 + 128 * 200 + 2 * 128 * 2

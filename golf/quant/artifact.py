@@ -18,12 +18,22 @@ packing ("int8" | "bitpack"), codec}``, where offset/nbytes locate the tensor in
 (golf.quant.payload). Reading validates every field and never unpickles anything.
 
 Payload = byte_unshuffle(decompress(blob, codec), byte_shuffle). Packing of N < 8-bit codes (quant.packing):
-``int8`` (default) stores each code q in [-(2^(N-1)-1), 2^(N-1)-1] as one int8 byte; ``bitpack`` stores
-q + 2^(N-1) - 1 in N bits, LSB first (golf.quant.packing). Measured on a trained 2-layer d128 model (all 2-D
-weights quantized, per-row int6/int5/int4, zlib/zstd/lzma/brotli): int8 containers compress SMALLER than
-bit-packed codes with every codec except at 2-3 bits, because bit-packed codes straddle byte boundaries and the
-byte-oriented compressors cannot model them, whereas the constant upper bits of an int8 container cost almost
-nothing (numbers in the report of issue 4). Hence int8 is the default; bitpack remains an option.
+``int8`` stores each code q in [-(2^(N-1)-1), 2^(N-1)-1] as one int8 byte; ``bitpack`` stores q + 2^(N-1) - 1
+in N bits, LSB first (golf.quant.packing); ``auto`` (default) bit-packs N = 2 and 4 and uses int8 otherwise.
+Measured on the trained 4L d256 smoke model (all matrices + embedding, clip=search, codes only, bytes after
+zlib-9 / zstd-22 / lzma-9 / brotli-11):
+
+    N  int8 containers                          bit-packed
+    2  256,786 / 235,685 / 221,420 / 220,056    230,336 / 212,836 / 200,720 / 189,123
+    3  665,968 / 614,848 / 609,248 / 564,004    694,513 / 680,708 / 635,508 / 623,912
+    4  1,002,182 / 887,310 / 930,672 / 861,075  878,738 / 871,407 / 867,684 / 854,775
+    5  1,292,712 / 1,176,315 / 1,195,008 / 1,144,221   1,309,215 / 1,311,386 / 1,291,444 / 1,273,899
+    6  1,485,185 / 1,441,333 / 1,436,948 / 1,412,610   1,538,161 / 1,534,970 / 1,529,848 / 1,504,539
+    7  1,698,295 / 1,698,566 / 1,699,464 / 1,675,165   1,848,903 / 1,849,261 / 1,847,680 / 1,849,352
+
+Codes of 3, 5, 6, 7 bits straddle byte boundaries when packed and the byte-oriented compressors can no longer
+model them, while the constant upper bits of an int8 container cost almost nothing; 2- and 4-bit codes pack
+into whole bytes and come out smaller packed.
 
 Budget accounting: the "model bytes" counted against the 16,000,000-byte cap are the WHOLE artifact file size
 (header + manifest + compressed payload), i.e. ``ArtifactInfo.file_bytes`` = ``os.path.getsize(path)``. The

@@ -9,7 +9,7 @@ Schema (Hydra keys ``quant.*``, ``budget.*``)::
     quant.scheme            int8 (official) | mixed (per tensor group rules below) | none
     quant.codec / level     zlib | zstd | lzma | lzma_extreme | brotli | none | best; level None = codec default
     quant.byte_shuffle      0 = off, k >= 2: byte-transpose the payload with stride k before compressing (#38)
-    quant.packing           int8 (codes in int8 containers) | bitpack (N-bit codes packed densely)
+    quant.packing           auto (bit-pack 2- and 4-bit codes, int8 containers otherwise) | int8 | bitpack
     quant.groups.<g>        g in embed, attn, mlp, other, small: bits, passthrough, clip mode, method (rtn|gptq)
     quant.gptq.*            calibration batches, damping, block size, act-order for method=gptq groups
     quant.qat.*             fake-quantization during training (STE), optionally enabled late
@@ -43,7 +43,7 @@ CLIP_SEARCH: tuple[str, ...] = ("matrix", "row")
 SCALE_FLOORS: tuple[str, ...] = ("auto", "qmax", "none")
 PASSTHROUGH: tuple[str, ...] = ("", "keep", *FLOAT_STORE_DTYPES)
 METHODS: tuple[str, ...] = ("rtn", "gptq")
-PACKINGS: tuple[str, ...] = ("int8", "bitpack")
+PACKINGS: tuple[str, ...] = ("auto", "int8", "bitpack")
 FIT_METRICS: tuple[str, ...] = ("loss", "recon")
 BEST_CODEC = "best"
 # Record 03-22 (GPTQ-lite, train_gpt.py quantize_int6_per_row): row quantiles 0.999, 0.9995, 0.9999, 0.99999, 1.0.
@@ -173,8 +173,9 @@ class QuantConfig:
     """Compression level; None = the codec's default (zlib 9, zstd 22, lzma 9, brotli 11)."""
     byte_shuffle: int = 0
     """0 = off; k >= 2 = byte-transpose the raw payload with stride k before compressing (#38: stride 2)."""
-    packing: str = "int8"
-    """Storage of N<8-bit codes: int8 = one int8 per code; bitpack = N bits per code, densely packed."""
+    packing: str = "auto"
+    """Storage of N<8-bit codes: int8 = one int8 per code; bitpack = N bits per code, densely packed; auto =
+    bitpack for N in {2, 4} (byte-aligned, compresses smaller) and int8 otherwise (measured, see artifact.py)."""
     keep_float_max_numel: int = 65536
     """Float tensors with numel <= this are the `small` group (official INT8_KEEP_FLOAT_MAX_NUMEL)."""
     keep_float_dtype: str = "float16"

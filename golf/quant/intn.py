@@ -148,6 +148,15 @@ def _store_passthrough(name: str, t: Tensor, rule: GroupQuant | None, cfg: Quant
     return kept
 
 
+def code_packing(packing: str, bits: int) -> str:
+    """Effective packing of N-bit codes: "bitpack" or "int8" (8-bit codes are always int8; auto packs N = 2, 4)."""
+    if bits >= 8:
+        return "int8"
+    if packing == "auto":
+        return "bitpack" if 8 % bits == 0 else "int8"
+    return packing
+
+
 def stored_code_bytes(q: Tensor, bits: int, packing: str) -> int:
     """Bytes the codes occupy in the payload: numel (int8 containers) or ceil(numel * bits / 8) (bitpack)."""
     return packed_nbytes(q.numel(), bits) if packing == "bitpack" and bits < 8 else tensor_nbytes(q)
@@ -185,7 +194,7 @@ def quantize_state_dict_mixed(state_dict: dict[str, Tensor], cfg: QuantConfig,
             stats["int8_payload_bytes"] += tensor_nbytes(kept)
             continue
         stats["num_float_tensors"] += 1
-        packing = cfg.packing if rule.bits < 8 else "int8"
+        packing = code_packing(cfg.packing, rule.bits)
         meta = {"bits": rule.bits, "group": group, "packing": packing}
         if t.ndim == 2:
             use_gptq = rule.method == "gptq" and hessians is not None and name in hessians
