@@ -40,7 +40,9 @@ log = logging.getLogger("golf.export")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXPORT_REPORT = "export.json"
 FIT_ATTEMPTS = 4
-MANIFEST_BYTES_PER_ENTRY = 260  # first-guess manifest size per stored tensor entry; refits correct the rest
+# First guess of the (zlib-compressed) manifest: ~40-60 bytes per table entry + extra; a refit corrects a miss.
+MANIFEST_BYTES_PER_ENTRY = 64
+MANIFEST_EXTRA_BYTES = 4096
 
 
 def code_bytes_for(budget: BudgetConfig) -> tuple[int, list]:
@@ -104,7 +106,8 @@ def export_run(run_dir: str | Path, quant: QuantConfig, budget: BudgetConfig, ev
         t0 = time.perf_counter()
         table = measure_options(state, quant, budget, loss_fn, hessians)
         timings["fit_s"] = time.perf_counter() - t0
-    limit = budget.target_bytes - code_bytes - HEADER_BYTES - MANIFEST_BYTES_PER_ENTRY * 2 * len(state)
+    limit = (budget.target_bytes - code_bytes - HEADER_BYTES - MANIFEST_EXTRA_BYTES
+             - MANIFEST_BYTES_PER_ENTRY * 2 * len(state))
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         for attempt in range(FIT_ATTEMPTS if budget.fit else 1):
