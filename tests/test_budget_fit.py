@@ -46,7 +46,7 @@ def test_fitter_recon_metric_respects_limit_and_prefers_precision(tiny_state, tm
     # The per-group prediction is close to the real payload compressed as one stream (export refits on a miss).
     q = quantize_state_dict(state, with_group_bits(quant, tight.choice))
     info = write_artifact(tmp_path / "m.golf", q, codec="zstd", level=None)
-    assert abs(info.compressed_bytes - tight.predicted_bytes) < 0.05 * tight.predicted_bytes
+    assert abs(info.compressed_bytes - tight.predicted_bytes) < 0.1 * tight.predicted_bytes
 
 
 def test_fitter_loss_metric_measures_calibration_loss(tiny_state):

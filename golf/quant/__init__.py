@@ -8,6 +8,11 @@ Typical export::
     report = build_budget_report(qstate, info, code_bytes, files)
     print(format_report(report)); check_budget(report)
     model.load_state_dict(load_state_dict_from_artifact(info.path), strict=True)
+
+Modules: config (QuantConfig / GroupQuant / GPTQConfig / QATConfig / BudgetConfig), int8 (official scheme,
+registry), intn (per-row intN, scheme "mixed"), clip (clip modes), groups (tensor groups), gptq (Hessians +
+solver), qat (fake quantization in training), packing (N-bit packing), compress (codecs, byte shuffle, best),
+payload + artifact (file format), budget (report), fitter (bits per group under a byte target).
 """
 
 from golf.quant.artifact import (

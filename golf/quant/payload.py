@@ -69,16 +69,32 @@ def stored_tensors(qstate: QuantizedState, names: Iterable[str] | None = None) -
             raise PayloadError(f"tensor {name!r} is listed but neither quantized nor passthrough")
 
 
+_GROUP_ORDER = {"embed": 0, "attn": 1, "mlp": 2, "other": 3, "small": 4}
+_ROLE_ORDER = {"quantized": 0, "scale": 1, "passthrough": 2}
+
+
+def _layout_key(item: tuple[dict, bytes]) -> tuple[int, int]:
+    e = item[0]
+    return _ROLE_ORDER[e["role"]], _GROUP_ORDER.get(e["group"], len(_GROUP_ORDER))
+
+
 def build_payload(qstate: QuantizedState, names: Iterable[str] | None = None) -> tuple[bytes, list[dict]]:
-    """Concatenated tensor bytes and the tensor table (with offsets) for ``names`` (default: all)."""
+    """Concatenated tensor bytes and the tensor table (with offsets) for ``names`` (default: all).
+
+    Layout: all quantized codes, then all scales, then all passthrough tensors, each by group (embed, attn, mlp,
+    other, small) and state-dict order; similar bytes sit together, which compresses 0.3-1.7% smaller than
+    state-dict order with zlib/zstd/lzma (measured on the smoke model; brotli is indifferent). The table stays
+    in state-dict order (readers rebuild the order from it) and locates each tensor by offset.
+    """
+    items = list(stored_tensors(qstate, names))
     chunks: list[bytes] = []
-    table: list[dict] = []
+    offsets: dict[int, int] = {}
     offset = 0
-    for entry, data in stored_tensors(qstate, names):
-        table.append({**entry, "offset": offset})
-        chunks.append(data)
-        offset += len(data)
-    return b"".join(chunks), table
+    for i in sorted(range(len(items)), key=lambda i: _layout_key(items[i])):  # stable: state-dict order kept
+        offsets[i] = offset
+        chunks.append(items[i][1])
+        offset += len(items[i][1])
+    return b"".join(chunks), [{**entry, "offset": offsets[i]} for i, (entry, _) in enumerate(items)]
 
 
 def entry_fault(e: object, raw_len: int) -> str | None:
