@@ -1,21 +1,26 @@
 """Export: checkpoint -> quantized, compressed artifact -> byte-budget report -> round-trip evaluation.
 
-Nothing is overwritten unless the new artifact fits the budget: the artifact is first written to a temporary
-file beside the target, measured, and only then renamed over it. The checkpoint is only ever read.
+Order: load the checkpoint -> (GPTQ groups) calibration Hessians from training batches of the run's data ->
+(budget.fit) choose bits per tensor group -> quantize -> write a temporary artifact beside the target ->
+budget check -> rename over the target -> round-trip evaluation -> export.json. Nothing is overwritten unless
+the new artifact fits the budget; the checkpoint is only ever read. Calibration, fitting and quantization
+times are reported (GPTQ calibration on training data counts toward the 600 s training budget, record #31).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from golf.data.config import DataConfig
+from golf.eval.standard import autocast_for
 from golf.evaluate import ARTIFACT_NAME, load_for_eval, load_val_data, run_evaluation
-from golf.quant.artifact import write_artifact
+from golf.quant.artifact import HEADER_BYTES, write_artifact
 from golf.quant.budget import (
     BudgetExceededError,
     build_budget_report,
@@ -24,6 +29,9 @@ from golf.quant.budget import (
     format_report,
 )
 from golf.quant.config import BudgetConfig, QuantConfig
+from golf.quant.fitter import choose_allocation, format_fit, loss_function, measure_options, with_group_bits
+from golf.quant.gptq import calibration_batches, collect_hessians
+from golf.quant.groups import tensor_group
 from golf.quant.int8 import quantize_state_dict
 from golf.train.checkpoint import CHECKPOINT_NAME
 from golf.train.tracking import write_json
@@ -31,6 +39,10 @@ from golf.train.tracking import write_json
 log = logging.getLogger("golf.export")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXPORT_REPORT = "export.json"
+FIT_ATTEMPTS = 4
+# First guess of the (zlib-compressed) manifest: ~40-60 bytes per table entry + extra; a refit corrects a miss.
+MANIFEST_BYTES_PER_ENTRY = 64
+MANIFEST_EXTRA_BYTES = 4096
 
 
 def code_bytes_for(budget: BudgetConfig) -> tuple[int, list]:
@@ -41,35 +53,97 @@ def code_bytes_for(budget: BudgetConfig) -> tuple[int, list]:
                for f, b in files]
 
 
+def _gptq_names(state: dict, quant: QuantConfig) -> set[str]:
+    """2-D tensors of groups with method=gptq (whatever their bits, so the fitter can vary them)."""
+    rules = with_group_bits(quant, {})
+    return {n for n, t in state.items() if t.ndim == 2 and t.is_floating_point()
+            and rules.groups.get(tensor_group(n, t, rules)).method == "gptq"}
+
+
+def _calibration(run_dir: Path, run_cfg: dict, quant: QuantConfig, budget: BudgetConfig, device: torch.device,
+                 state: dict, timings: dict) -> tuple[dict | None, object]:
+    """Hessians for GPTQ groups and the fitter's loss function (each only when needed)."""
+    need_h = quant.scheme != "none" and bool(_gptq_names(state, quant)) and (quant.uses_gptq() or budget.fit)
+    need_loss = budget.fit and budget.fit_metric == "loss"
+    if not (need_h or need_loss):
+        return None, None
+    g = quant.gptq
+    seq_len = g.calib_seq_len or run_cfg["trainer"]["train_seq_len"]
+    batch_tokens = g.calib_batch_tokens or run_cfg["trainer"]["train_batch_tokens"]
+    n_h = g.calib_batches if need_h else 0
+    t0 = time.perf_counter()
+    batches = calibration_batches(DataConfig(**run_cfg["data"]).train_glob(), n_h + budget.fit_batches * need_loss,
+                                  batch_tokens, seq_len, device)
+    model = load_for_eval(run_dir / CHECKPOINT_NAME, device).model
+    hessians = None
+    if need_h:
+        hessians, secs = collect_hessians(model, batches[:n_h], _gptq_names(state, quant),
+                                          autocast=lambda: autocast_for(device))
+        timings["gptq_hessian_s"] = time.perf_counter() - t0
+        log.info(f"gptq: Hessians of {len(hessians)} matrices from {n_h} train batches x {batch_tokens} tokens "
+                 f"in {timings['gptq_hessian_s']:.2f}s (counts toward the 600 s training budget)")
+    loss_fn = loss_function(model, batches[n_h:], autocast=lambda: autocast_for(device)) if need_loss else None
+    return hessians, loss_fn
+
+
 def export_run(run_dir: str | Path, quant: QuantConfig, budget: BudgetConfig, eval_cfg, device: torch.device,
                out: str | Path | None = None, roundtrip_eval: bool = True) -> dict:
     """Quantize <run_dir>/checkpoint.pt into an artifact and return the export report (also export.json).
 
-    Raises BudgetExceededError (artifact + code > target; nothing written), CheckpointError, ArtifactError.
+    Raises BudgetExceededError (artifact + code > target; nothing written), FitError (budget.fit finds no
+    allocation), CheckpointError, ArtifactError, GPTQError.
     """
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / ARTIFACT_NAME
     loaded = load_for_eval(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
     run_cfg = loaded.run_config
     state = {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()}
-    qstate = quantize_state_dict(state, quant)
-    extra = {"model": asdict(loaded.model_cfg), "train_seq_len": run_cfg["trainer"]["train_seq_len"],
-             "data": {"variant": run_cfg["data"]["variant"], "vocab_size": run_cfg["data"]["vocab_size"]},
-             "quant": asdict(quant)}
+    timings: dict[str, float] = {}
+    hessians, loss_fn = _calibration(run_dir, run_cfg, quant, budget, device, state, timings)
+    code_bytes, code_files = code_bytes_for(budget)
+    table, fit = None, None
+    if budget.fit:
+        t0 = time.perf_counter()
+        table = measure_options(state, quant, budget, loss_fn, hessians)
+        timings["fit_s"] = time.perf_counter() - t0
+    limit = (budget.target_bytes - code_bytes - HEADER_BYTES - MANIFEST_EXTRA_BYTES
+             - MANIFEST_BYTES_PER_ENTRY * 2 * len(state))
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        info = write_artifact(tmp, qstate, codec=quant.codec, level=quant.level, config=run_cfg, extra=extra)
-        code_bytes, code_files = code_bytes_for(budget)
-        report = build_budget_report(qstate, info, code_bytes, code_files, budget.target_bytes, budget.code_mode)
+        for attempt in range(FIT_ATTEMPTS if budget.fit else 1):
+            if table is not None:
+                fit = choose_allocation(table, limit)
+                log.info(format_fit(fit))
+                quant = with_group_bits(quant, fit.choice)
+            t0 = time.perf_counter()
+            qstate = quantize_state_dict(state, quant, hessians)
+            timings["quantize_s"] = time.perf_counter() - t0
+            extra = {"model": asdict(loaded.model_cfg), "train_seq_len": run_cfg["trainer"]["train_seq_len"],
+                     "data": {"variant": run_cfg["data"]["variant"], "vocab_size": run_cfg["data"]["vocab_size"]},
+                     "quant": asdict(quant), "fit": fit.to_dict() if fit else None}
+            t0 = time.perf_counter()
+            info = write_artifact(tmp, qstate, codec=quant.codec, level=quant.level, config=run_cfg, extra=extra,
+                                  byte_shuffle=quant.byte_shuffle)
+            timings["compress_s"] = time.perf_counter() - t0
+            report = build_budget_report(qstate, info, code_bytes, code_files, budget.target_bytes, budget.code_mode)
+            if report.fits or table is None:
+                break
+            log.info(f"fit: attempt {attempt + 1} is {-report.headroom_bytes:,} bytes over; refitting")
+            limit -= -report.headroom_bytes + 1
         log.info("\n" + format_report(report))
         check_budget(report)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+    if hessians is not None:
+        log.info(f"gptq: quantization took {timings['quantize_s']:.2f}s "
+                 f"(+ {timings['gptq_hessian_s']:.2f}s Hessians)")
     result = {"artifact": str(out), "artifact_bytes": report.artifact_bytes, "code_bytes": report.code_bytes,
               "bytes_total": report.total_bytes, "target_bytes": budget.target_bytes, "fits": report.fits,
-              "scheme": quant.scheme, "codec": quant.codec, "budget": report.to_dict()}
-    log.info(f"Serialized model {quant.scheme}+{quant.codec}: {report.artifact_bytes} bytes; "
+              "scheme": quant.scheme, "codec": report.codec, "level": report.level,
+              "byte_shuffle": report.byte_shuffle, "timings_s": timings, "budget": report.to_dict(),
+              "fit": fit.to_dict() if fit else None, "quant": asdict(quant)}
+    log.info(f"Serialized model {quant.scheme}+{report.codec}: {report.artifact_bytes} bytes; "
              f"code {report.code_bytes} bytes; Total submission size: {report.total_bytes} bytes "
              f"(target {budget.target_bytes}, headroom {budget.target_bytes - report.total_bytes})")
     if roundtrip_eval:

@@ -31,7 +31,7 @@ from golf.quant import (
     read_artifact,
     write_artifact,
 )
-from golf.quant.artifact import HEADER_BYTES
+from golf.quant.artifact import HEADER_BYTES, decode_manifest, encode_manifest
 
 CLIP_Q = 99.99984 / 100.0  # official INT8_CLIP_Q
 
@@ -213,9 +213,9 @@ def test_scheme_none_is_exact_passthrough(sd):
 
 
 def test_config_validation_names_key_and_allowed():
-    with pytest.raises(QuantConfigError, match=r"QuantConfig.scheme='int3'.*'int8'"):
+    with pytest.raises(QuantConfigError, match=r"quant\.scheme='int3'.*'int8'"):
         QuantConfig(scheme="int3")
-    with pytest.raises(QuantConfigError, match=r"QuantConfig.codec='zip'.*'zlib'"):
+    with pytest.raises(QuantConfigError, match=r"quant\.codec='zip'.*'zlib'"):
         QuantConfig(codec="zip")
     with pytest.raises(CodecError, match="level 12"):
         QuantConfig(level=12)
@@ -297,12 +297,15 @@ def _corrupt(data: bytes, how: str) -> bytes:
         return data[:8] + struct.pack("<I", 99) + data[12:]
     if how == "malformed manifest":
         return data[:HEADER_BYTES] + b"{" * _manifest_len(data) + data[end:]
+    if how == "manifest not an object":
+        m = encode_manifest([1, 2])  # a valid zlib + JSON stream of the wrong type
+        return data[:12] + struct.pack("<Q", len(m)) + m + data[end:]
     if how == "trailing bytes":
         return data + b"\x00" * 3
     if how == "wrong raw size":
-        manifest = json.loads(data[HEADER_BYTES:end])
+        manifest = decode_manifest(data[HEADER_BYTES:end])
         manifest["raw_payload_bytes"] += 1
-        m = json.dumps(manifest, separators=(",", ":")).encode()
+        m = encode_manifest(manifest)
         return data[:12] + struct.pack("<Q", len(m)) + m + data[end:]
     raise AssertionError(how)
 
@@ -315,6 +318,7 @@ def _corrupt(data: bytes, how: str) -> bytes:
     ("flipped payload byte", "checksum mismatch"),
     ("bad version", "unsupported format version 99"),
     ("malformed manifest", "manifest malformed"),
+    ("manifest not an object", "manifest malformed: top level is list"),
     ("trailing bytes", "payload size mismatch"),
     ("wrong raw size", "payload size mismatch"),
 ])

@@ -5,14 +5,35 @@ Layout (all integers little-endian)::
     magic            8 bytes   b"GOLFART\\x00"
     format_version   u32       FORMAT_VERSION
     manifest_length  u64       bytes of the manifest that follows
-    manifest         JSON, utf-8, compact
+    manifest         JSON, utf-8, compact, zlib-9 compressed
     payload          codec-compressed concatenation of raw little-endian tensor bytes
 
-The manifest holds format_version, created_with ("golf <version>"), scheme, codec, level, payload_sha256 (of the
-COMPRESSED payload), payload_bytes (compressed), raw_payload_bytes, config_fingerprint (sha256 of the run config),
-stats, extra, and a tensor table: one entry per stored tensor, ``{name, role ("quantized" | "scale" |
-"passthrough"), shape, dtype, offset, nbytes, orig_dtype, bits, clip, scheme, axis}``, where offset/nbytes locate
-the tensor in the decompressed payload. bf16 tensors are stored as their raw 16-bit patterns.
+The manifest holds format_version, created_with ("golf <version>"), scheme, codec, level, byte_shuffle (stride,
+0 = off), payload_sha256 (of the COMPRESSED payload),
+raw_payload_sha256 (of the decompressed, un-shuffled payload),
+payload_bytes (compressed), raw_payload_bytes, config_fingerprint (sha256 of the run config), stats, extra, and a
+tensor table: one entry per stored tensor, ``{name, role ("quantized" | "scale" | "passthrough"), shape, dtype,
+offset, nbytes, orig_dtype, bits, clip, scheme ("per_row" | "per_tensor"), axis, group, method ("rtn" | "gptq"),
+packing ("int8" | "bitpack"), codec}``, where offset/nbytes locate the tensor in the decompressed payload
+(golf.quant.payload). Reading validates every field and never unpickles anything.
+
+Payload = byte_unshuffle(decompress(blob, codec), byte_shuffle). Packing of N < 8-bit codes (quant.packing):
+``int8`` stores each code q in [-(2^(N-1)-1), 2^(N-1)-1] as one int8 byte; ``bitpack`` stores q + 2^(N-1) - 1
+in N bits, LSB first (golf.quant.packing); ``auto`` (default) bit-packs N = 2 and 4 and uses int8 otherwise.
+Measured on the trained 4L d256 smoke model (all matrices + embedding, clip=search, codes only, bytes after
+zlib-9 / zstd-22 / lzma-9 / brotli-11):
+
+    N  int8 containers                          bit-packed
+    2  256,786 / 235,685 / 221,420 / 220,056    230,336 / 212,836 / 200,720 / 189,123
+    3  665,968 / 614,848 / 609,248 / 564,004    694,513 / 680,708 / 635,508 / 623,912
+    4  1,002,182 / 887,310 / 930,672 / 861,075  878,738 / 871,407 / 867,684 / 854,775
+    5  1,292,712 / 1,176,315 / 1,195,008 / 1,144,221   1,309,215 / 1,311,386 / 1,291,444 / 1,273,899
+    6  1,485,185 / 1,441,333 / 1,436,948 / 1,412,610   1,538,161 / 1,534,970 / 1,529,848 / 1,504,539
+    7  1,698,295 / 1,698,566 / 1,699,464 / 1,675,165   1,848,903 / 1,849,261 / 1,847,680 / 1,849,352
+
+Codes of 3, 5, 6, 7 bits straddle byte boundaries when packed and the byte-oriented compressors can no longer
+model them, while the constant upper bits of an int8 container cost almost nothing; 2- and 4-bit codes pack
+into whole bytes and come out smaller packed.
 
 Budget accounting: the "model bytes" counted against the 16,000,000-byte cap are the WHOLE artifact file size
 (header + manifest + compressed payload), i.e. ``ArtifactInfo.file_bytes`` = ``os.path.getsize(path)``. The
@@ -23,35 +44,39 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import struct
 import tempfile
-from dataclasses import dataclass
+import zlib
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-import torch
 from torch import Tensor
 
 from golf.errors import GolfError
-from golf.quant.compress import CodecError, compress, decompress, get_codec
-from golf.quant.int8 import DTYPES, QuantizedState, dequantize_state, dtype_name
+from golf.quant.compress import (
+    CodecError,
+    best_candidates,
+    byte_shuffle,
+    byte_unshuffle,
+    compress,
+    compress_best,
+    decompress,
+    get_codec,
+)
+from golf.quant.config import BEST_CODEC
+from golf.quant.int8 import DTYPES, QuantizedState, dequantize_state
+from golf.quant.packing import PackingError
+from golf.quant.payload import PayloadError, build_payload, entry_fault, tensor_from_payload
 
 MAGIC = b"GOLFART\x00"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _HEADER = struct.Struct("<8sIQ")
 HEADER_BYTES = _HEADER.size  # 20
-ROLES = ("quantized", "scale", "passthrough")
-# Little-endian numpy storage dtype per torch dtype; bf16 travels as its int16 bit pattern.
-_NP_DTYPES: dict[str, str] = {
-    "float64": "<f8", "float32": "<f4", "float16": "<f2", "bfloat16": "<i2",
-    "int64": "<i8", "int32": "<i4", "int16": "<i2", "int8": "i1", "uint8": "u1", "bool": "?",
-}
-_ENTRY_KEYS = ("name", "role", "shape", "dtype", "offset", "nbytes", "orig_dtype", "bits", "clip", "scheme", "axis")
-_MANIFEST_KEYS = ("format_version", "codec", "level", "scheme", "payload_sha256", "payload_bytes",
-                  "raw_payload_bytes", "tensors")
+MAX_MANIFEST_BYTES = 64 * 2**20  # decompressed; a guard against a crafted zlib bomb
+_MANIFEST_KEYS = ("format_version", "codec", "level", "byte_shuffle", "scheme", "payload_sha256",
+                  "raw_payload_sha256", "payload_bytes", "raw_payload_bytes", "tensors")
 
 
 class ArtifactError(GolfError, ValueError):
@@ -67,6 +92,11 @@ class ArtifactInfo:
     payload_bytes: int
     compressed_bytes: int
     manifest_bytes: int
+    codec: str = "zlib"
+    level: int | None = 9
+    byte_shuffle: int = 0
+    codec_trials: list[dict] = field(default_factory=list)
+    """codec=best: ``{codec, level, shuffle, compressed_bytes}`` of every candidate tried."""
 
 
 def golf_version() -> str:
@@ -85,47 +115,14 @@ def config_fingerprint(config: dict | str | None) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _tensor_bytes(path: Path, name: str, t: Tensor) -> bytes:
-    dname = dtype_name(t.dtype)
-    if dname not in _NP_DTYPES:
-        raise ArtifactError(f"{path}: tensor {name!r} has unsupported dtype {dname}; allowed: {sorted(_NP_DTYPES)}")
-    t = t.detach().to("cpu").contiguous()
-    arr = t.view(torch.int16).numpy() if t.dtype == torch.bfloat16 else t.numpy()
-    return arr.astype(_NP_DTYPES[dname], copy=False).tobytes()
-
-
-def _stored_tensors(path: Path, qstate: QuantizedState):
-    """Yield (name, role, tensor, entry fields) in state-dict order; codes are followed by their scale."""
-    for name in qstate.ordered_names():
-        if name in qstate.quantized:
-            meta = qstate.qmeta.get(name, {})
-            common = {"scheme": meta.get("scheme"), "clip": meta.get("clip_percentile"), "axis": meta.get("axis")}
-            yield name, "quantized", qstate.quantized[name], {
-                **common, "orig_dtype": qstate.dtypes.get(name), "bits": meta.get("bits", 8)}
-            yield name, "scale", qstate.scales[name], {**common, "orig_dtype": None, "bits": None}
-        elif name in qstate.passthrough:
-            yield name, "passthrough", qstate.passthrough[name], {
-                "scheme": None, "clip": None, "axis": None,
-                "orig_dtype": qstate.passthrough_orig_dtypes.get(name), "bits": None}
-        else:
-            raise ArtifactError(f"{path}: tensor {name!r} is listed but neither quantized nor passthrough")
-
-
-def _build_payload(path: Path, qstate: QuantizedState) -> tuple[bytes, list[dict]]:
-    chunks: list[bytes] = []
-    table: list[dict] = []
-    offset = 0
-    for name, role, t, fields in _stored_tensors(path, qstate):
-        data = _tensor_bytes(path, name, t)
-        bits = fields["bits"] if fields["bits"] is not None else 8 * t.element_size()
-        table.append({
-            "name": name, "role": role, "shape": list(t.shape), "dtype": dtype_name(t.dtype), "offset": offset,
-            "nbytes": len(data), "orig_dtype": fields["orig_dtype"], "bits": int(bits), "clip": fields["clip"],
-            "scheme": fields["scheme"], "axis": fields["axis"],
-        })
-        chunks.append(data)
-        offset += len(data)
-    return b"".join(chunks), table
+def compress_payload(raw: bytes, codec: str, level: int | None, shuffle: int) -> tuple[bytes, str, int | None, int, list[dict]]:
+    """(blob, codec, level, shuffle, trials): ``codec`` as given, or for "best" the smallest of every codec at its
+    maximum level with and without the byte shuffle. Raises CodecError for a bad codec or level."""
+    if codec == BEST_CODEC:
+        blob, best, trials = compress_best(raw, best_candidates(shuffle))
+        return blob, best.codec, best.level, best.shuffle, [asdict(t) for t in trials]
+    level = get_codec(codec).check_level(level)
+    return compress(byte_shuffle(raw, shuffle), codec, level), codec, level, shuffle, []
 
 
 def write_artifact(
@@ -135,35 +132,40 @@ def write_artifact(
     level: int | None = 9,
     config: dict | str | None = None,
     extra: dict | None = None,
+    byte_shuffle: int = 0,
 ) -> ArtifactInfo:
     """Serialize ``qstate`` to ``path`` atomically (tmp file in the same folder + os.replace).
 
-    ``config`` is fingerprinted (sha256) into the manifest; ``extra`` (JSON-serializable) is stored verbatim.
-    The output is deterministic: the same inputs give byte-identical files.
-    Raises ArtifactError (unsupported dtype, bad codec/level, non-JSON config/extra); on any failure an
-    existing file at ``path`` is left untouched and no temporary file remains.
+    ``codec`` is a registered codec or "best" (the smallest of all; every trial's size is returned in
+    ``ArtifactInfo.codec_trials``, not stored in the file);
+    ``byte_shuffle`` >= 2 byte-transposes the raw payload with that stride first (#38). ``config`` is
+    fingerprinted (sha256) into the manifest; ``extra`` (JSON-serializable) is stored verbatim. The output is
+    deterministic: the same inputs give byte-identical files. Raises ArtifactError (unsupported dtype, codes
+    outside their bit range, bad codec/level, non-JSON config/extra); on any failure an existing file at
+    ``path`` is left untouched and no temporary file remains.
     """
     path = Path(path)
     try:
-        level = get_codec(codec).check_level(level)
-        raw, table = _build_payload(path, qstate)
-        blob = compress(raw, codec, level)
+        raw, table = build_payload(qstate)
+        blob, codec, level, byte_shuffle, trials = compress_payload(raw, codec, level, byte_shuffle)
         manifest = {
             "format_version": FORMAT_VERSION,
             "created_with": f"golf {golf_version()}",
             "scheme": qstate.scheme,
             "codec": codec,
             "level": level,
+            "byte_shuffle": byte_shuffle,
             "payload_sha256": hashlib.sha256(blob).hexdigest(),
+            "raw_payload_sha256": hashlib.sha256(raw).hexdigest(),
             "payload_bytes": len(blob),
             "raw_payload_bytes": len(raw),
             "config_fingerprint": config_fingerprint(config),
             "stats": dict(qstate.stats),
             "extra": extra if extra is not None else {},
-            "tensors": table,
+            "tensors": [{**e, "codec": codec} for e in table],
         }
-        manifest_bytes = json.dumps(manifest, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    except CodecError as exc:
+        manifest_bytes = encode_manifest(manifest)
+    except (CodecError, PayloadError, PackingError) as exc:
         raise ArtifactError(f"{path}: {exc}") from exc
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ArtifactError):
@@ -183,13 +185,22 @@ def write_artifact(
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    return ArtifactInfo(
-        path=path,
-        file_bytes=path.stat().st_size,
-        payload_bytes=len(raw),
-        compressed_bytes=len(blob),
-        manifest_bytes=len(manifest_bytes),
-    )
+    return ArtifactInfo(path=path, file_bytes=path.stat().st_size, payload_bytes=len(raw),
+                        compressed_bytes=len(blob), manifest_bytes=len(manifest_bytes), codec=codec, level=level,
+                        byte_shuffle=byte_shuffle, codec_trials=trials)
+
+def encode_manifest(manifest: dict) -> bytes:
+    """Compact JSON (no NaN), zlib-9 compressed: the manifest counts against the budget like the payload."""
+    return zlib.compress(json.dumps(manifest, separators=(",", ":"), allow_nan=False).encode("utf-8"), 9)
+
+
+def decode_manifest(blob: bytes) -> dict:
+    """Inverse of ``encode_manifest``; raises zlib.error / UnicodeDecodeError / JSONDecodeError."""
+    d = zlib.decompressobj()
+    text = d.decompress(blob, MAX_MANIFEST_BYTES)
+    if d.unconsumed_tail or not d.eof or d.unused_data:
+        raise zlib.error("manifest stream is truncated, too large or followed by extra bytes")
+    return json.loads(text.decode("utf-8"))
 
 
 def _parse_header_and_manifest(path: Path, data: bytes) -> tuple[dict, int]:
@@ -206,8 +217,8 @@ def _parse_header_and_manifest(path: Path, data: bytes) -> tuple[dict, int]:
     if end > len(data):
         raise ArtifactError(f"{path}: truncated: manifest needs {manifest_len} bytes, file has {len(data) - HEADER_BYTES}")
     try:
-        manifest = json.loads(data[HEADER_BYTES:end].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = decode_manifest(data[HEADER_BYTES:end])
+    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path}: manifest malformed: {exc}") from exc
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{path}: manifest malformed: top level is {type(manifest).__name__}, not an object")
@@ -219,31 +230,14 @@ def _parse_header_and_manifest(path: Path, data: bytes) -> tuple[dict, int]:
     return manifest, end
 
 
-def _check_entry(path: Path, i: int, e: object, raw_len: int) -> None:
-    def bad(why: str) -> ArtifactError:
-        return ArtifactError(f"{path}: manifest malformed: tensor entry {i}: {why}")
-
-    if not isinstance(e, dict) or any(k not in e for k in _ENTRY_KEYS):
-        raise bad(f"needs keys {list(_ENTRY_KEYS)}")
-    if not isinstance(e["name"], str) or e["role"] not in ROLES or e["dtype"] not in _NP_DTYPES:
-        raise bad(f"bad name/role/dtype ({e['name']!r}, {e['role']!r}, {e['dtype']!r})")
-    if e["orig_dtype"] is not None and e["orig_dtype"] not in DTYPES:
-        raise bad(f"unsupported orig_dtype {e['orig_dtype']!r}")
-    shape, offset, nbytes = e["shape"], e["offset"], e["nbytes"]
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise bad(f"shape {shape!r} is not a list of non-negative ints")
-    if not isinstance(offset, int) or not isinstance(nbytes, int) or offset < 0 or offset + nbytes > raw_len:
-        raise bad(f"bytes [{offset}, {offset}+{nbytes}) outside the {raw_len}-byte payload")
-    if math.prod(shape) * np.dtype(_NP_DTYPES[e["dtype"]]).itemsize != nbytes:
-        raise bad(f"{nbytes} bytes do not fit shape {shape} of {e['dtype']}")
-
-
-def _tensor_from_payload(raw: bytes, e: dict) -> Tensor:
-    count = math.prod(e["shape"])
-    arr = np.frombuffer(raw, dtype=_NP_DTYPES[e["dtype"]], count=count, offset=e["offset"])
-    arr = arr.astype(arr.dtype.newbyteorder("="), copy=True)  # native order, writable copy
-    t = torch.from_numpy(arr).reshape(e["shape"])
-    return t.view(torch.bfloat16) if e["dtype"] == "bfloat16" else t
+def _check_entry(path: Path, i: int, e: object, raw_len: int, codec: str) -> None:
+    fault = entry_fault(e, raw_len)
+    if fault is None and e["orig_dtype"] is not None and e["orig_dtype"] not in DTYPES:
+        fault = f"unsupported orig_dtype {e['orig_dtype']!r}"
+    if fault is None and e["codec"] != codec:
+        fault = f"codec {e['codec']!r} differs from the payload codec {codec!r}"
+    if fault is not None:
+        raise ArtifactError(f"{path}: manifest malformed: tensor entry {i}: {fault}")
 
 
 def read_artifact(path: str | Path) -> tuple[QuantizedState, dict]:
@@ -266,31 +260,43 @@ def read_artifact(path: str | Path) -> tuple[QuantizedState, dict]:
         raise ArtifactError(f"{path}: payload size mismatch: {len(blob) - expected} bytes after the {expected}-byte payload")
     if hashlib.sha256(blob).hexdigest() != manifest["payload_sha256"]:
         raise ArtifactError(f"{path}: checksum mismatch: payload sha256 differs from the manifest (corrupt file)")
+    shuffle = manifest["byte_shuffle"]
+    if not isinstance(shuffle, int) or not 0 <= shuffle <= 16:
+        raise ArtifactError(f"{path}: manifest malformed: byte_shuffle {shuffle!r} is not an int in [0, 16]")
     try:
-        raw = decompress(blob, manifest["codec"])
+        raw = byte_unshuffle(decompress(blob, manifest["codec"]), shuffle)
     except CodecError as exc:
         raise ArtifactError(f"{path}: payload does not decompress: {exc}") from exc
     if len(raw) != manifest["raw_payload_bytes"]:
         raise ArtifactError(
             f"{path}: payload size mismatch: decompressed {len(raw)} bytes, manifest says {manifest['raw_payload_bytes']}")
+    if hashlib.sha256(raw).hexdigest() != manifest["raw_payload_sha256"]:
+        raise ArtifactError(f"{path}: checksum mismatch: decompressed payload sha256 differs from the manifest "
+                            f"(wrong codec/byte_shuffle in the manifest)")
     if not isinstance(manifest["tensors"], list):
         raise ArtifactError(f"{path}: manifest malformed: 'tensors' is not a list")
 
     qstate = QuantizedState(scheme=str(manifest["scheme"]), stats=dict(manifest.get("stats") or {}))
     seen: set[tuple[str, str]] = set()
     for i, e in enumerate(manifest["tensors"]):
-        _check_entry(path, i, e, len(raw))
+        _check_entry(path, i, e, len(raw), manifest["codec"])
         name, role = e["name"], e["role"]
         if (name, role) in seen:
             raise ArtifactError(f"{path}: manifest malformed: duplicate {role} entry for tensor {name!r}")
         seen.add((name, role))
         if name not in qstate.names:
             qstate.names.append(name)
-        t = _tensor_from_payload(raw, e)
+        try:
+            t = tensor_from_payload(raw, e)
+        except PackingError as exc:
+            raise ArtifactError(f"{path}: tensor {name!r}: {exc}") from exc
+        if e["group"] is not None:
+            qstate.groups[name] = e["group"]
         if role == "quantized":
             qstate.quantized[name] = t
             qstate.dtypes[name] = e["orig_dtype"]
-            meta = {"scheme": e["scheme"], "bits": e["bits"], "clip_percentile": e["clip"]}
+            meta = {"scheme": e["scheme"], "bits": e["bits"], "clip": e["clip"], "method": e["method"],
+                    "group": e["group"], "packing": e["packing"]}
             qstate.qmeta[name] = {**meta, "axis": e["axis"]} if e["axis"] is not None else meta
         elif role == "scale":
             qstate.scales[name] = t

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import base64
 import lzma
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from golf.errors import GolfError
 from golf.quant.artifact import ArtifactInfo
-from golf.quant.config import CODE_MODES
-from golf.quant.int8 import QuantizedState, tensor_nbytes
+from golf.quant.compress import byte_shuffle, compress
+from golf.quant.config import CODE_MODES, GROUP_NAMES
+from golf.quant.int8 import QuantizedState
+from golf.quant.payload import build_payload, stored_tensors
 
 # The two-line self-extracting wrapper (technique #52): raw LZMA2 stream, base85 text, exec'd at import.
 LZMA_WRAPPER_PREFIX = 'import lzma as L,base64 as B\nexec(L.decompress(B.b85decode("'
@@ -89,7 +92,26 @@ class TensorBudgetRow:
     bits: int
     dtype: str
     raw_bytes: int
-    """Codes + scales for quantized tensors, stored bytes for passthrough tensors (before compression)."""
+    """Codes (bit-packed size when packed) + scales for quantized tensors, stored bytes for passthrough tensors,
+    before compression."""
+    group: str = ""
+    """Tensor group (embed, attn, mlp, other, small)."""
+    clip: str | None = None
+    """Clip used for quantized tensors (e.g. "p99.99984", "rowmax", "std12.85")."""
+    method: str | None = None
+    """"rtn" or "gptq" for quantized tensors."""
+
+
+@dataclass
+class GroupBudgetRow:
+    """Bytes of one tensor group: stored (before compression) and compressed ALONE with the artifact's codec,
+    level and byte shuffle (an estimate of its share: the payload is compressed as one stream)."""
+
+    group: str
+    tensors: int
+    params: int
+    raw_bytes: int
+    compressed_bytes: int
 
 
 @dataclass
@@ -110,6 +132,12 @@ class BudgetReport:
     headroom_bytes: int
     fits: bool
     notes: list[str] = field(default_factory=list)
+    groups: list[GroupBudgetRow] = field(default_factory=list)
+    codec: str = ""
+    level: int | None = None
+    byte_shuffle: int = 0
+    codec_trials: list[dict] = field(default_factory=list)
+    """codec=best: compressed bytes of every (codec, level, shuffle) tried."""
 
     def to_dict(self) -> dict:
         """JSON-ready dict (paths as strings)."""
@@ -123,19 +151,32 @@ def build_budget_report(
     code_files: list[tuple[str | Path, int]],
     target_bytes: int = 16_000_000,
     code_mode: str = "raw",
+    group_compression: bool = True,
 ) -> BudgetReport:
-    """Assemble per-tensor rows and totals; artifact bytes are the whole artifact file (``file_bytes``)."""
+    """Assemble per-tensor rows, per-group rows and totals; artifact bytes are the whole artifact file
+    (``file_bytes``). ``group_compression`` compresses each group's bytes alone for the group table."""
     rows: list[TensorBudgetRow] = []
-    for name in qstate.ordered_names():
-        if name in qstate.quantized:
-            q, s = qstate.quantized[name], qstate.scales[name]
-            bits = int(qstate.qmeta.get(name, {}).get("bits", 8))
-            rows.append(TensorBudgetRow(name, list(q.shape), f"int{bits}", bits, str(q.dtype).removeprefix("torch."),
-                                        tensor_nbytes(q) + tensor_nbytes(s)))
-        else:
-            t = qstate.passthrough[name]
-            rows.append(TensorBudgetRow(name, list(t.shape), "passthrough", 8 * t.element_size(),
-                                        str(t.dtype).removeprefix("torch."), tensor_nbytes(t)))
+    for entry, data in stored_tensors(qstate):
+        name = entry["name"]
+        if entry["role"] == "scale":
+            rows[-1].raw_bytes += len(data)
+            continue
+        meta = qstate.qmeta.get(name, {}) if entry["role"] == "quantized" else {}
+        kind = f"int{entry['bits']}" if entry["role"] == "quantized" else "passthrough"
+        rows.append(TensorBudgetRow(name, entry["shape"], kind, int(entry["bits"]), entry["dtype"], len(data),
+                                    entry["group"] or "", meta.get("clip"), meta.get("method")))
+    groups: list[GroupBudgetRow] = []
+    for g in [*GROUP_NAMES, *sorted({r.group for r in rows} - set(GROUP_NAMES))]:
+        members = [r for r in rows if r.group == g]
+        if not members:
+            continue
+        packed = 0
+        if group_compression:
+            raw, _ = build_payload(qstate, [r.name for r in members])
+            packed = len(compress(byte_shuffle(raw, artifact_info.byte_shuffle), artifact_info.codec,
+                                  artifact_info.level))
+        groups.append(GroupBudgetRow(g, len(members), sum(math.prod(r.shape) for r in members),
+                                     sum(r.raw_bytes for r in members), packed))
     total = int(artifact_info.file_bytes) + int(code_bytes)
     return BudgetReport(
         rows=rows,
@@ -151,6 +192,11 @@ def build_budget_report(
         total_bytes=total,
         headroom_bytes=int(target_bytes) - total,
         fits=total <= int(target_bytes),
+        groups=groups,
+        codec=artifact_info.codec,
+        level=artifact_info.level,
+        byte_shuffle=artifact_info.byte_shuffle,
+        codec_trials=list(artifact_info.codec_trials),
     )
 
 
@@ -168,14 +214,28 @@ def format_report(report: BudgetReport, show_tensors: bool = True) -> str:
     lines: list[str] = []
     if show_tensors:
         width = max([len(r.name) for r in report.rows] + [6])
-        lines.append(f"{'tensor':<{width}}  {'shape':<14} {'kind':<11} {'bits':>4} {'raw bytes':>12}")
+        lines.append(f"{'tensor':<{width}}  {'group':<6} {'shape':<14} {'kind':<11} {'bits':>4} {'raw bytes':>12}"
+                     f"  clip / method")
         for r in report.rows:
             shape = "x".join(map(str, r.shape)) or "scalar"
-            lines.append(f"{r.name:<{width}}  {shape:<14} {r.kind:<11} {r.bits:>4} {r.raw_bytes:>12,}")
+            how = f"  {r.clip} / {r.method}" if r.clip is not None else ""
+            lines.append(f"{r.name:<{width}}  {r.group:<6} {shape:<14} {r.kind:<11} {r.bits:>4} {r.raw_bytes:>12,}{how}")
         lines.append("")
+    if report.groups:
+        lines.append(f"{'group':<6} {'tensors':>7} {'params':>11} {'raw bytes':>12} {'compressed alone':>17}")
+        for g in report.groups:
+            lines.append(f"{g.group:<6} {g.tensors:>7} {g.params:>11,} {g.raw_bytes:>12,} {g.compressed_bytes:>17,}")
+        lines.append("")
+    for t in report.codec_trials:
+        mark = " <- kept" if (t["codec"], t["level"], t["shuffle"]) == (report.codec, report.level,
+                                                                         report.byte_shuffle) else ""
+        lines.append(f"codec {t['codec']:<12} level {t['level']!s:>4} shuffle {t['shuffle']:>2}: "
+                     f"{t['compressed_bytes']:>12,} payload bytes{mark}")
+    codec = f"{report.codec}-{report.level}" + (f" after byte shuffle {report.byte_shuffle}"
+                                                  if report.byte_shuffle > 1 else "")
     lines += [
         f"scheme {report.scheme}: payload {report.payload_raw_bytes:,} raw bytes -> "
-        f"{report.compressed_payload_bytes:,} compressed (+ {report.manifest_bytes:,} manifest bytes)",
+        f"{report.compressed_payload_bytes:,} compressed with {codec} (+ {report.manifest_bytes:,} manifest bytes)",
         f"artifact file  {report.artifact_bytes:>12,} bytes  (model = whole file: header + manifest + payload)",
         f"code           {report.code_bytes:>12,} bytes  ({_code_words(report)})",
     ]

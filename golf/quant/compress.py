@@ -1,15 +1,29 @@
 """Byte codecs for the artifact payload, looked up by name in ``CODECS``.
 
 The official baseline compresses its serialized int8 state with ``zlib.compress(raw, level=9)``
-(openai/parameter-golf train_gpt.py L1080). Later records use zstd-22, lzma-9 (PR #160), brotli-11 and
-byte shuffling; each slots in as one more ``Codec`` passed to ``register_codec`` without touching callers.
+(openai/parameter-golf train_gpt.py L1080). Later records use zstd-22 (#8, records 03-19), lzma preset 9
+(#33, PR #160), brotli-11 with a stride-2 byte shuffle (#38, PR #1089). Registered codecs:
+
+    zlib          levels -1..9, default 9 (stdlib)
+    zstd          levels 1..22, default 22 (zstandard; frames carry the content size)
+    lzma          presets 0..9, default 9 (stdlib, .xz container, CRC64 check)
+    lzma_extreme  presets 0..9 | lzma.PRESET_EXTREME, default 9
+    brotli        qualities 0..11, default 11 (default window lgwin=22)
+    none          identity
+
+``byte_shuffle(data, k)`` is the byte transposition of #38 (bytes at offsets i mod k = 0, then 1, ...), which
+puts the low and high bytes of 16-bit values (fp16 scales, passthrough) into separate runs.
+``compress_best`` tries every codec (optionally with and without the shuffle) and keeps the smallest.
 """
 
 from __future__ import annotations
 
+import lzma
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from golf.errors import GolfError
 
@@ -102,6 +116,46 @@ register_codec(
         decompress_fn=_zlib_decompress,
     )
 )
+def _zstd_compress(data: bytes, level: int | None) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=22 if level is None else level, write_content_size=True).compress(data)
+
+
+def _zstd_decompress(data: bytes) -> bytes:
+    import zstandard
+
+    # One frame with its content size recorded (golf always writes it); anything else is rejected by zstandard.
+    return zstandard.ZstdDecompressor().decompress(data)
+
+
+def _lzma_decompress(data: bytes) -> bytes:
+    d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    out = d.decompress(data)
+    if not d.eof:
+        raise CodecError(f"codec 'lzma': stream is truncated ({len(data)} bytes, no end marker)")
+    if d.unused_data:
+        raise CodecError(f"codec 'lzma': {len(d.unused_data)} trailing bytes after the end of the stream")
+    return out
+
+
+def _brotli_compress(data: bytes, level: int | None) -> bytes:
+    import brotli
+
+    return brotli.compress(data, quality=11 if level is None else level)
+
+
+def _brotli_decompress(data: bytes) -> bytes:
+    import brotli
+
+    return brotli.decompress(data)
+
+
+register_codec(Codec("zstd", 22, 1, 22, _zstd_compress, _zstd_decompress))
+register_codec(Codec("lzma", 9, 0, 9, lambda data, level: lzma.compress(data, preset=level), _lzma_decompress))
+register_codec(Codec("lzma_extreme", 9, 0, 9, lambda data, level: lzma.compress(data, preset=level | lzma.PRESET_EXTREME),
+                     _lzma_decompress))
+register_codec(Codec("brotli", 11, 0, 11, _brotli_compress, _brotli_decompress))
 register_codec(
     Codec(
         name="none",
@@ -112,3 +166,64 @@ register_codec(
         decompress_fn=lambda data: data,
     )
 )
+
+
+def byte_shuffle(data: bytes, stride: int) -> bytes:
+    """Byte transposition (#38): all bytes at offsets ``i % stride == 0``, then ``== 1``, ...; same length.
+
+    ``stride`` <= 1 returns ``data`` unchanged. Inverse: ``byte_unshuffle(out, stride)``.
+    """
+    if stride <= 1 or len(data) < 2:
+        return bytes(data)
+    src = np.frombuffer(data, dtype=np.uint8)
+    return b"".join(src[k::stride].tobytes() for k in range(stride))
+
+
+def byte_unshuffle(data: bytes, stride: int) -> bytes:
+    """Inverse of ``byte_shuffle``."""
+    if stride <= 1 or len(data) < 2:
+        return bytes(data)
+    src = np.frombuffer(data, dtype=np.uint8)
+    out = np.empty_like(src)
+    start = 0
+    for k in range(stride):
+        n = len(range(k, len(src), stride))
+        out[k::stride] = src[start:start + n]
+        start += n
+    return out.tobytes()
+
+
+@dataclass
+class CodecTrial:
+    """Compressed size of one (codec, level, shuffle stride) candidate, in bytes."""
+
+    codec: str
+    level: int | None
+    shuffle: int
+    compressed_bytes: int
+
+
+def best_candidates(shuffle: int) -> list[tuple[str, int | None, int]]:
+    """(codec, level, shuffle) tried by codec=best: every real codec at its default (max) level, each with the
+    configured shuffle stride and, when that is off, also with the stride-2 shuffle of #38."""
+    strides = sorted({shuffle, 2}) if shuffle <= 1 else [shuffle]
+    names = [n for n in CODECS if n != "none"]
+    return [(n, CODECS[n].default_level, s) for n in names for s in strides]
+
+
+def compress_best(data: bytes, candidates: list[tuple[str, int | None, int]]) -> tuple[bytes, CodecTrial, list[CodecTrial]]:
+    """Compress ``data`` with each (codec, level, shuffle) and return (smallest blob, its trial, all trials).
+
+    Ties keep the earlier candidate. Raises CodecError for an unknown codec or bad level.
+    """
+    best: tuple[bytes, CodecTrial] | None = None
+    trials: list[CodecTrial] = []
+    for name, level, stride in candidates:
+        blob = compress(byte_shuffle(data, stride), name, level)
+        trial = CodecTrial(name, get_codec(name).check_level(level), stride, len(blob))
+        trials.append(trial)
+        if best is None or len(blob) < len(best[0]):
+            best = (blob, trial)
+    if best is None:
+        raise CodecError("compress_best: no candidate codecs")
+    return best[0], best[1], trials

@@ -1,8 +1,19 @@
 """Plain dataclass configs for quantization/export and the byte budget (no Hydra imports here).
 
-Defaults reproduce the official baseline export (openai/parameter-golf ``train_gpt.py`` L280-422, L1062-1092):
+Defaults reproduce the official baseline export (openai/parameter-golf ``train_gpt.py`` L280-422, L1062-1119):
 int8 per-row quantization, small float tensors kept as fp16 (control tensors fp32), zlib level 9, and a
 decimal 16,000,000-byte cap on artifact bytes + code bytes.
+
+Schema (Hydra keys ``quant.*``, ``budget.*``)::
+
+    quant.scheme            int8 (official) | mixed (per tensor group rules below) | none
+    quant.codec / level     zlib | zstd | lzma | lzma_extreme | brotli | none | best; level None = codec default
+    quant.byte_shuffle      0 = off, k >= 2: byte-transpose the payload with stride k before compressing (#38)
+    quant.packing           auto (bit-pack 2- and 4-bit codes, int8 containers otherwise) | int8 | bitpack
+    quant.groups.<g>        g in embed, attn, mlp, other, small: bits, passthrough, clip mode, method (rtn|gptq)
+    quant.gptq.*            calibration batches, damping, block size, act-order for method=gptq groups
+    quant.qat.*             fake-quantization during training (STE), optionally enabled late
+    budget.fit / fit_*      choose bits per group to land under budget.target_bytes
 """
 
 from __future__ import annotations
@@ -26,6 +37,17 @@ OFFICIAL_CONTROL_TENSOR_PATTERNS: tuple[str, ...] = (
 
 FLOAT_STORE_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32")
 CODE_MODES: tuple[str, ...] = ("raw", "lzma")
+GROUP_NAMES: tuple[str, ...] = ("embed", "attn", "mlp", "other", "small")
+CLIP_MODES: tuple[str, ...] = ("percentile", "rowmax", "search", "std")
+CLIP_SEARCH: tuple[str, ...] = ("matrix", "row")
+SCALE_FLOORS: tuple[str, ...] = ("auto", "qmax", "none")
+PASSTHROUGH: tuple[str, ...] = ("", "keep", *FLOAT_STORE_DTYPES)
+METHODS: tuple[str, ...] = ("rtn", "gptq")
+PACKINGS: tuple[str, ...] = ("auto", "int8", "bitpack")
+FIT_METRICS: tuple[str, ...] = ("loss", "recon")
+BEST_CODEC = "best"
+# Record 03-22 (GPTQ-lite, train_gpt.py quantize_int6_per_row): row quantiles 0.999, 0.9995, 0.9999, 0.99999, 1.0.
+GPTQ_LITE_PERCENTILES: tuple[float, ...] = (99.9, 99.95, 99.99, 99.999, 100.0)
 
 
 class QuantConfigError(GolfError, ValueError):
@@ -37,42 +59,175 @@ def _check_choice(owner: str, key: str, value: object, allowed: tuple[str, ...] 
         raise QuantConfigError(f"{owner}.{key}={value!r} is not one of {sorted(allowed)}")
 
 
+def _check(ok: bool, key: str, value: object, why: str) -> None:
+    if not ok:
+        raise QuantConfigError(f"{key}={value!r} {why}")
+
+
+@dataclass
+class GroupQuant:
+    """How the tensors of one group (embed / attn / mlp / other / small) are stored.
+
+    Validated by QuantConfig (errors name ``quant.groups.<group>.<key>``).
+    """
+
+    bits: int = 8
+    """Code width N in 2..8: per-row symmetric codes in [-(2^(N-1)-1), 2^(N-1)-1], scale per row."""
+    passthrough: str = ""
+    """"" = quantize to `bits`; float16 / bfloat16 / float32 = store unquantized in that dtype; keep = the
+    official small-tensor rule (control patterns fp32, fp32/bf16 -> quant.keep_float_dtype)."""
+    clip: str = "percentile"
+    """Clip mode: percentile (official int8: row quantile of |w|), rowmax, search (GPTQ-lite, record 03-22: the
+    candidate percentile with least ||W - dequant(quant(W))||^2), std (SDClip, record 04-05: k * row std)."""
+    clip_percentile: float = 99.99984
+    """Percentile of |w| per row for clip=percentile (official INT8_CLIP_PERCENTILE)."""
+    clip_candidates: list[float] = field(default_factory=lambda: list(GPTQ_LITE_PERCENTILES))
+    """Percentiles tried by clip=search; row max (100) is always tried first, so search is never worse."""
+    clip_search: str = "matrix"
+    """clip=search picks one percentile per matrix (record 03-22) or per row."""
+    clip_sigmas: float = 12.85
+    """k of clip=std: clip = k * std(row) (record 04-05: 12.85 matrices, 20 embeddings)."""
+    scale_floor: str = "auto"
+    """Lower bound of the scale: qmax = 1/qmax (official int8 / GPTQ-lite record), none = 1e-10 (SDClip),
+    auto = qmax for clip=percentile (official) and none for rowmax/search/std."""
+    method: str = "rtn"
+    """rtn = round to nearest; gptq = full-Hessian GPTQ error feedback (2-D tensors with calibration Hessian)."""
+    patterns: list[str] = field(default_factory=list)
+    """Name substrings that put a tensor in this group (embed/attn/mlp); `other` and `small` ignore them."""
+
+    def validate(self, key: str) -> None:
+        """Raise QuantConfigError naming ``<key>.<field>`` for the first bad field."""
+        _check(isinstance(self.bits, int) and 2 <= self.bits <= 8, f"{key}.bits", self.bits, "is not an int in [2, 8]")
+        _check_choice(key, "passthrough", self.passthrough, PASSTHROUGH)
+        _check_choice(key, "clip", self.clip, CLIP_MODES)
+        _check_choice(key, "clip_search", self.clip_search, CLIP_SEARCH)
+        _check_choice(key, "scale_floor", self.scale_floor, SCALE_FLOORS)
+        _check_choice(key, "method", self.method, METHODS)
+        _check(0.0 < float(self.clip_percentile) <= 100.0, f"{key}.clip_percentile", self.clip_percentile,
+               "is not in (0, 100]")
+        _check(len(self.clip_candidates) > 0 and all(0.0 < float(p) <= 100.0 for p in self.clip_candidates),
+               f"{key}.clip_candidates", self.clip_candidates, "must be a non-empty list of percentiles in (0, 100]")
+        _check(float(self.clip_sigmas) > 0, f"{key}.clip_sigmas", self.clip_sigmas, "must be > 0")
+        self.patterns = [str(p) for p in self.patterns if p]
+        self.clip_candidates = [float(p) for p in self.clip_candidates]
+
+    @property
+    def quantized(self) -> bool:
+        return self.passthrough == ""
+
+
+@dataclass
+class QuantGroups:
+    """One GroupQuant per tensor group. Membership (golf.quant.groups.tensor_group): non-float tensors are
+    always exact; float tensors with numel <= quant.keep_float_max_numel -> small; else the first of embed,
+    attn, mlp whose patterns match the name; else other. Defaults reproduce the official int8 export."""
+
+    embed: GroupQuant = field(default_factory=lambda: GroupQuant(patterns=["tok_emb", "lm_head", "embed"]))
+    attn: GroupQuant = field(default_factory=lambda: GroupQuant(patterns=[".attn."]))
+    mlp: GroupQuant = field(default_factory=lambda: GroupQuant(patterns=[".mlp."]))
+    other: GroupQuant = field(default_factory=GroupQuant)
+    small: GroupQuant = field(default_factory=lambda: GroupQuant(passthrough="keep"))
+
+    def get(self, group: str) -> GroupQuant:
+        return getattr(self, group)
+
+
+@dataclass
+class GPTQConfig:
+    """Full-Hessian GPTQ (Frantar et al. 2023; records 03-25/03-29/04-05) for groups with method=gptq."""
+
+    calib_batches: int = 16
+    """Training batches whose linear-layer inputs form the Hessians H = X^T X (record 04-14: 16)."""
+    calib_batch_tokens: int = 0
+    """Tokens per calibration batch; 0 = the run's trainer.train_batch_tokens."""
+    calib_seq_len: int = 0
+    """Sequence length of calibration batches; 0 = the run's trainer.train_seq_len."""
+    damp: float = 0.01
+    """Damping added to diag(H): damp * mean(diag H)."""
+    block_size: int = 128
+    """Columns quantized per block before the lazy error update of the remaining columns."""
+    act_order: bool = True
+    """Quantize columns in descending diag(H) order (act-order)."""
+
+
+@dataclass
+class QATConfig:
+    """Quantization-aware training: CastedLinear weights are fake-quantized in the forward pass with the export
+    rule of their group (straight-through estimator), records 03-19 (#6) and 03-21/03-22 late QAT (#23)."""
+
+    enabled: bool = False
+    """Install fake-quantization on every CastedLinear whose weight is quantized by the export rule."""
+    late_threshold: float = 0.0
+    """0 = fake-quantize from step 0; > 0 = switch on once the lr multiplier falls below it (record 03-22: 0.15)."""
+
+
 @dataclass
 class QuantConfig:
     """How a trained state dict is quantized and compressed into the artifact (defaults = official baseline)."""
 
     scheme: str = "int8"
-    """Quantization scheme name in golf.quant.int8.SCHEMES: "int8" = official per-row int8, "none" = fp passthrough."""
+    """int8 = official per-row int8; mixed = per-group rules in quant.groups; none = exact fp passthrough."""
     codec: str = "zlib"
-    """Payload compressor name in golf.quant.compress.CODECS (official: zlib)."""
-    level: int = 9
-    """Compression level passed to the codec (official: zlib level 9); ignored by codec "none"."""
+    """Payload compressor (golf.quant.compress.CODECS) or "best" = try every codec, keep the smallest."""
+    level: int | None = None
+    """Compression level; None = the codec's default (zlib 9, zstd 22, lzma 9, brotli 11)."""
+    byte_shuffle: int = 0
+    """0 = off; k >= 2 = byte-transpose the raw payload with stride k before compressing (#38: stride 2)."""
+    packing: str = "auto"
+    """Storage of N<8-bit codes: int8 = one int8 per code; bitpack = N bits per code, densely packed; auto =
+    bitpack for N in {2, 4} (byte-aligned, compresses smaller) and int8 otherwise (measured, see artifact.py)."""
     keep_float_max_numel: int = 65536
-    """Float tensors with numel <= this are stored unquantized (official INT8_KEEP_FLOAT_MAX_NUMEL)."""
+    """Float tensors with numel <= this are the `small` group (official INT8_KEEP_FLOAT_MAX_NUMEL)."""
     keep_float_dtype: str = "float16"
     """Storage dtype of small fp32/bf16 passthrough tensors not matching a control pattern (official fp16)."""
     scale_dtype: str = "float16"
-    """Storage dtype of per-row int8 scales (official INT8_PER_ROW_SCALE_DTYPE = fp16)."""
+    """Storage dtype of per-row scales (official INT8_PER_ROW_SCALE_DTYPE = fp16)."""
     clip_percentile: float = 99.99984
-    """Percentile of |w| (per row for 2-D) used as the int8 clip value (official INT8_CLIP_PERCENTILE)."""
+    """scheme=int8: percentile of |w| (per row for 2-D) used as the clip value (official INT8_CLIP_PERCENTILE)."""
     control_tensor_patterns: list[str] = field(default_factory=lambda: list(OFFICIAL_CONTROL_TENSOR_PATTERNS))
     """Name substrings whose small float tensors are kept in fp32 (official INT8_KEEP_FLOAT_FP32_NAME_PATTERNS)."""
+    groups: QuantGroups = field(default_factory=QuantGroups)
+    """Per tensor group rules (scheme=mixed)."""
+    gptq: GPTQConfig = field(default_factory=GPTQConfig)
+    """Calibration and solver settings for groups with method=gptq."""
+    qat: QATConfig = field(default_factory=QATConfig)
+    """Fake-quantization during training (read by train.py through golf.train.hooks.build_hooks)."""
 
     def __post_init__(self) -> None:
-        # Imported lazily: the registries' modules import this one.
+        # Lazy: the registries' modules import this one.
+        import golf.quant.intn  # noqa: F401  (registers scheme "mixed")
         from golf.quant.compress import CODECS
         from golf.quant.int8 import SCHEMES
 
-        _check_choice("QuantConfig", "scheme", self.scheme, list(SCHEMES))
-        _check_choice("QuantConfig", "codec", self.codec, list(CODECS))
-        _check_choice("QuantConfig", "keep_float_dtype", self.keep_float_dtype, FLOAT_STORE_DTYPES)
-        _check_choice("QuantConfig", "scale_dtype", self.scale_dtype, FLOAT_STORE_DTYPES)
-        CODECS[self.codec].check_level(self.level)
-        if not 0.0 < float(self.clip_percentile) <= 100.0:
-            raise QuantConfigError(f"QuantConfig.clip_percentile={self.clip_percentile!r} is not in (0, 100]")
-        if int(self.keep_float_max_numel) < 0:
-            raise QuantConfigError(f"QuantConfig.keep_float_max_numel={self.keep_float_max_numel!r} is negative")
+        _check_choice("quant", "scheme", self.scheme, list(SCHEMES))
+        _check_choice("quant", "codec", self.codec, [*CODECS, BEST_CODEC])
+        _check_choice("quant", "keep_float_dtype", self.keep_float_dtype, FLOAT_STORE_DTYPES)
+        _check_choice("quant", "scale_dtype", self.scale_dtype, FLOAT_STORE_DTYPES)
+        _check_choice("quant", "packing", self.packing, PACKINGS)
+        if self.codec != BEST_CODEC:
+            CODECS[self.codec].check_level(self.level)
+        _check(0.0 < float(self.clip_percentile) <= 100.0, "quant.clip_percentile", self.clip_percentile,
+               "is not in (0, 100]")
+        _check(int(self.keep_float_max_numel) >= 0, "quant.keep_float_max_numel", self.keep_float_max_numel,
+               "is negative")
+        _check(isinstance(self.byte_shuffle, int) and 0 <= self.byte_shuffle <= 16, "quant.byte_shuffle",
+               self.byte_shuffle, "is not an int in [0, 16]")
         self.control_tensor_patterns = [str(p) for p in self.control_tensor_patterns if p]
+        for name in GROUP_NAMES:
+            self.groups.get(name).validate(f"quant.groups.{name}")
+        g = self.gptq
+        _check(g.calib_batches >= 1, "quant.gptq.calib_batches", g.calib_batches, "must be >= 1")
+        _check(g.calib_batch_tokens >= 0, "quant.gptq.calib_batch_tokens", g.calib_batch_tokens, "must be >= 0")
+        _check(g.calib_seq_len >= 0, "quant.gptq.calib_seq_len", g.calib_seq_len, "must be >= 0")
+        _check(0.0 <= float(g.damp) < 1.0, "quant.gptq.damp", g.damp, "is not in [0, 1)")
+        _check(g.block_size >= 1, "quant.gptq.block_size", g.block_size, "must be >= 1")
+        _check(0.0 <= float(self.qat.late_threshold) <= 1.0, "quant.qat.late_threshold", self.qat.late_threshold,
+               "is not in [0, 1]")
+
+    def uses_gptq(self) -> bool:
+        """True when scheme=mixed and some quantized group has method=gptq (export then needs calibration)."""
+        return self.scheme == "mixed" and any(
+            self.groups.get(g).quantized and self.groups.get(g).method == "gptq" for g in GROUP_NAMES)
 
 
 @dataclass
@@ -86,8 +241,30 @@ class BudgetConfig:
     lzma-9 + base85 self-extracting exec wrapper of those files (technique #52, records 04-03..04-06)."""
     code_paths: list[str] = field(default_factory=list)
     """Files/directories whose code is counted (directories: every *.py below them); the lead fills the default."""
+    fit: bool = False
+    """Choose bits / passthrough per group (quant.scheme becomes mixed) to land under target_bytes."""
+    fit_bits: list[int] = field(default_factory=lambda: [16, 8, 7, 6, 5, 4])
+    """Options the fitter tries per group: 2..8 = intN codes, 16 = float16 passthrough."""
+    fit_groups: list[str] = field(default_factory=lambda: ["embed", "attn", "mlp", "other"])
+    """Groups whose storage the fitter chooses; the rest keep their quant.groups rule."""
+    fit_metric: str = "loss"
+    """Predicted damage: loss = calibration-loss increase (nats) with only that group quantized;
+    recon = sum over tensors of ||W - W_hat||^2 / ||W||^2."""
+    fit_batches: int = 2
+    """Training batches used by fit_metric=loss."""
+    fit_codec: str = ""
+    """Codec used to predict group sizes; empty = quant.codec (zstd when quant.codec=best)."""
 
     def __post_init__(self) -> None:
-        _check_choice("BudgetConfig", "code_mode", self.code_mode, CODE_MODES)
-        if int(self.target_bytes) <= 0:
-            raise QuantConfigError(f"BudgetConfig.target_bytes={self.target_bytes!r} must be positive")
+        from golf.quant.compress import CODECS
+
+        _check_choice("budget", "code_mode", self.code_mode, CODE_MODES)
+        _check(int(self.target_bytes) > 0, "budget.target_bytes", self.target_bytes, "must be positive")
+        _check_choice("budget", "fit_metric", self.fit_metric, FIT_METRICS)
+        _check(len(self.fit_bits) > 0 and all(b == 16 or 2 <= int(b) <= 8 for b in self.fit_bits),
+               "budget.fit_bits", self.fit_bits, "must be a non-empty list of 2..8 or 16")
+        for g in self.fit_groups:
+            _check_choice("budget", "fit_groups", g, [x for x in GROUP_NAMES if x != "small"])
+        _check(self.fit_batches >= 1, "budget.fit_batches", self.fit_batches, "must be >= 1")
+        if self.fit_codec:
+            _check_choice("budget", "fit_codec", self.fit_codec, list(CODECS))

@@ -13,8 +13,8 @@ L313-422) bit for bit under the default ``QuantConfig``:
 4. other float tensors -> one per-tensor int8 scale: ``clip = quantile(|w|.flatten(), 0.9999984)``,
    ``scale = clip/127`` (1.0 when clip == 0, no 1/127 floor), kept as a 0-dim fp32 tensor.
 
-Schemes are registered by name in ``SCHEMES`` (``QuantConfig.scheme``); intN / GPTQ / mixed precision add
-their own entry returning the same ``QuantizedState`` with per-tensor ``qmeta["bits"]``.
+Schemes are registered by name in ``SCHEMES`` (``QuantConfig.scheme``): "int8" (here), "none" (here) and
+"mixed" (golf.quant.intn: per-group intN / GPTQ / passthrough), all returning a ``QuantizedState``.
 """
 
 from __future__ import annotations
@@ -74,8 +74,10 @@ class QuantizedState:
     dtypes: name -> original dtype name of each quantized tensor (restored by ``dequantize_state``).
     passthrough: name -> tensor stored unquantized (possibly downcast, see passthrough_orig_dtypes).
     passthrough_orig_dtypes: name -> original dtype name of a downcast passthrough tensor.
-    qmeta: name -> {"scheme": "per_row" | "per_tensor", "axis": 0 (per_row only), "bits": 8,
-        "clip_percentile": float} for each quantized tensor.
+    qmeta: name -> {"scheme": "per_row" | "per_tensor", "axis": 0 (per_row only), "bits": N, "clip": label
+        (e.g. "p99.99984", "rowmax", "std12.85"), "method": "rtn" | "gptq", "group": tensor group,
+        "packing": "int8" | "bitpack"} for each quantized tensor.
+    groups: name -> tensor group (embed, attn, mlp, other, small) of every tensor (golf.quant.groups).
     names: all tensor names in the original state-dict order.
     stats: the official counters (param_count, num_tensors, num_float_tensors, num_nonfloat_tensors,
         baseline_tensor_bytes, int8_payload_bytes), bytes uncompressed.
@@ -88,6 +90,7 @@ class QuantizedState:
     passthrough: dict[str, Tensor] = field(default_factory=dict)
     passthrough_orig_dtypes: dict[str, str] = field(default_factory=dict)
     qmeta: dict[str, dict] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
 
@@ -101,12 +104,13 @@ class QuantizedState:
         return list(self.names) if self.names else [*self.quantized, *self.passthrough]
 
 
-SchemeFn = Callable[[dict[str, Tensor], QuantConfig], QuantizedState]
+SchemeFn = Callable[..., QuantizedState]
+"""``fn(state_dict, cfg, hessians=None) -> QuantizedState``."""
 SCHEMES: dict[str, SchemeFn] = {}
 
 
 def register_scheme(name: str) -> Callable[[SchemeFn], SchemeFn]:
-    """Decorator adding a ``(state_dict, cfg) -> QuantizedState`` function to ``SCHEMES`` under ``name``."""
+    """Decorator adding a ``(state_dict, cfg, hessians=None) -> QuantizedState`` function to ``SCHEMES``."""
 
     def add(fn: SchemeFn) -> SchemeFn:
         if name in SCHEMES:
@@ -117,13 +121,15 @@ def register_scheme(name: str) -> Callable[[SchemeFn], SchemeFn]:
     return add
 
 
-def quantize_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig) -> QuantizedState:
-    """Quantize ``state_dict`` with the scheme named by ``cfg.scheme``."""
+def quantize_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig,
+                        hessians: dict[str, Tensor] | None = None) -> QuantizedState:
+    """Quantize ``state_dict`` with the scheme named by ``cfg.scheme``; ``hessians`` (weight name -> [cols, cols])
+    feed GPTQ groups of scheme "mixed" and are ignored by the other schemes."""
     try:
         fn = SCHEMES[cfg.scheme]
     except KeyError:
         raise QuantizationError(f"unknown quantization scheme {cfg.scheme!r}; allowed: {sorted(SCHEMES)}") from None
-    return fn(state_dict, cfg)
+    return fn(state_dict, cfg, hessians=hessians)
 
 
 def _matches_any(name: str, patterns: list[str]) -> bool:
@@ -178,12 +184,15 @@ def quantize_float_tensor_int8(name: str, t: Tensor, cfg: QuantConfig) -> tuple[
 
 
 @register_scheme("int8")
-def quantize_state_dict_int8(state_dict: dict[str, Tensor], cfg: QuantConfig | None = None) -> QuantizedState:
+def quantize_state_dict_int8(state_dict: dict[str, Tensor], cfg: QuantConfig | None = None,
+                             hessians: dict[str, Tensor] | None = None) -> QuantizedState:
     """Official ``quantize_state_dict_int8`` (train_gpt.py L342-399) over a state dict of CPU/GPU tensors.
 
-    Returns a QuantizedState with scheme "int8"; see the module docstring for the rules.
+    Returns a QuantizedState with scheme "int8"; see the module docstring for the rules. ``hessians`` is ignored.
     Raises QuantizationError when a tensor's clip quantile cannot be computed.
     """
+    from golf.quant.groups import tensor_group
+
     cfg = cfg or QuantConfig()
     out = QuantizedState(scheme="int8")
     stats = dict.fromkeys(
@@ -194,6 +203,7 @@ def quantize_state_dict_int8(state_dict: dict[str, Tensor], cfg: QuantConfig | N
     for name, tensor in state_dict.items():
         t = tensor.detach().to("cpu").contiguous()
         out.names.append(name)
+        out.groups[name] = tensor_group(name, t, cfg)
         stats["param_count"] += int(t.numel())
         stats["num_tensors"] += 1
         stats["baseline_tensor_bytes"] += tensor_nbytes(t)
@@ -212,10 +222,9 @@ def quantize_state_dict_int8(state_dict: dict[str, Tensor], cfg: QuantConfig | N
 
         stats["num_float_tensors"] += 1
         q, s = quantize_float_tensor_int8(name, t, cfg)
-        if s.ndim > 0:
-            out.qmeta[name] = {"scheme": "per_row", "axis": 0, "bits": 8, "clip_percentile": cfg.clip_percentile}
-        else:
-            out.qmeta[name] = {"scheme": "per_tensor", "bits": 8, "clip_percentile": cfg.clip_percentile}
+        meta = {"bits": 8, "clip": f"p{cfg.clip_percentile:.10g}", "method": "rtn", "group": out.groups[name],
+                "packing": "int8"}
+        out.qmeta[name] = {"scheme": "per_row", "axis": 0, **meta} if s.ndim > 0 else {"scheme": "per_tensor", **meta}
         out.quantized[name] = q
         out.scales[name] = s
         out.dtypes[name] = dtype_name(t.dtype)
@@ -225,13 +234,18 @@ def quantize_state_dict_int8(state_dict: dict[str, Tensor], cfg: QuantConfig | N
 
 
 @register_scheme("none")
-def passthrough_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig | None = None) -> QuantizedState:
+def passthrough_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig | None = None,
+                           hessians: dict[str, Tensor] | None = None) -> QuantizedState:
     """Reference scheme "none": every tensor stored exactly in its own dtype (no quantization, no downcast)."""
+    from golf.quant.groups import tensor_group
+
+    cfg = cfg or QuantConfig()
     out = QuantizedState(scheme="none")
     payload = 0
     for name, tensor in state_dict.items():
         t = tensor.detach().to("cpu").contiguous()
         out.names.append(name)
+        out.groups[name] = tensor_group(name, t, cfg)
         out.passthrough[name] = t
         payload += tensor_nbytes(t)
     out.stats = {

@@ -46,6 +46,10 @@ def build_hooks(cfg) -> list[TrainHook]:
 
         hooks.append(EnableLoopingHook(cfg.model.enable_looping_at, cfg.schedule.iterations,
                                        cfg.schedule.max_wallclock_seconds))
+    if cfg.quant.qat.enabled:
+        from golf.quant.qat import QATHook  # lazy: golf.quant.qat imports this module
+
+        hooks.append(QATHook(cfg.quant))
     averager = build_averager(cfg.averaging)
     if averager is not None:
         hooks.append(averager)

@@ -1,0 +1,144 @@
+"""Quantization-aware training (QAT) with the straight-through estimator (STE), without editing golf.model.
+
+``install_qat(model, quant)`` swaps the class of every CastedLinear whose weight the export quantizes (rule of
+its tensor group, golf.quant.groups.rule_for) to a subclass whose forward uses
+
+    w_eff = where(qat_flag, dequant(quant(w)), w) + (w - w.detach())
+
+i.e. exactly the export's dequantized weight in value (same golf.quant.intn code, same fp16 scale rounding)
+and the identity in gradient (STE, records 03-19 #6 and 03-21/03-22 #23). GPTQ groups are fake-quantized with
+round-to-nearest under the same clip rule (GPTQ cannot run in a forward pass). Parameters, state-dict keys and
+optimizer routing are unchanged; ``remove_qat`` restores the original classes.
+
+The on/off switch is a 0-dim float buffer ``qat_flag`` (non-persistent, so not in the state dict) read inside
+the graph. A Python bool would be a compile-time constant: record 03-21 flipped a class attribute for late QAT
+and torch.compile had folded it, so QAT never ran. Flipping the buffer changes the compiled forward without a
+recompile (tested). Installing QAT changes module classes, which torch.compile guards on: the first forward
+after ``install_qat`` recompiles once. Inductor normally drops a fp32 -> fp16 -> fp32 round trip inside a fused
+kernel, which would skip the fp16 rounding of the scales that export applies; ``install_qat`` therefore sets
+``torch._inductor.config.emulate_precision_casts = True`` (process-wide, read at compile time), after which the
+compiled fake-quantized weights equal the exported ones bit for bit (tested).
+
+``QATHook`` (registered by golf.train.hooks.build_hooks when quant.qat.enabled) installs QAT at train start,
+switches it on immediately or once the lr multiplier falls below quant.qat.late_threshold (record 03-22: 0.15),
+and removes it before the final validation and checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from golf.model.layers import CastedLinear
+from golf.quant.config import GroupQuant, QuantConfig
+from golf.quant.groups import rule_for
+from golf.quant.int8 import DTYPES
+from golf.quant.intn import fake_quantize_rows
+from golf.train.hooks import TrainHook
+
+log = logging.getLogger("golf.quant")
+_QAT_CLASSES: dict[type, type] = {}
+
+
+class _FakeQuantLinear:
+    """Mixin placed before the original CastedLinear class: fake-quantized weight with STE gradient."""
+
+    qat_flag: Tensor
+    _qat_rule: GroupQuant
+    _qat_scale_dtype: torch.dtype
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight
+        # Fake-quantize a detached copy: the gradient must not flow through the clip/scale statistics (STE).
+        wq = fake_quantize_rows(w.detach(), self._qat_rule, self._qat_scale_dtype)
+        w_eff = torch.where(self.qat_flag > 0, wq, w.detach().float()) + (w - w.detach()).float()
+        bias = self.bias.to(x.dtype) if self.bias is not None else None
+        return F.linear(x, w_eff.to(x.dtype), bias)
+
+
+def _qat_class(cls: type) -> type:
+    if cls not in _QAT_CLASSES:
+        _QAT_CLASSES[cls] = type(f"QAT{cls.__name__}", (_FakeQuantLinear, cls), {"_qat_base": cls})
+    return _QAT_CLASSES[cls]
+
+
+def _emulate_precision_casts() -> None:
+    """Make inductor keep explicit dtype round trips (the fp16 rounding of scales) as eager does."""
+    try:
+        import torch._inductor.config as inductor_config
+    except ImportError:  # pragma: no cover - builds without inductor
+        return
+    inductor_config.emulate_precision_casts = True
+
+
+def install_qat(model: nn.Module, quant: QuantConfig, enabled: bool = False) -> list[str]:
+    """Fake-quantize every CastedLinear weight that export quantizes; return the weight names covered.
+
+    The flag starts at ``enabled``. Idempotent: already-installed modules keep their flag.
+    """
+    _emulate_precision_casts()
+    covered = []
+    for mod_name, mod in model.named_modules():
+        if not isinstance(mod, CastedLinear) or isinstance(mod, _FakeQuantLinear):
+            continue
+        name = f"{mod_name}.weight"
+        rule = rule_for(name, mod.weight, quant)
+        if rule is None or not rule.quantized or mod.weight.ndim != 2:
+            continue
+        mod.register_buffer("qat_flag", torch.tensor(float(enabled), device=mod.weight.device), persistent=False)
+        mod._qat_rule = rule
+        mod._qat_scale_dtype = DTYPES[quant.scale_dtype]
+        mod.__class__ = _qat_class(type(mod))
+        covered.append(name)
+    return covered
+
+
+def set_qat_enabled(model: nn.Module, on: bool) -> int:
+    """Set every installed ``qat_flag`` in place (no recompile); return how many modules were switched."""
+    n = 0
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, _FakeQuantLinear):
+                mod.qat_flag.fill_(1.0 if on else 0.0)
+                n += 1
+    return n
+
+
+def remove_qat(model: nn.Module) -> int:
+    """Restore the original classes and drop the flags; return how many modules were restored."""
+    n = 0
+    for mod in model.modules():
+        if isinstance(mod, _FakeQuantLinear):
+            mod.__class__ = mod._qat_base
+            del mod._buffers["qat_flag"]
+            del mod._qat_rule, mod._qat_scale_dtype
+            n += 1
+    return n
+
+
+class QATHook(TrainHook):
+    """Install QAT at train start; enable at once (late_threshold 0) or when lr_scale < late_threshold."""
+
+    def __init__(self, quant: QuantConfig):
+        self.quant = quant
+        self.threshold = float(quant.qat.late_threshold)
+        self.enabled = False
+
+    def on_train_start(self, model: nn.Module, optimizers: list) -> None:
+        self.enabled = self.threshold <= 0.0
+        covered = install_qat(model, self.quant, enabled=self.enabled)
+        log.info(f"qat: fake-quantizing {len(covered)} CastedLinear weights "
+                 f"({'from step 0' if self.enabled else f'once lr_scale < {self.threshold:g}'})")
+
+    def on_step_end(self, step: int, lr_scale: float, model: nn.Module) -> dict[str, float]:
+        if not self.enabled and lr_scale < self.threshold:
+            self.enabled = True
+            set_qat_enabled(model, True)
+            log.info(f"qat: enabled after step {step} (lr_scale {lr_scale:.4f} < {self.threshold:g})")
+        return {"qat/enabled": float(self.enabled)}
+
+    def on_train_end(self, model: nn.Module) -> None:
+        remove_qat(model)
