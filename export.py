@@ -1,6 +1,7 @@
 """Export a trained run: quantize + compress its checkpoint into one artifact and check the byte budget.
 
-    python export.py run_dir=outputs/<run>                       # official int8 + zlib-9
+    python export.py run_dir=outputs/<run>                       # the run's own quant config (int8 + zlib-9 default)
+    python export.py run_dir=outputs/<run> quant=gptq_int6 quant.codec=best
     python export.py run_dir=outputs/<run> budget.target_bytes=15000000
 
 Writes <run_dir>/model.golf and <run_dir>/export.json; prints the budget report and the round-trip val_bpb.
@@ -14,7 +15,7 @@ from omegaconf import DictConfig
 
 from golf.config import ExportRunConfig, register_configs
 from golf.entry import run_entry
-from golf.export_run import export_run
+from golf.export_run import export_run, run_quant_config
 from golf.train.dist import pick_device
 from golf.train.tracking import Tracker
 
@@ -22,10 +23,13 @@ register_configs()
 
 
 def _export(cfg: ExportRunConfig, ctx: dict) -> float | None:
+    # Without quant overrides, export with what the run trained with (e.g. its QAT rule); else as told.
+    quant = cfg.quant if any(o.lstrip("+~").startswith("quant") for o in ctx["overrides"]) else \
+        run_quant_config(cfg.run_dir)
     tracker = Tracker(cfg.logger, cfg.run_dir, job_type="export", config=ctx["config"], name=f"export:{cfg.run_dir}",
                       group=cfg.logger.group or "export", tags=ctx["tags"])
     try:
-        result = export_run(cfg.run_dir, cfg.quant, cfg.budget, cfg.eval, pick_device(cfg.device), cfg.out or None,
+        result = export_run(cfg.run_dir, quant, cfg.budget, cfg.eval, pick_device(cfg.device), cfg.out or None,
                             cfg.roundtrip_eval)
         tracker.summary({"bytes_total": result["bytes_total"], "artifact_bytes": result["artifact_bytes"],
                          **({"val/bpb": result["val_bpb"], "quant_gap_bpb": result["quant_gap_bpb"]}

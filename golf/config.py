@@ -189,6 +189,16 @@ def to_typed(cfg: DictConfig, schema: type[T]) -> T:
         raise ConfigError(str(exc).splitlines()[0]) from None
 
 
+def build_dataclass(schema: type[T], values: dict, prefix: str = "") -> T:
+    """Typed dataclass (nested ones included) from plain values; raises ConfigError naming the key."""
+    try:
+        return _build(schema, values, prefix)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
+
+
 def _build(schema: Any, values: Any, prefix: str) -> Any:
     """Instantiate `schema` from plain values, recursing into nested dataclasses (runs __post_init__)."""
     if not dataclasses.is_dataclass(schema):

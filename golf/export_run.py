@@ -33,7 +33,7 @@ from golf.quant.fitter import choose_allocation, format_fit, loss_function, meas
 from golf.quant.gptq import calibration_batches, collect_hessians
 from golf.quant.groups import tensor_group
 from golf.quant.int8 import quantize_state_dict
-from golf.train.checkpoint import CHECKPOINT_NAME
+from golf.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from golf.train.tracking import write_json
 
 log = logging.getLogger("golf.export")
@@ -84,6 +84,17 @@ def _calibration(run_dir: Path, run_cfg: dict, quant: QuantConfig, budget: Budge
                  f"in {timings['gptq_hessian_s']:.2f}s (counts toward the 600 s training budget)")
     loss_fn = loss_function(model, batches[n_h:], autocast=lambda: autocast_for(device)) if need_loss else None
     return hessians, loss_fn
+
+
+def run_quant_config(run_dir: str | Path) -> QuantConfig:
+    """The `quant` section the run was trained with (its QAT rule is the one to export with).
+
+    Raises CheckpointError when the run has no readable checkpoint.
+    """
+    from golf.config import build_dataclass  # the typed builder; golf.config is the Hydra-facing layer
+
+    run_cfg = load_checkpoint(Path(run_dir) / CHECKPOINT_NAME)["config"]
+    return build_dataclass(QuantConfig, run_cfg.get("quant", {}), "quant.")
 
 
 def export_run(run_dir: str | Path, quant: QuantConfig, budget: BudgetConfig, eval_cfg, device: torch.device,
