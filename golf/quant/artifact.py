@@ -20,7 +20,7 @@ packing ("int8" | "bitpack"), codec}``, where offset/nbytes locate the tensor in
 Payload = byte_unshuffle(decompress(blob, codec), byte_shuffle). Packing of N < 8-bit codes (quant.packing):
 ``int8`` stores each code q in [-(2^(N-1)-1), 2^(N-1)-1] as one int8 byte; ``bitpack`` stores q + 2^(N-1) - 1
 in N bits, LSB first (golf.quant.packing); ``auto`` (default) bit-packs N = 2 and 4 and uses int8 otherwise.
-Measured on the trained 4L d256 smoke model (all matrices + embedding, clip=search, codes only, bytes after
+Measured on the trained 4L d256 smoke model (all matrices + embedding, clip=search, codes + scales, bytes after
 zlib-9 / zstd-22 / lzma-9 / brotli-11):
 
     N  int8 containers                          bit-packed
