@@ -132,6 +132,8 @@ def test_late_qat_hook_switches_when_lr_scale_drops(threshold, switch_step):
     quant = QuantConfig(**{**INT3.__dict__, "qat": INT3.qat.__class__(enabled=True, late_threshold=threshold)})
     hook = QATHook(quant)
     float_loss = model(x, y)
+    hook.on_model_built(model)  # the loop installs QAT before compile/priming
+    assert torch.equal(model(x, y), float_loss) or threshold <= 0.0
     hook.on_train_start(model, [])
     for step, scale in enumerate([1.0, 0.8, 0.6, 0.4, 0.2], start=1):
         on = not torch.equal(model(x, y), float_loss)

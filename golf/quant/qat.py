@@ -120,18 +120,23 @@ def remove_qat(model: nn.Module) -> int:
 
 
 class QATHook(TrainHook):
-    """Install QAT at train start; enable at once (late_threshold 0) or when lr_scale < late_threshold."""
+    """Install QAT on the built model; enable at once (late_threshold 0) or when lr_scale < late_threshold."""
 
     def __init__(self, quant: QuantConfig):
         self.quant = quant
         self.threshold = float(quant.qat.late_threshold)
         self.enabled = False
 
+    def on_model_built(self, model: nn.Module) -> None:
+        # Installed before compile/priming (the flag is a buffer read in the graph, so switching it later
+        # never recompiles); priming runs with the flag as training will start.
+        covered = install_qat(model, self.quant, enabled=self.threshold <= 0.0)
+        log.info(f"qat: fake-quantizing {len(covered)} CastedLinear weights "
+                 f"({'from step 0' if self.threshold <= 0.0 else f'once lr_scale < {self.threshold:g}'})")
+
     def on_train_start(self, model: nn.Module, optimizers: list) -> None:
         self.enabled = self.threshold <= 0.0
-        covered = install_qat(model, self.quant, enabled=self.enabled)
-        log.info(f"qat: fake-quantizing {len(covered)} CastedLinear weights "
-                 f"({'from step 0' if self.enabled else f'once lr_scale < {self.threshold:g}'})")
+        set_qat_enabled(model, self.enabled)
 
     def on_step_end(self, step: int, lr_scale: float, model: nn.Module) -> dict[str, float]:
         if not self.enabled and lr_scale < self.threshold:

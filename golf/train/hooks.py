@@ -1,7 +1,7 @@
 """Training hooks: techniques that act around the optimizer step without living in the loop body.
 
 Weight averaging (EMA/SWA/LAWA), late QAT switches and similar options implement `TrainHook` and are built
-from the config by `build_hooks`. The loop calls, in order: on_train_start once after priming (priming steps
+from the config by `build_hooks`. The loop calls, in order: on_model_built before compiling, prime during the priming steps, on_train_start once after priming (priming steps
 never reach the hooks), on_step_end after every optimizer step, and on_train_end before the final validation,
 checkpoint and export, so what the hooks leave in the model (e.g. averaged weights) is what gets evaluated.
 """
@@ -13,6 +13,10 @@ from torch import nn
 
 class TrainHook:
     """No-op base class; override what you need."""
+
+    def on_model_built(self, model: nn.Module) -> None:
+        """Called once on the bare model, before torch.compile, DDP and the priming steps: the place to change
+        module structure (e.g. install QAT), so nothing recompiles inside the timed training."""
 
     def prime(self, model: nn.Module, priming_step) -> None:
         """Called during the priming steps (whose effects are rolled back): run `priming_step()` in any model

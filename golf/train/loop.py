@@ -123,6 +123,9 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
     log.info(f"val_loader:shards pattern={cfg.data.val_glob()} tokens:{val_tokens.numel() - 1}")
 
     base_model = cast_for_device(build_model(cfg.model), device, tuple(cfg.optim.control_tensor_patterns))
+    hooks = build_hooks(cfg)
+    for hook in hooks:
+        hook.on_model_built(base_model)
     compiled = _maybe_compile(base_model, t.compile, device)
     model: nn.Module = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None,
                            broadcast_buffers=False) if ctx.distributed else compiled
@@ -160,7 +163,6 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
 
     loader = new_loader()
     sched = cfg.schedule
-    hooks = build_hooks(cfg)
     if sched.warmup_steps > 0:  # priming: compile/warm the kernels, then restore the true init
         init_model = {k: v.detach().clone() for k, v in base_model.state_dict().items()}
         init_opts = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
