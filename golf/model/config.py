@@ -11,6 +11,13 @@ from dataclasses import dataclass, field
 
 from golf.errors import GolfError
 
+# Official CONTROL_TENSOR_NAME_PATTERNS (train_gpt.py L288-295): parameter-name substrings routed to the scalar
+# Adam group and kept fp32 in the int8 export (INT8_KEEP_FLOAT_FP32_NAME_PATTERNS defaults to the same list).
+OFFICIAL_CONTROL_TENSOR_PATTERNS: tuple[str, ...] = (
+    "attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix", "resid_mixes", "q_gain",
+    "skip_weight", "skip_weights",
+)
+
 ATTENTION_BACKENDS = ("auto", "sdpa", "fa2", "fa3")
 SMEAR_GATES = ("none", "v1", "v2")
 BIGRAM_HASHES = ("mul", "xor")

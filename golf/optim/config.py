@@ -14,20 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from golf.errors import GolfError
-
-# Official CONTROL_TENSOR_NAME_PATTERNS (train_gpt.py L288-295): substrings of parameter names that are
-# routed to the scalar Adam group (and kept fp32 in the export) even when they are 2-D.
-OFFICIAL_CONTROL_TENSOR_PATTERNS: tuple[str, ...] = (
-    "attn_scale",
-    "attn_scales",
-    "mlp_scale",
-    "mlp_scales",
-    "resid_mix",
-    "resid_mixes",
-    "q_gain",
-    "skip_weight",
-    "skip_weights",
-)
+from golf.model.config import OFFICIAL_CONTROL_TENSOR_PATTERNS
 
 # Names accepted by the `name` fields; new optimizer stacks / schedules extend these sets.
 OPTIMIZER_NAMES: frozenset[str] = frozenset({"muon_adam"})

@@ -21,19 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from golf.errors import GolfError
-
-# Official CONTROL_TENSOR_NAME_PATTERNS (train_gpt.py L288-295); INT8_KEEP_FLOAT_FP32_NAME_PATTERNS defaults to it.
-OFFICIAL_CONTROL_TENSOR_PATTERNS: tuple[str, ...] = (
-    "attn_scale",
-    "attn_scales",
-    "mlp_scale",
-    "mlp_scales",
-    "resid_mix",
-    "resid_mixes",
-    "q_gain",
-    "skip_weight",
-    "skip_weights",
-)
+from golf.model.config import OFFICIAL_CONTROL_TENSOR_PATTERNS
 
 FLOAT_STORE_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32")
 CODE_MODES: tuple[str, ...] = ("raw", "lzma")
