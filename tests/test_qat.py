@@ -152,3 +152,15 @@ def test_build_hooks_registers_qat_only_when_enabled():
     assert not any(isinstance(h, QATHook) for h in build_hooks(cfg))
     cfg.quant.qat.enabled = True
     assert any(isinstance(h, QATHook) for h in build_hooks(cfg))
+
+
+def test_qat_that_would_cover_nothing_is_an_error():
+    """Regression: at d 128 every matrix sat below the 65,536-element passthrough threshold and QAT silently
+    fake-quantized 0 weights."""
+    from golf.quant.qat import QATConfigError
+
+    model = tiny_model()
+    quant = QuantConfig(**{**INT3.__dict__, "keep_float_max_numel": 10**9,
+                           "qat": INT3.qat.__class__(enabled=True, late_threshold=0.0)})
+    with pytest.raises(QATConfigError, match="quant.keep_float_max_numel"):
+        QATHook(quant).on_model_built(model)

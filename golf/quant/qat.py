@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from golf.errors import GolfError
 from golf.model.layers import CastedLinear
 from golf.quant.config import GroupQuant, QuantConfig
 from golf.quant.groups import rule_for
@@ -119,6 +120,10 @@ def remove_qat(model: nn.Module) -> int:
     return n
 
 
+class QATConfigError(GolfError):
+    """QAT is enabled but would fake-quantize nothing."""
+
+
 class QATHook(TrainHook):
     """Install QAT on the built model; enable at once (late_threshold 0) or when lr_scale < late_threshold."""
 
@@ -131,6 +136,10 @@ class QATHook(TrainHook):
         # Installed before compile/priming (the flag is a buffer read in the graph, so switching it later
         # never recompiles); priming runs with the flag as training will start.
         covered = install_qat(model, self.quant, enabled=self.threshold <= 0.0)
+        if not covered:  # e.g. every matrix below keep_float_max_numel: QAT would silently do nothing
+            raise QATConfigError(
+                "quant.qat.enabled=true but the export rule quantizes no CastedLinear weight (all are passed "
+                f"through: quant.keep_float_max_numel={self.quant.keep_float_max_numel}); lower it or disable QAT")
         log.info(f"qat: fake-quantizing {len(covered)} CastedLinear weights "
                  f"({'from step 0' if self.threshold <= 0.0 else f'once lr_scale < {self.threshold:g}'})")
 
