@@ -164,3 +164,16 @@ def test_qat_that_would_cover_nothing_is_an_error():
                            "qat": INT3.qat.__class__(enabled=True, late_threshold=0.0)})
     with pytest.raises(QATConfigError, match="quant.keep_float_max_numel"):
         QATHook(quant).on_model_built(model)
+
+
+def test_late_qat_waits_for_the_decay_not_the_warmup():
+    """Regression: with an lr warmup (WSD-S) the multiplier starts below the late-QAT threshold, and QAT
+    switched on at step 1 instead of late in the decay."""
+    model = tiny_model()
+    quant = QuantConfig(**{**INT3.__dict__, "qat": INT3.qat.__class__(enabled=True, late_threshold=0.15)})
+    hook = QATHook(quant)
+    hook.on_model_built(model)
+    hook.on_train_start(model, [])
+    warmup, peak, decay = [0.05, 0.1], [1.0, 1.0], [0.5, 0.1]
+    enabled = [hook.on_step_end(i, s, model)["qat/enabled"] for i, s in enumerate(warmup + peak + decay, 1)]
+    assert enabled == [0, 0, 0, 0, 0, 1]

@@ -144,11 +144,14 @@ class QATHook(TrainHook):
                  f"({'from step 0' if self.threshold <= 0.0 else f'once lr_scale < {self.threshold:g}'})")
 
     def on_train_start(self, model: nn.Module, optimizers: list) -> None:
+        self.peak = 0.0
         self.enabled = self.threshold <= 0.0
         set_qat_enabled(model, self.enabled)
 
     def on_step_end(self, step: int, lr_scale: float, model: nn.Module) -> dict[str, float]:
-        if not self.enabled and lr_scale < self.threshold:
+        # "Late" means on the way down: an lr warmup (WSD-S) also starts below the threshold.
+        self.peak = max(getattr(self, "peak", 0.0), lr_scale)
+        if not self.enabled and lr_scale < self.threshold <= self.peak:
             self.enabled = True
             set_qat_enabled(model, True)
             log.info(f"qat: enabled after step {step} (lr_scale {lr_scale:.4f} < {self.threshold:g})")
