@@ -87,7 +87,7 @@ def after_train_for(cfg, run_dir: str | Path) -> Callable[[dict, nn.Module, Trac
                             f"{metrics['rank_param_max_abs_diff']:.3g}")
             # The collectives of training are over; leave the group now so rank 0's export evaluates alone
             # (evaluation all-reduces whenever a group exists, and the other ranks are about to exit).
-            teardown()
+            teardown(barrier=True)
         if not tracker.active:  # rank > 0: rank 0 exports and writes the records
             return metrics
         if cfg.export_after:

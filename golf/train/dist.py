@@ -52,9 +52,16 @@ def init_distributed(device_preference: str = "auto") -> DistContext:
     return DistContext(rank, local_rank, world_size, device)
 
 
-def teardown() -> None:
+def teardown(barrier: bool = False) -> None:
+    """Leave the process group (no-op outside one). `barrier=True` (success path only: a failed rank must not
+    wait for peers) first keeps a fast rank from tearing down gloo while a peer still has collectives in
+    flight, seen as 'terminate called without an active exception' under CPU load."""
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if barrier:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def all_reduce_max(flag: bool, device: torch.device) -> bool:

@@ -95,6 +95,7 @@ def train(cfg, info: RunInfo) -> dict:
         if info.after_train is not None:
             metrics = info.after_train(metrics, model, tracker)
         tracker.finish(0)
+        teardown(barrier=True)
         return metrics
     except BaseException:
         if tracker is not None:
