@@ -7,11 +7,10 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from golf.eval.bpb import ByteLUTs, token_bytes
+from golf.eval.bpb import BpbAccumulator, ByteLUTs
 
 
 @dataclass
@@ -43,14 +42,6 @@ def autocast_for(device: torch.device):
     return contextlib.nullcontext()
 
 
-def reduce_sums(*values: float, device: torch.device) -> list[float]:
-    """All-reduce (SUM) float64 scalars across ranks when torch.distributed is initialized."""
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.tolist()
-
-
 def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: int, batch_tokens: int,
                       rank: int = 0, world_size: int = 1, grad_accum_steps: int = 1,
                       device: torch.device | None = None, progress: bool = False) -> EvalResult:
@@ -69,8 +60,7 @@ def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_
     local_batch_seqs = local_batch_tokens // seq_len
     total_seqs = (val_tokens.numel() - 1) // seq_len
     seq_start, seq_end = total_seqs * rank // world_size, total_seqs * (rank + 1) // world_size
-    luts = luts.to(device)
-    loss_sum, token_count, byte_count = 0.0, 0.0, 0.0
+    acc = BpbAccumulator(luts, device)
     t0 = time.perf_counter()
     was_training = model.training
     model.eval()
@@ -82,13 +72,9 @@ def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_
             x, y = local[:-1].reshape(-1, seq_len), local[1:].reshape(-1, seq_len)
             with autocast_for(device):
                 batch_loss = model(x, y).detach()
-            n = float(y.numel())
-            loss_sum += batch_loss.double().item() * n
-            token_count += n
-            byte_count += float(token_bytes(x.reshape(-1), y.reshape(-1), luts).double().sum().item())
+            acc.add(batch_loss.double() * y.numel(), x, y)
     model.train(was_training)
-    loss_sum, token_count, byte_count = reduce_sums(loss_sum, token_count, byte_count, device=device)
-    val_loss = loss_sum / token_count
-    val_bpb = val_loss / torch.log(torch.tensor(2.0, dtype=torch.float64)).item() * token_count / byte_count
-    return EvalResult("standard", val_loss, val_bpb, int(token_count), int(byte_count),
+    acc.all_reduce()
+    val_loss, val_bpb = acc.result()
+    return EvalResult("standard", val_loss, val_bpb, int(acc.token_count.item()), int(acc.byte_count.item()),
                       time.perf_counter() - t0, details={"seq_len": seq_len, "windows": total_seqs})

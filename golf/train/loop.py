@@ -21,10 +21,11 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from golf.data.loader import DistributedTokenLoader, load_validation_tokens
+from golf.data.loader import DistributedTokenLoader
 from golf.errors import ConfigError
-from golf.eval.bpb import build_byte_luts, load_tokenizer
+from golf.eval.bpb import load_tokenizer
 from golf.eval.standard import autocast_for, evaluate_standard
+from golf.evaluate import load_val_data
 from golf.model import build_model, cast_for_device, count_params
 from golf.optim import apply_lr_scale, build_optimizers, lr_multiplier, muon_momentum_at, set_muon_momentum
 from golf.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
@@ -114,12 +115,9 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    sp = load_tokenizer(cfg.data.resolve_tokenizer_path(), cfg.model.vocab_size)
-    luts = build_byte_luts(sp, cfg.model.vocab_size)
     eval_seq = cfg.eval.seq_len or t.train_seq_len
-    val_tokens = load_validation_tokens(cfg.data.val_glob(), eval_seq, cfg.model.vocab_size)
-    if cfg.eval.max_tokens:
-        val_tokens = val_tokens[: (min(cfg.eval.max_tokens, val_tokens.numel() - 1) // eval_seq) * eval_seq + 1]
+    val = load_val_data(cfg.data, cfg.model.vocab_size, eval_seq, cfg.eval.max_tokens)
+    val_tokens, luts = val.tokens, val.luts
     log.info(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={cfg.data.resolve_tokenizer_path()}")
     log.info(f"val_loader:shards pattern={cfg.data.val_glob()} tokens:{val_tokens.numel() - 1}")
 
