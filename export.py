@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from golf.config import ExportRunConfig, register_configs
 from golf.entry import run_entry
-from golf.export_run import export_run, run_quant_config
+from golf.export_run import export_run
 from golf.train.dist import pick_device
 from golf.train.tracking import Tracker
 
@@ -24,8 +24,7 @@ register_configs()
 
 def _export(cfg: ExportRunConfig, ctx: dict) -> float | None:
     # Without quant overrides, export with what the run trained with (e.g. its QAT rule); else as told.
-    quant = cfg.quant if any(o.lstrip("+~").startswith("quant") for o in ctx["overrides"]) else \
-        run_quant_config(cfg.run_dir)
+    quant = cfg.quant if any(o.lstrip("+~").startswith("quant") for o in ctx["overrides"]) else None
     tracker = Tracker(cfg.logger, cfg.run_dir, job_type="export", config=ctx["config"], name=f"export:{cfg.run_dir}",
                       group=cfg.logger.group or "export", tags=ctx["tags"])
     try:

@@ -9,6 +9,7 @@ times are reported (GPTQ calibration on training data counts toward the 600 s tr
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -33,7 +34,7 @@ from golf.quant.fitter import choose_allocation, format_fit, loss_function, meas
 from golf.quant.gptq import calibration_batches, collect_hessians
 from golf.quant.groups import tensor_group
 from golf.quant.int8 import quantize_state_dict
-from golf.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from golf.train.checkpoint import CHECKPOINT_NAME
 from golf.train.tracking import write_json
 
 log = logging.getLogger("golf.export")
@@ -60,7 +61,7 @@ def _gptq_names(state: dict, quant: QuantConfig) -> set[str]:
             and rules.groups.get(tensor_group(n, t, rules)).method == "gptq"}
 
 
-def _calibration(run_dir: Path, run_cfg: dict, quant: QuantConfig, budget: BudgetConfig, device: torch.device,
+def _calibration(model_on_device, run_cfg: dict, quant: QuantConfig, budget: BudgetConfig, device: torch.device,
                  state: dict, timings: dict) -> tuple[dict | None, object]:
     """Hessians for GPTQ groups and the fitter's loss function (each only when needed)."""
     need_h = quant.scheme != "none" and bool(_gptq_names(state, quant)) and (quant.uses_gptq() or budget.fit)
@@ -74,7 +75,7 @@ def _calibration(run_dir: Path, run_cfg: dict, quant: QuantConfig, budget: Budge
     t0 = time.perf_counter()
     batches = calibration_batches(DataConfig(**run_cfg["data"]).train_glob(), n_h + budget.fit_batches * need_loss,
                                   batch_tokens, seq_len, device)
-    model = load_for_eval(run_dir / CHECKPOINT_NAME, device).model
+    model = model_on_device()
     hessians = None
     if need_h:
         hessians, secs = collect_hessians(model, batches[:n_h], _gptq_names(state, quant),
@@ -86,20 +87,18 @@ def _calibration(run_dir: Path, run_cfg: dict, quant: QuantConfig, budget: Budge
     return hessians, loss_fn
 
 
-def run_quant_config(run_dir: str | Path) -> QuantConfig:
-    """The `quant` section the run was trained with (its QAT rule is the one to export with).
-
-    Raises CheckpointError when the run has no readable checkpoint.
-    """
+def run_quant_config(run_cfg: dict) -> QuantConfig:
+    """The `quant` section a run was trained with (its QAT rule is the one to export with)."""
     from golf.config import build_dataclass  # the typed builder; golf.config is the Hydra-facing layer
 
-    run_cfg = load_checkpoint(Path(run_dir) / CHECKPOINT_NAME)["config"]
     return build_dataclass(QuantConfig, run_cfg.get("quant", {}), "quant.")
 
 
-def export_run(run_dir: str | Path, quant: QuantConfig, budget: BudgetConfig, eval_cfg, device: torch.device,
+def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetConfig, eval_cfg, device: torch.device,
                out: str | Path | None = None, roundtrip_eval: bool = True) -> dict:
     """Quantize <run_dir>/checkpoint.pt into an artifact and return the export report (also export.json).
+
+    `quant=None` exports with the quantization the run was trained with.
 
     Raises BudgetExceededError (artifact + code > target; nothing written), FitError (budget.fit finds no
     allocation), CheckpointError, ArtifactError, GPTQError.
@@ -108,9 +107,16 @@ def export_run(run_dir: str | Path, quant: QuantConfig, budget: BudgetConfig, ev
     out = Path(out) if out else run_dir / ARTIFACT_NAME
     loaded = load_for_eval(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
     run_cfg = loaded.run_config
+    quant = quant or run_quant_config(run_cfg)
     state = {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()}
+
+    @functools.cache
+    def model_on_device() -> torch.nn.Module:
+        """The checkpoint's model on `device` (for calibration and the pre-quant score), read at most once more."""
+        return loaded.model if device.type == "cpu" else load_for_eval(run_dir / CHECKPOINT_NAME, device).model
+
     timings: dict[str, float] = {}
-    hessians, loss_fn = _calibration(run_dir, run_cfg, quant, budget, device, state, timings)
+    hessians, loss_fn = _calibration(model_on_device, run_cfg, quant, budget, device, state, timings)
     code_bytes, code_files = code_bytes_for(budget)
     table, fit = None, None
     if budget.fit:
@@ -158,17 +164,17 @@ def export_run(run_dir: str | Path, quant: QuantConfig, budget: BudgetConfig, ev
              f"code {report.code_bytes} bytes; Total submission size: {report.total_bytes} bytes "
              f"(target {budget.target_bytes}, headroom {budget.target_bytes - report.total_bytes})")
     if roundtrip_eval:
-        result.update(roundtrip(run_dir, out, run_cfg, eval_cfg, device))
+        result.update(roundtrip(model_on_device(), out, run_cfg, eval_cfg, device))
     write_json(run_dir / EXPORT_REPORT, result)
     return result
 
 
-def roundtrip(run_dir: Path, artifact: Path, run_cfg: dict, eval_cfg, device: torch.device) -> dict:
-    """Evaluate the checkpoint and the re-loaded artifact on the same tokens; return both and the gap."""
+def roundtrip(checkpoint_model: torch.nn.Module, artifact: Path, run_cfg: dict, eval_cfg, device: torch.device) -> dict:
+    """Evaluate the checkpoint's model and the re-loaded artifact on the same tokens; return both and the gap."""
     data = DataConfig(**run_cfg["data"])
     seq_len = eval_cfg.seq_len or run_cfg["trainer"]["train_seq_len"]
     val = load_val_data(data, run_cfg["model"]["vocab_size"], seq_len, eval_cfg.max_tokens)
-    pre = run_evaluation(load_for_eval(run_dir / CHECKPOINT_NAME, device).model, val, eval_cfg, device)
+    pre = run_evaluation(checkpoint_model, val, eval_cfg, device)
     post = run_evaluation(load_for_eval(artifact, device).model, val, eval_cfg, device)
     log.info(f"pre-quant val_loss:{pre.val_loss:.4f} val_bpb:{pre.val_bpb:.4f}")
     log.info(f"final_roundtrip val_loss:{post.val_loss:.4f} val_bpb:{post.val_bpb:.4f} "
