@@ -89,3 +89,16 @@ def tiny_run(tmp_path_factory, data_root: Path) -> Path:
     run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
     run_golf("train.py", *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", data_root=data_root)
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run as fast on one intra-op thread, and two oversubscribe a busy 2-core machine (~20x slower).
+
+    Use with `pytestmark = pytest.mark.usefixtures("one_thread")`; the thread count is restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

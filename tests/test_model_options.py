@@ -27,13 +27,7 @@ from golf.optim import OptimConfig, build_optimizers, split_params
 V = 1024
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models are ~20x slower with 2 intra-op threads on a busy 2-core machine (oversubscription)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**overrides) -> ModelConfig:

@@ -18,13 +18,7 @@ from golf.train.looping import EnableLoopingHook
 SEQ, BATCH_TOKENS, STEPS = 64, 1024, 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models are ~20x slower with 2 intra-op threads on a busy 2-core machine (oversubscription)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 OPTIONS = {
     "smear_v1_pr65": dict(smear_gate="v1"),
