@@ -1,4 +1,4 @@
-"""Throughput benchmark: `python -m golf.bench [--steps N] [hydra overrides...]`.
+"""Throughput benchmark: `python -m golf.bench.train [--steps N] [hydra overrides...]`.
 
 Runs the real training loop (same model, optimizers, loader and step code as train.py) for N timed steps
 after the priming steps, with W&B, checkpointing and periodic validation off, and prints tokens/s, ms/step
@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 from golf.config import TrainRunConfig, register_configs, to_typed
 from golf.train.loop import RunInfo, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_OVERRIDES = [
     "experiment=smoke", "model.num_layers=4", "model.model_dim=256", "model.num_heads=4", "model.num_kv_heads=2",
