@@ -20,7 +20,7 @@ import hydra
 from omegaconf import DictConfig
 
 from golf.config import EvalRunConfig, register_configs
-from golf.entry import run_entry
+from golf.entry import guarded_main, run_entry
 from golf.evaluate import load_for_eval, load_val_data, run_modes
 from golf.train.dist import pick_device
 from golf.train.tracking import Tracker, write_json
@@ -60,4 +60,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    guarded_main(main)

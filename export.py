@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from golf.config import ExportRunConfig, register_configs
-from golf.entry import run_entry
+from golf.entry import guarded_main, run_entry
 from golf.export_run import export_run
 from golf.train.dist import pick_device
 from golf.train.tracking import Tracker
@@ -44,4 +44,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded_main(main)

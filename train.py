@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 from golf.config import TrainRunConfig, register_configs
-from golf.entry import run_entry, run_group, run_name
+from golf.entry import guarded_main, run_entry, run_group, run_name
 from golf.sweep.job import after_train_for
 from golf.sweep.launch import needs_torchrun, run_under_torchrun
 from golf.train.loop import RunInfo, train
@@ -45,4 +45,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    guarded_main(main)

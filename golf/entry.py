@@ -10,6 +10,7 @@ the job as failed (status.json, summary.json) and Optuna marks the trial FAIL (h
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -17,11 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from golf.config import to_typed
 from golf.errors import GolfError
+from golf.io import atomic_write_bytes
 from golf.sweep.job import JobFailed
 from golf.sweep.launch import TorchrunJobError
 from golf.train.tracking import choice_tags, compact_override, experiment_overrides, override_tags
@@ -86,27 +91,118 @@ def _job_failed(exc: Exception) -> JobFailed:
     return JobFailed.from_exception(exc)
 
 
+class OutputGuard(Callback):
+    """Hydra callback (``hydra.callbacks.golf_outputs`` in every entry point's YAML): before Hydra touches the run
+    directory, remember what is already there, so a run that fails on bad input removes only what it created.
+
+    Remembered: whether the run directory existed, the bytes of the files in its Hydra output subdir (Hydra
+    overwrites them before the task starts) and the size of the job's log file (Hydra appends to it).
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _SNAPSHOT.clear()
+        try:
+            run_dir = Path(str(config.hydra.run.dir)).absolute()
+        except OmegaConfBaseException:
+            return  # e.g. eval.py without path=: Hydra's run_job raises it again, guarded_main prints one line
+        with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+            config.hydra.runtime.output_dir = str(run_dir)  # what run_job sets next; the log filename uses it
+        subdir = run_dir / config.hydra.output_subdir if config.hydra.output_subdir else None
+        log_file = OmegaConf.select(config, "hydra.job_logging.handlers.file.filename", default=None)
+        log_path = Path(str(log_file)).absolute() if log_file else None
+        _SNAPSHOT.update(
+            run_dir=run_dir, existed=run_dir.is_dir(), subdir=subdir,
+            subdir_files=({p.name: p.read_bytes() for p in subdir.iterdir() if p.is_file()}
+                          if subdir is not None and subdir.is_dir() else None),
+            log=log_path, log_size=log_path.stat().st_size if log_path is not None and log_path.is_file() else None,
+        )
+
+
+_SNAPSHOT: dict[str, Any] = {}
+
+
 def _remove_hydra_outputs() -> None:
-    """Undo what Hydra wrote for a run that failed on bad input: its config copy, its log file, and the run
-    directory itself when nothing else is in it. Checkpoints and artifacts are never touched."""
-    hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
+    """Undo what this invocation's Hydra wrote for a run that failed on bad input, and nothing else: lines it
+    appended to the log (the log itself when it created it), its config copy (restored to the previous run's
+    when there was one), and the run directory when this invocation created it and left it empty.
+    Checkpoints, artifacts and reports are never touched. Without an OutputGuard snapshot nothing is removed."""
+    snap = dict(_SNAPSHOT)
+    if not snap:
+        return
     root = logging.getLogger()
     for h in list(root.handlers):
-        if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == run_dir:
+        if isinstance(h, logging.FileHandler) and snap["log"] is not None and Path(h.baseFilename) == snap["log"]:
             root.removeHandler(h)
             h.close()
-            Path(h.baseFilename).unlink(missing_ok=True)
-    if hc.output_subdir:
-        shutil.rmtree(run_dir / hc.output_subdir, ignore_errors=True)
-    if run_dir.is_dir() and not any(run_dir.iterdir()):
+    log_path = snap["log"]
+    if log_path is not None and log_path.is_file():
+        if snap["log_size"] is None:
+            log_path.unlink(missing_ok=True)
+        else:
+            os.truncate(log_path, snap["log_size"])
+    subdir = snap["subdir"]
+    if subdir is not None and subdir.is_dir():
+        if snap["subdir_files"] is None:
+            shutil.rmtree(subdir, ignore_errors=True)
+        else:
+            for p in subdir.iterdir():
+                if p.is_file() and p.name not in snap["subdir_files"]:
+                    p.unlink()
+            for name, data in snap["subdir_files"].items():
+                if not (subdir / name).is_file() or (subdir / name).read_bytes() != data:
+                    atomic_write_bytes(subdir / name, data)
+    run_dir = snap["run_dir"]
+    if not snap["existed"] and run_dir.is_dir() and not any(run_dir.iterdir()):
         run_dir.rmdir()
+
+
+def hydra_error_line(exc: BaseException) -> str | None:
+    """One line for an error Hydra or OmegaConf raised while composing a config (bad override, type error,
+    missing preset, missing mandatory value), naming the key; None for anything else."""
+    chain = []
+    e: BaseException | None = exc
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if not any(isinstance(x, HydraException | OmegaConfBaseException) for x in chain):
+        return None
+    for x in chain:
+        if isinstance(x, MissingMandatoryValue) or "Missing mandatory value" in str(x):
+            key = str(x).split("Missing mandatory value:", 1)[-1].strip().splitlines()[0].strip() or "?"
+            return f"missing required config value '{key}' (set it on the command line: {key}=...)"
+    for x in chain:
+        if isinstance(x, MissingConfigException):
+            first = str(x).strip().splitlines()[0]
+            options = [o for o in getattr(x, "options", None) or [] if not o.startswith("base_")]  # schemas
+            return first + (f"; available: {', '.join(options)}" if options else "")
+    first = [str(x).strip().splitlines()[0] for x in chain if str(x).strip() and "$VALUE" not in str(x)]
+    if isinstance(exc, OverrideParseException):
+        return f"cannot parse override: {first[0]}"
+    text = ": ".join(dict.fromkeys(first))  # 'Error merging override k=v: Value 'v' ... could not be converted'
+    key = next((getattr(x, "full_key", None) for x in chain if getattr(x, "full_key", None)), None)
+    return text if key is None or key in text else f"{text} (key '{key}')"
+
+
+def guarded_main(main: Callable[[], Any]) -> Any:
+    """Run a ``@hydra.main`` function so that Hydra's own multi-line errors (composition, override parsing,
+    missing presets, missing mandatory values such as eval.py's ``path``) print one line and exit 2."""
+    if os.environ.get("HYDRA_FULL_ERROR"):
+        return main()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises instead of printing; we print one line
+    try:
+        return main()
+    except Exception as exc:
+        line = hydra_error_line(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
 def _quiet_non_main_ranks() -> None:
     """Only rank 0 prints to the console under torchrun; every rank keeps its own log file."""
-    import os
-
     if os.environ.get("RANK", "0") != "0":
         root = logging.getLogger()
         for h in list(root.handlers):

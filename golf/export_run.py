@@ -1,17 +1,19 @@
 """Export: checkpoint -> quantized, compressed artifact -> byte-budget report -> round-trip evaluation.
 
-Order: load the checkpoint -> (GPTQ groups) calibration Hessians from training batches of the run's data ->
-(budget.fit) choose bits per tensor group -> quantize -> write a temporary artifact beside the target ->
-budget check -> rename over the target -> round-trip evaluation -> export.json. Nothing is overwritten unless
-the new artifact fits the budget; the checkpoint is only ever read. Calibration, fitting and quantization
+Order: lock the output directory -> load the checkpoint -> pre-quant score -> (GPTQ groups) calibration
+Hessians from training batches of the run's data -> (budget.fit) choose bits per tensor group -> quantize ->
+write a temporary artifact beside the target -> budget check -> round-trip evaluation of the temporary artifact
+-> check that the source weights' checksum is unchanged -> rename the artifact and its report into place.
+Nothing is overwritten unless every check passed; the checkpoint is only ever read. Calibration, fitting and quantization
 times are reported (GPTQ calibration on training data counts toward the 600 s training budget, record #31).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
-import os
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,9 +21,11 @@ from pathlib import Path
 import torch
 
 from golf.data.config import DataConfig
-from golf.eval.standard import autocast_for
+from golf.errors import GolfError
+from golf.eval.standard import EvalResult, autocast_for
 from golf.evaluate import ARTIFACT_NAME, load_for_eval, load_val_data, run_evaluation
-from golf.quant.artifact import HEADER_BYTES, write_artifact
+from golf.io import StagedFile, json_text, run_lock
+from golf.quant.artifact import HEADER_BYTES, stage_artifact
 from golf.quant.budget import (
     BudgetExceededError,
     build_budget_report,
@@ -35,7 +39,6 @@ from golf.quant.gptq import calibration_batches, collect_hessians
 from golf.quant.groups import tensor_group
 from golf.quant.int8 import quantize_state_dict
 from golf.train.checkpoint import CHECKPOINT_NAME
-from golf.train.tracking import write_json
 
 log = logging.getLogger("golf.export")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -94,28 +97,69 @@ def run_quant_config(run_cfg: dict) -> QuantConfig:
     return build_dataclass(QuantConfig, run_cfg.get("quant", {}), "quant.")
 
 
+class ExportError(GolfError):
+    """The export cannot be trusted (source weights changed, non-finite round-trip); nothing was written."""
+
+
+def report_path_for(out: Path) -> Path:
+    """Where the export report goes: beside the artifact; `export.json` for the default name (model.golf),
+    `<stem>.export.json` for any other, so `out=` never overwrites a run's own report."""
+    return out.with_name(EXPORT_REPORT if out.name == ARTIFACT_NAME else f"{out.stem}.{EXPORT_REPORT}")
+
+
+def weights_checksum(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, dtypes, shapes and bytes of a state dict (any device), in sorted name order."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update((t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes())
+    return h.hexdigest()
+
+
 def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetConfig, eval_cfg, device: torch.device,
                out: str | Path | None = None, roundtrip_eval: bool = True) -> dict:
-    """Quantize <run_dir>/checkpoint.pt into an artifact and return the export report (also export.json).
+    """Quantize <run_dir>/checkpoint.pt into an artifact and return the export report.
 
-    `quant=None` exports with the quantization the run was trained with.
+    `quant=None` exports with the quantization the run was trained with. The artifact (default
+    <run_dir>/model.golf) and its report (`report_path_for`) are written only after the budget check, the
+    round-trip evaluation and the source-weights check passed, each as a temp file renamed at the end; on any
+    failure the previous artifact and report are untouched. Holds the `export` lock of the output directory.
 
-    Raises BudgetExceededError (artifact + code > target; nothing written), FitError (budget.fit finds no
-    allocation), CheckpointError, ArtifactError, GPTQError.
+    Raises BudgetExceededError (artifact + code > target), FitError (budget.fit finds no allocation),
+    ExportError (source weights changed during the export, non-finite round-trip score), CheckpointError,
+    ArtifactError, GPTQError, golf.io.LockedError / DiskFullError / OutputError.
     """
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / ARTIFACT_NAME
+    with run_lock(out.parent, "export"):
+        return _export(run_dir, out, quant, budget, eval_cfg, device, roundtrip_eval)
+
+
+def _export(run_dir: Path, out: Path, quant: QuantConfig | None, budget: BudgetConfig, eval_cfg,
+            device: torch.device, roundtrip_eval: bool) -> dict:
     loaded = load_for_eval(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
     run_cfg = loaded.run_config
     quant = quant or run_quant_config(run_cfg)
-    state = {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()}
+    # A private copy: nothing the fitter or quantizer does can reach the model's own storage.
+    state = {k: v.detach().to("cpu", copy=True) for k, v in loaded.model.state_dict().items()}
+    source_sum = weights_checksum(state)
+    models: list[torch.nn.Module] = []
 
     @functools.cache
     def model_on_device() -> torch.nn.Module:
         """The checkpoint's model on `device` (for calibration and the pre-quant score), read at most once more."""
-        return loaded.model if device.type == "cpu" else load_for_eval(run_dir / CHECKPOINT_NAME, device).model
+        m = loaded.model if device.type == "cpu" else load_for_eval(run_dir / CHECKPOINT_NAME, device).model
+        models.append(m)
+        return m
 
     timings: dict[str, float] = {}
+    val, pre = None, None
+    if roundtrip_eval:  # the pre-quant score comes first: before calibration, any fit trial or quantization
+        val = load_val_data(DataConfig(**run_cfg["data"]), run_cfg["model"]["vocab_size"],
+                            eval_cfg.seq_len or run_cfg["trainer"]["train_seq_len"], eval_cfg.max_tokens)
+        pre = run_evaluation(model_on_device(), val, eval_cfg, device)
+        log.info(f"pre-quant val_loss:{pre.val_loss:.4f} val_bpb:{pre.val_bpb:.4f}")
     hessians, loss_fn = _calibration(model_on_device, run_cfg, quant, budget, device, state, timings)
     code_bytes, code_files = code_bytes_for(budget)
     table, fit = None, None
@@ -125,7 +169,7 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
         timings["fit_s"] = time.perf_counter() - t0
     limit = (budget.target_bytes - code_bytes - HEADER_BYTES - MANIFEST_EXTRA_BYTES
              - MANIFEST_BYTES_PER_ENTRY * 2 * len(state))
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    staged = None
     try:
         for attempt in range(FIT_ATTEMPTS if budget.fit else 1):
             if table is not None:
@@ -139,44 +183,62 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
                      "data": {"variant": run_cfg["data"]["variant"], "vocab_size": run_cfg["data"]["vocab_size"]},
                      "quant": asdict(quant), "fit": fit.to_dict() if fit else None}
             t0 = time.perf_counter()
-            info = write_artifact(tmp, qstate, codec=quant.codec, level=quant.level, config=run_cfg, extra=extra,
-                                  byte_shuffle=quant.byte_shuffle)
+            if staged is not None:
+                staged.discard()
+            staged, info = stage_artifact(out, qstate, codec=quant.codec, level=quant.level, config=run_cfg,
+                                          extra=extra, byte_shuffle=quant.byte_shuffle)
             timings["compress_s"] = time.perf_counter() - t0
-            report = build_budget_report(qstate, info, code_bytes, code_files, budget.target_bytes, budget.code_mode)
+            report = build_budget_report(qstate, info, code_bytes, code_files, budget.target_bytes,
+                                         budget.code_mode)
             if report.fits or table is None:
                 break
             log.info(f"fit: attempt {attempt + 1} is {-report.headroom_bytes:,} bytes over; refitting")
             limit -= -report.headroom_bytes + 1
         log.info("\n" + format_report(report))
         check_budget(report)
-        os.replace(tmp, out)
+        if hessians is not None:
+            log.info(f"gptq: quantization took {timings['quantize_s']:.2f}s "
+                     f"(+ {timings['gptq_hessian_s']:.2f}s Hessians)")
+        result = {"artifact": str(out), "artifact_bytes": report.artifact_bytes, "code_bytes": report.code_bytes,
+                  "bytes_total": report.total_bytes, "target_bytes": budget.target_bytes, "fits": report.fits,
+                  "scheme": quant.scheme, "codec": report.codec, "level": report.level,
+                  "byte_shuffle": report.byte_shuffle, "timings_s": timings, "budget": report.to_dict(),
+                  "fit": fit.to_dict() if fit else None, "quant": asdict(quant)}
+        log.info(f"Serialized model {quant.scheme}+{report.codec}: {report.artifact_bytes} bytes; "
+                 f"code {report.code_bytes} bytes; Total submission size: {report.total_bytes} bytes "
+                 f"(target {budget.target_bytes}, headroom {budget.target_bytes - report.total_bytes})")
+        if roundtrip_eval:
+            result.update(roundtrip(pre, staged.tmp, val, eval_cfg, device))
+        _check_source_unchanged(source_sum, state, loaded.model, *models)
+        report_file = StagedFile(report_path_for(out))
+        try:
+            report_file.write_bytes(json_text(result).encode("utf-8"))
+            staged.commit()
+        except BaseException:
+            report_file.discard()
+            raise
+        report_file.commit()
     finally:
-        tmp.unlink(missing_ok=True)
-    if hessians is not None:
-        log.info(f"gptq: quantization took {timings['quantize_s']:.2f}s "
-                 f"(+ {timings['gptq_hessian_s']:.2f}s Hessians)")
-    result = {"artifact": str(out), "artifact_bytes": report.artifact_bytes, "code_bytes": report.code_bytes,
-              "bytes_total": report.total_bytes, "target_bytes": budget.target_bytes, "fits": report.fits,
-              "scheme": quant.scheme, "codec": report.codec, "level": report.level,
-              "byte_shuffle": report.byte_shuffle, "timings_s": timings, "budget": report.to_dict(),
-              "fit": fit.to_dict() if fit else None, "quant": asdict(quant)}
-    log.info(f"Serialized model {quant.scheme}+{report.codec}: {report.artifact_bytes} bytes; "
-             f"code {report.code_bytes} bytes; Total submission size: {report.total_bytes} bytes "
-             f"(target {budget.target_bytes}, headroom {budget.target_bytes - report.total_bytes})")
-    if roundtrip_eval:
-        result.update(roundtrip(model_on_device(), out, run_cfg, eval_cfg, device))
-    write_json(run_dir / EXPORT_REPORT, result)
+        if staged is not None:
+            staged.discard()
     return result
 
 
-def roundtrip(checkpoint_model: torch.nn.Module, artifact: Path, run_cfg: dict, eval_cfg, device: torch.device) -> dict:
-    """Evaluate the checkpoint's model and the re-loaded artifact on the same tokens; return both and the gap."""
-    data = DataConfig(**run_cfg["data"])
-    seq_len = eval_cfg.seq_len or run_cfg["trainer"]["train_seq_len"]
-    val = load_val_data(data, run_cfg["model"]["vocab_size"], seq_len, eval_cfg.max_tokens)
-    pre = run_evaluation(checkpoint_model, val, eval_cfg, device)
+def _check_source_unchanged(expected: str, state: dict, *models: torch.nn.Module) -> None:
+    """Raise ExportError when the quantizer's input or the checkpoint's model changed during the export."""
+    for what, sd in [("quantizer input", state)] + [("checkpoint model", m.state_dict()) for m in models]:
+        if weights_checksum(sd) != expected:
+            raise ExportError(f"export: the {what} weights changed during the export (checksum mismatch); "
+                              "nothing was written")
+
+
+def roundtrip(pre: EvalResult, artifact: Path, val, eval_cfg, device: torch.device) -> dict:
+    """Evaluate the re-loaded artifact on the tokens `pre` (the checkpoint's score) used; return both and the gap.
+
+    Raises ExportError when the artifact's score is not finite."""
     post = run_evaluation(load_for_eval(artifact, device).model, val, eval_cfg, device)
-    log.info(f"pre-quant val_loss:{pre.val_loss:.4f} val_bpb:{pre.val_bpb:.4f}")
+    if not math.isfinite(post.val_bpb):
+        raise ExportError(f"export: the re-loaded artifact scores val_bpb={post.val_bpb}; nothing was written")
     log.info(f"final_roundtrip val_loss:{post.val_loss:.4f} val_bpb:{post.val_bpb:.4f} "
              f"eval_time:{post.seconds * 1000:.0f}ms")
     log.info(f"final_roundtrip_exact val_loss:{post.val_loss:.8f} val_bpb:{post.val_bpb:.8f}")
@@ -185,4 +247,4 @@ def roundtrip(checkpoint_model: torch.nn.Module, artifact: Path, run_cfg: dict, 
             "val_loss": post.val_loss, "quant_gap_bpb": post.val_bpb - pre.val_bpb}
 
 
-__all__ = ["export_run", "roundtrip", "BudgetExceededError", "EXPORT_REPORT"]
+__all__ = ["export_run", "roundtrip", "BudgetExceededError", "ExportError", "EXPORT_REPORT", "report_path_for"]

@@ -44,9 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 import zlib
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -55,6 +53,7 @@ from pathlib import Path
 from torch import Tensor
 
 from golf.errors import GolfError
+from golf.io import StagedFile
 from golf.quant.compress import (
     CodecError,
     best_candidates,
@@ -125,26 +124,22 @@ def compress_payload(raw: bytes, codec: str, level: int | None, shuffle: int) ->
     return compress(byte_shuffle(raw, shuffle), codec, level), codec, level, shuffle, []
 
 
-def write_artifact(
-    path: str | Path,
+def build_artifact(
     qstate: QuantizedState,
     codec: str = "zlib",
     level: int | None = 9,
     config: dict | str | None = None,
     extra: dict | None = None,
     byte_shuffle: int = 0,
-) -> ArtifactInfo:
-    """Serialize ``qstate`` to ``path`` atomically (tmp file in the same folder + os.replace).
+    name: str | Path = "artifact",
+) -> tuple[list[bytes], ArtifactInfo]:
+    """The artifact's bytes (header, manifest, payload) and its sizes, without touching the disk.
 
-    ``codec`` is a registered codec or "best" (the smallest of all; every trial's size is returned in
-    ``ArtifactInfo.codec_trials``, not stored in the file);
-    ``byte_shuffle`` >= 2 byte-transposes the raw payload with that stride first (#38). ``config`` is
-    fingerprinted (sha256) into the manifest; ``extra`` (JSON-serializable) is stored verbatim. The output is
-    deterministic: the same inputs give byte-identical files. Raises ArtifactError (unsupported dtype, codes
-    outside their bit range, bad codec/level, non-JSON config/extra); on any failure an existing file at
-    ``path`` is left untouched and no temporary file remains.
+    Arguments as ``write_artifact``; ``name`` only labels errors and ``ArtifactInfo.path``.
+    Raises ArtifactError (unsupported dtype, codes outside their bit range, bad codec/level, non-JSON
+    config/extra).
     """
-    path = Path(path)
+    path = Path(name)
     try:
         raw, table = build_payload(qstate)
         blob, codec, level, byte_shuffle, trials = compress_payload(raw, codec, level, byte_shuffle)
@@ -171,23 +166,50 @@ def write_artifact(
         if isinstance(exc, ArtifactError):
             raise
         raise ArtifactError(f"{path}: manifest not JSON-serializable: {exc}") from exc
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_HEADER.pack(MAGIC, FORMAT_VERSION, len(manifest_bytes)))
-            f.write(manifest_bytes)
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return ArtifactInfo(path=path, file_bytes=path.stat().st_size, payload_bytes=len(raw),
+    chunks = [_HEADER.pack(MAGIC, FORMAT_VERSION, len(manifest_bytes)), manifest_bytes, blob]
+    info = ArtifactInfo(path=path, file_bytes=sum(len(c) for c in chunks), payload_bytes=len(raw),
                         compressed_bytes=len(blob), manifest_bytes=len(manifest_bytes), codec=codec, level=level,
                         byte_shuffle=byte_shuffle, codec_trials=trials)
+    return chunks, info
+
+
+def stage_artifact(path: str | Path, qstate: QuantizedState, **kwargs) -> tuple[StagedFile, ArtifactInfo]:
+    """Write the artifact to a temp file beside ``path`` (``StagedFile.tmp``) without replacing ``path``:
+    the caller checks it (budget, round-trip) and then ``commit()``s or ``discard()``s it.
+
+    Keyword arguments as ``write_artifact``. Raises ArtifactError, golf.io.OutputError / DiskFullError.
+    """
+    chunks, info = build_artifact(qstate, name=path, **kwargs)
+    staged = StagedFile(path)
+    staged.write(chunks)
+    return staged, info
+
+
+def write_artifact(
+    path: str | Path,
+    qstate: QuantizedState,
+    codec: str = "zlib",
+    level: int | None = 9,
+    config: dict | str | None = None,
+    extra: dict | None = None,
+    byte_shuffle: int = 0,
+) -> ArtifactInfo:
+    """Serialize ``qstate`` to ``path`` atomically (golf.io: temp file beside it, fsync, rename).
+
+    ``codec`` is a registered codec or "best" (the smallest of all; every trial's size is returned in
+    ``ArtifactInfo.codec_trials``, not stored in the file);
+    ``byte_shuffle`` >= 2 byte-transposes the raw payload with that stride first (#38). ``config`` is
+    fingerprinted (sha256) into the manifest; ``extra`` (JSON-serializable) is stored verbatim. The output is
+    deterministic: the same inputs give byte-identical files, created with the user's umask. Raises
+    ArtifactError (unsupported dtype, codes outside their bit range, bad codec/level, non-JSON config/extra),
+    golf.io.DiskFullError / OutputError; on any failure an existing file at ``path`` is left untouched and no
+    temporary file remains.
+    """
+    staged, info = stage_artifact(path, qstate, codec=codec, level=level, config=config, extra=extra,
+                                  byte_shuffle=byte_shuffle)
+    staged.commit()
+    return info
+
 
 def encode_manifest(manifest: dict) -> bytes:
     """Compact JSON (no NaN), zlib-9 compressed: the manifest counts against the budget like the payload."""

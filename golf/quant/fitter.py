@@ -18,6 +18,7 @@ pipeline verifies the real artifact and refits with the observed overshoot subtr
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 from collections.abc import Callable
@@ -187,21 +188,28 @@ def format_fit(result: FitResult) -> str:
     return "\n".join(lines)
 
 
-@torch.no_grad()
 def loss_function(model: torch.nn.Module, batches: list[tuple[Tensor, Tensor]], autocast=None
                   ) -> Callable[[dict[str, Tensor]], float]:
-    """``state_dict -> mean loss (nats) of model over batches`` (loads the weights into ``model``, eval mode)."""
+    """``state_dict -> mean loss (nats) over batches`` of ``model``'s architecture with those weights.
 
+    Every trial is loaded into a private copy of ``model`` (made once, here): neither ``model`` nor any tensor
+    that shares storage with it (e.g. ``model.state_dict()`` moved to the CPU it already lives on) is ever
+    written. Loading trials into ``model`` itself turned the source weights into the last trial's dequantized
+    weights and the export into a silently corrupted artifact (issue #13).
+    """
+    scratch = copy.deepcopy(model)
+    scratch.eval()
+
+    @torch.no_grad()
     def loss(state: dict[str, Tensor]) -> float:
-        model.load_state_dict(state, strict=True)
-        model.eval()
+        scratch.load_state_dict(state, strict=True)
         total = 0.0
         for x, y in batches:
             if autocast is None:
-                total += float(model(x, y))
+                total += float(scratch(x, y))
             else:
                 with autocast():
-                    total += float(model(x, y))
+                    total += float(scratch(x, y))
         return total / len(batches)
 
     return loss

@@ -1,19 +1,21 @@
 """Checkpoints: model + optimizer state + step + config, loadable without unpickling arbitrary objects.
 
 The file is a `torch.save` of plain containers (tensors, numbers, strings, lists, dicts); loading uses
-`torch.load(weights_only=True)`, which refuses any other pickled object. Writes are atomic (tmp + rename).
+`torch.load(weights_only=True)`, which refuses any other pickled object. Writes are atomic (golf.io: temp +
+fsync + rename; the previous file stays until the new one is complete).
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from golf.errors import GolfError
+from golf.io import atomic_write_bytes
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "golf-checkpoint-v1"
@@ -25,7 +27,9 @@ class CheckpointError(GolfError):
 
 def save_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.optim.Optimizer], step: int,
                     config: dict) -> Path:
-    """Write `path` atomically. `config` is the resolved run config (stored as JSON text)."""
+    """Write `path` atomically. `config` is the resolved run config (stored as JSON text).
+
+    Raises golf.io.DiskFullError / OutputError (one line; the previous checkpoint stays) when it cannot be written."""
     path = Path(path)
     payload = {
         "format": FORMAT,
@@ -34,13 +38,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.o
         "step": int(step),
         "config_json": json.dumps(config, sort_keys=True),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    buf = io.BytesIO()  # serialized in memory first: torch reports a full disk as a RuntimeError, not OSError
+    torch.save(payload, buf)
+    return atomic_write_bytes(path, buf.getbuffer())
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -8,6 +8,12 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from golf.errors import GolfError
+
+
+class DeviceError(GolfError, RuntimeError):
+    """The requested device is not available (one line)."""
+
 
 @dataclass
 class DistContext:
@@ -28,10 +34,10 @@ class DistContext:
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """auto -> cuda:<local_rank> when CUDA is available, else cpu. Raises RuntimeError for cuda without CUDA."""
+    """auto -> cuda:<local_rank> when CUDA is available, else cpu. Raises DeviceError for cuda without CUDA."""
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError("trainer.device=cuda but CUDA is not available; use device=cpu or auto")
+            raise DeviceError("device=cuda but CUDA is not available on this machine; use device=cpu or auto")
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
 

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from golf.io import append_line, atomic_write_json
 from golf.train.config import LoggerConfig
 
 HISTORY_NAME = "history.jsonl"
@@ -32,11 +33,9 @@ def git_sha(cwd: str | Path | None = None) -> str:
 
 
 def write_json(path: str | Path, data: dict) -> None:
-    """Write JSON atomically (tmp + rename), so a crash never leaves a half-written metrics file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per-process: sweep jobs may write concurrently
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write JSON atomically (golf.io: per-process temp + fsync + rename), so a crash never leaves a half-written
+    metrics file. Raises golf.io.OutputError / DiskFullError (one line) when it cannot be written."""
+    atomic_write_json(path, data)
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -81,8 +80,7 @@ class Tracker:
     def log(self, metrics: dict[str, float], step: int) -> None:
         if not self.active:
             return
-        with self.history_path.open("a") as f:
-            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        append_line(self.history_path, json.dumps({"step": step, **metrics}))
         if self.run is not None:
             self.run.log(metrics, step=step)
 
