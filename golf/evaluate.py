@@ -23,11 +23,13 @@ from golf.eval.config import EVAL_MODES, EvalConfig
 from golf.eval.sliding import evaluate_sliding
 from golf.eval.standard import EvalResult, evaluate_standard
 from golf.eval.ttt import evaluate_ttt
-from golf.model import build_model, cast_for_device
+from golf.model import cast_for_device
+from golf.model.checked import load_checked_model, model_config_from
 from golf.model.config import ModelConfig
-from golf.quant.artifact import MAGIC, read_artifact
-from golf.quant.int8 import dequantize_state
+from golf.quant.artifact import MAGIC, dequantized_state, read_artifact
 from golf.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from golf.train.config import TrainerConfig
+from golf.validate import build_section
 
 log = logging.getLogger("golf.eval")
 ARTIFACT_NAME = "model.golf"
@@ -58,25 +60,39 @@ def resolve_model_path(path: str | Path) -> Path:
 
 
 def is_artifact(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(len(MAGIC)) == MAGIC
+    """Whether ``path`` starts with the artifact magic; raises GolfError (one line) when it cannot be read."""
+    try:
+        with path.open("rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError as exc:
+        raise GolfError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 def load_for_eval(path: str | Path, device: torch.device, control_patterns: tuple[str, ...] = ()) -> LoadedModel:
-    """Build the model described by `path` and load its weights (strict)."""
+    """Build the model described by `path` and load its weights (strict).
+
+    The stored config sections (model, trainer, data) are checked against their schemas and the weights against
+    the architecture before anything is allocated. Raises GolfError subclasses (one line): CheckpointError,
+    ArtifactError, golf.validate.SchemaError, golf.model.checked.ModelLoadError."""
     p = resolve_model_path(path)
     if is_artifact(p):
         qstate, manifest = read_artifact(p)
         extra = manifest.get("extra") or {}
-        if "model" not in extra:
+        if not isinstance(extra, dict) or "model" not in extra:
             raise GolfError(f"{p}: artifact manifest has no model config (extra.model)")
-        state, model_cfg, kind, run_cfg = dequantize_state(qstate), ModelConfig(**extra["model"]), "artifact", extra
+        model_cfg = model_config_from(extra["model"], f"{p}: manifest extra")
+        seq = extra.get("train_seq_len")
+        if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 1):
+            raise GolfError(f"{p}: manifest extra: 'train_seq_len' is {seq!r}, expected a positive int")
+        state, kind, run_cfg = dequantized_state(p, qstate), "artifact", extra
     else:
         ckpt = load_checkpoint(p)
         run_cfg = ckpt["config"]
-        state, model_cfg, kind = ckpt["model"], ModelConfig(**run_cfg["model"]), "checkpoint"
-    model = build_model(model_cfg)
-    model.load_state_dict(state, strict=True)
+        for section, schema in (("trainer", TrainerConfig), ("data", DataConfig)):
+            build_section(schema, run_cfg.get(section), f"{section}.", f"{p}: stored config")
+        model_cfg = model_config_from(run_cfg.get("model"), f"{p}: stored config")
+        state, kind = ckpt["model"], "checkpoint"
+    model = load_checked_model(model_cfg, state, str(p))
     return LoadedModel(cast_for_device(model, device, control_patterns), model_cfg, kind, p, run_cfg)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from golf.data.shards import read_shard
+from golf.data.shards import ShardError, read_header, read_shard
 from golf.errors import GolfError
 
 
@@ -50,13 +50,17 @@ class TokenStream:
             The official stream does not check; the check costs one max() per shard.
     Raises:
         NoShardsFoundError: the pattern matches nothing.
-        ShardError: a shard is malformed.
+        ShardError: a shard is malformed or holds no tokens; every shard's header is checked here, at start-up,
+            not when the stream reaches it (a 0-token shard would otherwise make ``take`` spin forever).
     """
 
     def __init__(self, pattern: str, vocab_size: int | None = None):
         self.pattern = pattern
         self.vocab_size = vocab_size
         self.files = shard_files(pattern)
+        for f in self.files:
+            if read_header(f) == 0:
+                raise ShardError(f"shard {f}: holds 0 tokens (a training shard needs at least one)")
         self.file_idx = 0
         self.tokens = _load(self.files[0], vocab_size)
         self.pos = 0

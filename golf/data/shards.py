@@ -11,6 +11,7 @@ Format (openai/parameter-golf ``train_gpt.py`` ``load_data_shard`` and
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -53,17 +54,26 @@ def read_header(path: str | os.PathLike) -> int:
     Returns:
         num_tokens (tokens, not bytes).
     Raises:
-        ShardError: file missing, truncated header, bad magic, bad version, negative count,
+        ShardError: file missing, unreadable or not a regular file, truncated header, bad magic, bad version,
+            negative count,
             or file size != 1024 + 2 * num_tokens bytes (truncated file or trailing bytes).
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except FileNotFoundError:
         raise _fail(path, "file not found") from None
+    except OSError as exc:
+        raise _fail(path, f"cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _fail(path, "not a regular file (a directory or device named like a shard)")
+    size = st.st_size
     if size < HEADER_BYTES:
         raise _fail(path, f"truncated header ({size} bytes, need {HEADER_BYTES})")
-    header = np.fromfile(path, dtype=_HEADER_DTYPE, count=HEADER_INTS)
+    try:
+        header = np.fromfile(path, dtype=_HEADER_DTYPE, count=HEADER_INTS)
+    except OSError as exc:
+        raise _fail(path, f"cannot read ({exc.strerror or exc})") from None
     if header.size != HEADER_INTS:
         raise _fail(path, f"truncated header ({header.size} of {HEADER_INTS} int32 words)")
     if int(header[0]) != SHARD_MAGIC:
@@ -96,7 +106,10 @@ def read_shard(path: str | os.PathLike, vocab_size: int | None = None) -> np.nda
     """
     path = Path(path)
     num_tokens = read_header(path)
-    tokens = np.fromfile(path, dtype=_TOKEN_DTYPE, count=num_tokens, offset=HEADER_BYTES)
+    try:
+        tokens = np.fromfile(path, dtype=_TOKEN_DTYPE, count=num_tokens, offset=HEADER_BYTES)
+    except OSError as exc:
+        raise _fail(path, f"cannot read ({exc.strerror or exc})") from None
     if tokens.size != num_tokens:  # file shrank between stat and read
         raise _fail(path, f"truncated file: read {tokens.size} of {num_tokens} tokens")
     tokens = tokens.astype(np.uint16, copy=False)

@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from golf.errors import GolfError
@@ -65,15 +66,19 @@ from golf.quant.compress import (
     get_codec,
 )
 from golf.quant.config import BEST_CODEC
-from golf.quant.int8 import DTYPES, QuantizedState, dequantize_state
+from golf.quant.int8 import DTYPES, QuantizationError, QuantizedState, dequantize_state
 from golf.quant.packing import PackingError
 from golf.quant.payload import PayloadError, build_payload, entry_fault, tensor_from_payload
+from golf.validate import MAX_DEPTH, depth_exceeds
 
 MAGIC = b"GOLFART\x00"
 FORMAT_VERSION = 2
 _HEADER = struct.Struct("<8sIQ")
 HEADER_BYTES = _HEADER.size  # 20
 MAX_MANIFEST_BYTES = 64 * 2**20  # decompressed; a guard against a crafted zlib bomb
+MAX_RAW_PAYLOAD_BYTES = 2**32
+"""Largest decompressed payload a manifest may declare (4 GiB; the 16 MB challenge needs ~100 MB at most).
+Decompression never produces more than the declared size (golf.quant.compress bounded decompressors)."""
 _MANIFEST_KEYS = ("format_version", "codec", "level", "byte_shuffle", "scheme", "payload_sha256",
                   "raw_payload_sha256", "payload_bytes", "raw_payload_bytes", "tensors")
 
@@ -241,20 +246,53 @@ def _parse_header_and_manifest(path: Path, data: bytes) -> tuple[dict, int]:
     try:
         manifest = decode_manifest(data[HEADER_BYTES:end])
     except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{path}: manifest malformed: {exc}") from exc
+        raise ArtifactError(f"{path}: manifest malformed: {exc}") from None
+    except RecursionError:
+        raise ArtifactError(f"{path}: manifest malformed: nesting too deep") from None
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{path}: manifest malformed: top level is {type(manifest).__name__}, not an object")
+    if depth_exceeds(manifest):
+        raise ArtifactError(f"{path}: manifest malformed: nests deeper than {MAX_DEPTH} levels")
     missing = [k for k in _MANIFEST_KEYS if k not in manifest]
     if missing:
         raise ArtifactError(f"{path}: manifest malformed: missing keys {missing}")
     if manifest["format_version"] != version:
         raise ArtifactError(f"{path}: manifest malformed: format_version {manifest['format_version']!r} != header {version}")
+    fault = _manifest_type_fault(manifest)
+    if fault:
+        raise ArtifactError(f"{path}: manifest malformed: {fault}")
     return manifest, end
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _manifest_type_fault(m: dict) -> str | None:
+    """Why the manifest's top-level fields have the wrong type or range (one phrase), or None."""
+    for key in ("payload_bytes", "raw_payload_bytes"):
+        if not _is_int(m[key]) or m[key] < 0:
+            return f"'{key}' is {m[key]!r}, not a non-negative int"
+    if m["raw_payload_bytes"] > MAX_RAW_PAYLOAD_BYTES:
+        return (f"declares a {m['raw_payload_bytes']:,}-byte payload, beyond the reader's limit of "
+                f"{MAX_RAW_PAYLOAD_BYTES:,}")
+    for key in ("codec", "scheme", "payload_sha256", "raw_payload_sha256"):
+        if not isinstance(m[key], str):
+            return f"'{key}' is {type(m[key]).__name__}, not a string"
+    if not _is_int(m["byte_shuffle"]) or not 0 <= m["byte_shuffle"] <= 16:
+        return f"byte_shuffle {m['byte_shuffle']!r} is not an int in [0, 16]"
+    if not isinstance(m["tensors"], list):
+        return "'tensors' is not a list"
+    for key in ("stats", "extra"):
+        if m.get(key) is not None and not isinstance(m[key], dict):
+            return f"'{key}' is {type(m[key]).__name__}, not an object"
+    return None
 
 
 def _check_entry(path: Path, i: int, e: object, raw_len: int, codec: str) -> None:
     fault = entry_fault(e, raw_len)
-    if fault is None and e["orig_dtype"] is not None and e["orig_dtype"] not in DTYPES:
+    if fault is None and e["orig_dtype"] is not None and (not isinstance(e["orig_dtype"], str)
+                                                        or e["orig_dtype"] not in DTYPES):
         fault = f"unsupported orig_dtype {e['orig_dtype']!r}"
     if fault is None and e["codec"] != codec:
         fault = f"codec {e['codec']!r} differs from the payload codec {codec!r}"
@@ -283,10 +321,8 @@ def read_artifact(path: str | Path) -> tuple[QuantizedState, dict]:
     if hashlib.sha256(blob).hexdigest() != manifest["payload_sha256"]:
         raise ArtifactError(f"{path}: checksum mismatch: payload sha256 differs from the manifest (corrupt file)")
     shuffle = manifest["byte_shuffle"]
-    if not isinstance(shuffle, int) or not 0 <= shuffle <= 16:
-        raise ArtifactError(f"{path}: manifest malformed: byte_shuffle {shuffle!r} is not an int in [0, 16]")
     try:
-        raw = byte_unshuffle(decompress(blob, manifest["codec"]), shuffle)
+        raw = byte_unshuffle(decompress(blob, manifest["codec"], max_bytes=manifest["raw_payload_bytes"]), shuffle)
     except CodecError as exc:
         raise ArtifactError(f"{path}: payload does not decompress: {exc}") from exc
     if len(raw) != manifest["raw_payload_bytes"]:
@@ -295,13 +331,15 @@ def read_artifact(path: str | Path) -> tuple[QuantizedState, dict]:
     if hashlib.sha256(raw).hexdigest() != manifest["raw_payload_sha256"]:
         raise ArtifactError(f"{path}: checksum mismatch: decompressed payload sha256 differs from the manifest "
                             f"(wrong codec/byte_shuffle in the manifest)")
-    if not isinstance(manifest["tensors"], list):
-        raise ArtifactError(f"{path}: manifest malformed: 'tensors' is not a list")
+    for i, e in enumerate(manifest["tensors"]):
+        _check_entry(path, i, e, len(raw), manifest["codec"])
+    unused = _unused_bytes(manifest["tensors"], len(raw))
+    if unused:
+        raise ArtifactError(f"{path}: manifest malformed: {unused}")
 
     qstate = QuantizedState(scheme=str(manifest["scheme"]), stats=dict(manifest.get("stats") or {}))
     seen: set[tuple[str, str]] = set()
-    for i, e in enumerate(manifest["tensors"]):
-        _check_entry(path, i, e, len(raw), manifest["codec"])
+    for e in manifest["tensors"]:
         name, role = e["name"], e["role"]
         if (name, role) in seen:
             raise ArtifactError(f"{path}: manifest malformed: duplicate {role} entry for tensor {name!r}")
@@ -332,10 +370,48 @@ def read_artifact(path: str | Path) -> tuple[QuantizedState, dict]:
     for name in qstate.scales:
         if name not in qstate.quantized or name in qstate.passthrough:
             raise ArtifactError(f"{path}: manifest malformed: tensor {name!r} has inconsistent roles")
+    for name, q in qstate.quantized.items():
+        fault = _quantized_fault(q, qstate.scales[name], qstate.qmeta[name])
+        if fault:
+            raise ArtifactError(f"{path}: manifest malformed: quantized tensor {name!r}: {fault}")
     return qstate, manifest
+
+
+def _unused_bytes(entries: list[dict], raw_len: int) -> str | None:
+    """Payload bytes no tensor uses, or bytes two tensors share (one phrase), or None when entries tile it."""
+    pos = 0
+    for e in sorted(entries, key=lambda e: (e["offset"], e["nbytes"])):
+        if e["offset"] > pos:
+            return f"payload bytes [{pos}, {e['offset']}) belong to no tensor"
+        if e["offset"] < pos:
+            return f"tensor {e['name']!r} overlaps the bytes of another tensor at offset {e['offset']}"
+        pos = e["offset"] + e["nbytes"]
+    return f"payload bytes [{pos}, {raw_len}) belong to no tensor" if pos != raw_len else None
+
+
+def _quantized_fault(q: Tensor, s: Tensor, meta: dict) -> str | None:
+    """Why codes ``q`` and scale ``s`` cannot be dequantized together (one phrase), or None."""
+    if q.dtype != torch.int8:
+        return f"codes are {q.dtype}, not int8"
+    if not s.is_floating_point():
+        return f"scale is {s.dtype}, not floating point"
+    if meta.get("scheme") == "per_row" or s.ndim > 0:
+        if q.ndim < 1 or s.numel() != q.shape[0]:
+            return f"{s.numel()} row scales for codes of shape {list(q.shape)}"
+    elif s.numel() != 1:
+        return f"a per-tensor scale of {s.numel()} elements"
+    return None
+
+
+def dequantized_state(path: str | Path, qstate: QuantizedState) -> dict[str, Tensor]:
+    """``dequantize_state`` of an artifact's (validated) tensors; QuantizationError becomes ArtifactError."""
+    try:
+        return dequantize_state(qstate)
+    except QuantizationError as exc:
+        raise ArtifactError(f"{path}: {exc}") from None
 
 
 def load_state_dict_from_artifact(path: str | Path) -> dict[str, Tensor]:
     """Read ``path`` and dequantize: name -> tensor in its original dtype, ready for ``load_state_dict``."""
     qstate, _ = read_artifact(path)
-    return dequantize_state(qstate)
+    return dequantized_state(path, qstate)

@@ -42,6 +42,9 @@ class Codec:
     max_level: int | None
     compress_fn: Callable[[bytes, int | None], bytes]
     decompress_fn: Callable[[bytes], bytes]
+    bounded_decompress_fn: Callable[[bytes, int], bytes] | None = None
+    """``(data, max_bytes) -> bytes`` that never holds more than ~max_bytes of output and raises CodecError when
+    the stream inflates beyond it (a decompression bomb); codecs without one are checked after the fact."""
 
     def check_level(self, level: int | None) -> int | None:
         """Return the effective level (default when None); raise CodecError when outside the codec's range."""
@@ -84,20 +87,36 @@ def compress(data: bytes, codec: str, level: int | None = None) -> bytes:
     return c.compress_fn(bytes(data), c.check_level(level))
 
 
-def decompress(data: bytes, codec: str) -> bytes:
-    """Invert ``compress``; raise CodecError naming the codec when ``data`` is corrupt or truncated."""
+def decompress(data: bytes, codec: str, max_bytes: int | None = None) -> bytes:
+    """Invert ``compress``; raise CodecError naming the codec when ``data`` is corrupt or truncated, or when it
+    inflates to more than ``max_bytes`` (checked while decompressing: a small bomb never allocates its output)."""
     c = get_codec(codec)
     try:
-        return c.decompress_fn(bytes(data))
+        if max_bytes is None:
+            return c.decompress_fn(bytes(data))
+        out = (c.bounded_decompress_fn(bytes(data), max_bytes) if c.bounded_decompress_fn is not None
+               else c.decompress_fn(bytes(data)))
+        if len(out) > max_bytes:
+            raise _too_big(codec, max_bytes)
+        return out
     except CodecError:
         raise
     except Exception as exc:  # each library raises its own error type for corrupt input
         raise CodecError(f"codec {codec!r}: cannot decompress {len(data)} bytes: {exc}") from exc
 
 
-def _zlib_decompress(data: bytes) -> bytes:
+def _too_big(codec: str, max_bytes: int) -> CodecError:
+    return CodecError(f"codec {codec!r}: stream inflates beyond the declared {max_bytes:,} bytes")
+
+
+def _zlib_decompress(data: bytes, max_bytes: int | None = None) -> bytes:
     d = zlib.decompressobj()
-    out = d.decompress(data) + d.flush()
+    if max_bytes is None:
+        out = d.decompress(data) + d.flush()
+    else:
+        out = d.decompress(data, max_bytes + 1)
+        if len(out) > max_bytes or d.unconsumed_tail:
+            raise _too_big("zlib", max_bytes)
     # zlib.decompress accepts trailing garbage silently in some paths; a short stream must not pass as complete.
     if not d.eof:
         raise CodecError(f"codec 'zlib': stream is truncated ({len(data)} bytes, no end marker)")
@@ -114,6 +133,7 @@ register_codec(
         max_level=9,
         compress_fn=lambda data, level: zlib.compress(data, level=9 if level is None else level),
         decompress_fn=_zlib_decompress,
+        bounded_decompress_fn=_zlib_decompress,
     )
 )
 def _zstd_compress(data: bytes, level: int | None) -> bytes:
@@ -129,9 +149,20 @@ def _zstd_decompress(data: bytes) -> bytes:
     return zstandard.ZstdDecompressor().decompress(data)
 
 
-def _lzma_decompress(data: bytes) -> bytes:
+def _zstd_decompress_bounded(data: bytes, max_bytes: int) -> bytes:
+    import zstandard
+
+    declared = zstandard.frame_content_size(data)  # from the frame header, before anything is allocated
+    if declared > max_bytes:
+        raise _too_big("zstd", max_bytes)
+    return zstandard.ZstdDecompressor().decompress(data, max_output_size=max_bytes)
+
+
+def _lzma_decompress(data: bytes, max_bytes: int | None = None) -> bytes:
     d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-    out = d.decompress(data)
+    out = d.decompress(data, -1 if max_bytes is None else max_bytes + 1)
+    if max_bytes is not None and (len(out) > max_bytes or (not d.eof and not d.needs_input)):
+        raise _too_big("lzma", max_bytes)
     if not d.eof:
         raise CodecError(f"codec 'lzma': stream is truncated ({len(data)} bytes, no end marker)")
     if d.unused_data:
@@ -151,11 +182,24 @@ def _brotli_decompress(data: bytes) -> bytes:
     return brotli.decompress(data)
 
 
-register_codec(Codec("zstd", 22, 1, 22, _zstd_compress, _zstd_decompress))
-register_codec(Codec("lzma", 9, 0, 9, lambda data, level: lzma.compress(data, preset=level), _lzma_decompress))
-register_codec(Codec("lzma_extreme", 9, 0, 9, lambda data, level: lzma.compress(data, preset=level | lzma.PRESET_EXTREME),
+def _brotli_decompress_bounded(data: bytes, max_bytes: int) -> bytes:
+    import brotli
+
+    d = brotli.Decompressor()
+    out = d.process(data, output_buffer_limit=max_bytes + 1)
+    if len(out) > max_bytes or not d.can_accept_more_data():
+        raise _too_big("brotli", max_bytes)
+    if not d.is_finished():
+        raise CodecError(f"codec 'brotli': stream is truncated ({len(data)} bytes, no end marker)")
+    return out
+
+
+register_codec(Codec("zstd", 22, 1, 22, _zstd_compress, _zstd_decompress, _zstd_decompress_bounded))
+register_codec(Codec("lzma", 9, 0, 9, lambda data, level: lzma.compress(data, preset=level), _lzma_decompress,
                      _lzma_decompress))
-register_codec(Codec("brotli", 11, 0, 11, _brotli_compress, _brotli_decompress))
+register_codec(Codec("lzma_extreme", 9, 0, 9, lambda data, level: lzma.compress(data, preset=level | lzma.PRESET_EXTREME),
+                     _lzma_decompress, _lzma_decompress))
+register_codec(Codec("brotli", 11, 0, 11, _brotli_compress, _brotli_decompress, _brotli_decompress_bounded))
 register_codec(
     Codec(
         name="none",

@@ -101,7 +101,8 @@ def entry_fault(e: object, raw_len: int) -> str | None:
     """Why a table entry is malformed (one phrase), or None when it is valid for a ``raw_len``-byte payload."""
     if not isinstance(e, dict) or any(k not in e for k in ENTRY_KEYS):
         return f"needs keys {list(ENTRY_KEYS)}"
-    if not isinstance(e["name"], str) or e["role"] not in ROLES or e["dtype"] not in NP_DTYPES:
+    if (not isinstance(e["name"], str) or not isinstance(e["role"], str) or e["role"] not in ROLES
+            or not isinstance(e["dtype"], str) or e["dtype"] not in NP_DTYPES):
         return f"bad name/role/dtype ({e['name']!r}, {e['role']!r}, {e['dtype']!r})"
     shape, offset, nbytes, bits = e["shape"], e["offset"], e["nbytes"], e["bits"]
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -16,6 +18,7 @@ from torch import nn
 
 from golf.errors import GolfError
 from golf.io import atomic_write_bytes
+from golf.validate import MAX_DEPTH, depth_exceeds
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "golf-checkpoint-v1"
@@ -43,20 +46,62 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.o
     return atomic_write_bytes(path, buf.getbuffer())
 
 
+def _load_failure(exc: Exception) -> str:
+    """What went wrong in torch.load, in one phrase, without torch's advice to retry with weights_only=False."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in text:
+        for line in text.splitlines():
+            if "unsupported GLOBAL" in line:
+                what = line.split("unsupported GLOBAL", 1)[1].split(" whose ")[0].strip()
+                return f"holds a pickled {what}, refused (golf checkpoints hold only tensors and plain containers)"
+        return "holds objects other than tensors and plain containers, refused (never unpickled)"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"corrupt or truncated ({first.split('. ')[0][:160]})"
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Return {"model": state_dict, "optimizers": [...], "step": int, "config": dict}.
 
-    Raises CheckpointError (one line naming the file) for a missing, corrupt or foreign file.
+    Raises CheckpointError (one line naming the file) for a missing, corrupt or foreign file, a file that holds
+    pickled objects (refused, never run), or a malformed payload (wrong types, a config that is not a JSON object
+    or nests deeper than golf.validate.MAX_DEPTH).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol and weights_only advice is not for our users
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / unsafe pickles
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot load checkpoint ({first})") from None
+        raise CheckpointError(f"{path}: cannot load checkpoint: {_load_failure(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a golf checkpoint (expected format {FORMAT})")
+    fault = _payload_fault(payload)
+    if fault:
+        raise CheckpointError(f"{path}: malformed checkpoint: {fault}")
+    try:
+        config = json.loads(payload["config_json"])
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: malformed checkpoint: config_json is not JSON ({type(exc).__name__})") from None
+    if not isinstance(config, dict) or depth_exceeds(config):
+        raise CheckpointError(f"{path}: malformed checkpoint: config_json is not an object of depth <= {MAX_DEPTH}")
     return {"model": payload["model"], "optimizers": payload["optimizers"], "step": payload["step"],
-            "config": json.loads(payload["config_json"])}
+            "config": config}
+
+
+def _payload_fault(payload: dict) -> str | None:
+    missing = [k for k in ("model", "optimizers", "step", "config_json") if k not in payload]
+    if missing:
+        return f"missing keys {missing}"
+    model = payload["model"]
+    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in model.items()):
+        return "'model' is not a mapping of names to tensors"
+    if not isinstance(payload["optimizers"], list) or depth_exceeds(payload["optimizers"]):
+        return f"'optimizers' is not a list of depth <= {MAX_DEPTH}"
+    if isinstance(payload["step"], bool) or not isinstance(payload["step"], int) or payload["step"] < 0:
+        return f"'step' is {payload['step']!r}, not a non-negative int"
+    if not isinstance(payload["config_json"], str):
+        return "'config_json' is not a string"
+    return None

@@ -140,7 +140,8 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
     log.info(f"seed:{cfg.seed}")
 
     def new_loader() -> DistributedTokenLoader:
-        return DistributedTokenLoader(cfg.data.train_glob(), ctx.rank, ctx.world_size, device)
+        return DistributedTokenLoader(cfg.data.train_glob(), ctx.rank, ctx.world_size, device,
+                                      vocab_size=cfg.model.vocab_size)  # ids >= vocab: one line, not an IndexError
 
     def train_step(loader: DistributedTokenLoader) -> torch.Tensor:
         for opt in optimizers:
