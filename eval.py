@@ -21,7 +21,8 @@ from omegaconf import DictConfig
 
 from golf.config import EvalRunConfig, register_configs
 from golf.entry import guarded_main, run_entry
-from golf.evaluate import load_for_eval, load_val_data, run_modes
+from golf.evaluate import load_for_eval, load_val_data, resolve_model_path, run_modes
+from golf.io import run_lock
 from golf.train.dist import pick_device
 from golf.train.tracking import Tracker, write_json
 
@@ -31,7 +32,14 @@ register_configs()
 def _eval(cfg: EvalRunConfig, ctx: dict) -> float:
     t0 = time.perf_counter()
     device = pick_device(cfg.device)
-    loaded = load_for_eval(cfg.path, device)
+    target = resolve_model_path(cfg.path)
+    out = Path(cfg.out) if cfg.out else target.parent / "eval.json"
+    with run_lock(out.parent, "eval"):  # a second eval writing the same eval.json exits with one line
+        return _score(cfg, ctx, target, out, device, t0)
+
+
+def _score(cfg: EvalRunConfig, ctx: dict, target: Path, out: Path, device, t0: float) -> float:
+    loaded = load_for_eval(target, device)
     seq_len = cfg.eval.seq_len or loaded.run_config.get("train_seq_len") or loaded.run_config["trainer"]["train_seq_len"]
     val = load_val_data(cfg.data, loaded.model_cfg.vocab_size, seq_len, cfg.eval.max_tokens)
     results = run_modes(loaded.model, val, cfg.eval, device)
@@ -39,7 +47,6 @@ def _eval(cfg: EvalRunConfig, ctx: dict) -> float:
         print(f"{r.mode} val_loss:{r.val_loss:.8f} val_bpb:{r.val_bpb:.8f} tokens:{r.tokens} "
               f"bytes:{r.bytes} eval_time:{r.seconds:.2f}s ({loaded.kind} {loaded.path})")
     first = results[0]
-    out = Path(cfg.out) if cfg.out else loaded.path.parent / "eval.json"
     write_json(out, {"path": str(loaded.path), "kind": loaded.kind, **first.to_dict(),
                      "modes": [r.mode for r in results], "results": {r.mode: r.to_dict() for r in results},
                      "total_seconds": time.perf_counter() - t0})

@@ -13,6 +13,7 @@ JobFailed marker instead and the sweep goes on (golf.entry); see multirun/README
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import hydra
@@ -20,6 +21,7 @@ from omegaconf import DictConfig
 
 from golf.config import TrainRunConfig, register_configs
 from golf.entry import guarded_main, run_entry, run_group, run_name
+from golf.io import run_lock
 from golf.sweep.job import after_train_for
 from golf.sweep.launch import needs_torchrun, run_under_torchrun
 from golf.train.loop import RunInfo, train
@@ -33,6 +35,13 @@ def _train(cfg: TrainRunConfig, ctx: dict) -> float:
         run_id = f"{ctx['run_dir'].parent.name}_{ctx['run_dir'].name}" if ctx["multirun"] else ctx["run_dir"].name
         return run_under_torchrun(Path(__file__).resolve(), ctx["overrides"], ctx["run_dir"],
                                   cfg.dist.nproc_per_node, group, run_id)["val_bpb"]
+    if os.environ.get("RANK", "0") != "0":  # torchrun ranks > 0 share rank 0's directory and lock
+        return _train_here(cfg, ctx, group)
+    with run_lock(ctx["run_dir"], "train"):  # a second training into this directory exits with one line
+        return _train_here(cfg, ctx, group)
+
+
+def _train_here(cfg: TrainRunConfig, ctx: dict, group: str) -> float:
     info = RunInfo(run_dir=ctx["run_dir"], name=run_name(ctx, cfg.experiment_name), group=group,
                    tags=ctx["tags"] + [f"experiment:{cfg.experiment_name}"], config=ctx["config"],
                    after_train=after_train_for(cfg, ctx["run_dir"]))

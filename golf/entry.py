@@ -112,6 +112,7 @@ class OutputGuard(Callback):
         log_path = Path(str(log_file)).absolute() if log_file else None
         _SNAPSHOT.update(
             run_dir=run_dir, existed=run_dir.is_dir(), subdir=subdir,
+            locks={p.name for p in run_dir.glob(".golf-*.lock")},
             subdir_files=({p.name: p.read_bytes() for p in subdir.iterdir() if p.is_file()}
                           if subdir is not None and subdir.is_dir() else None),
             log=log_path, log_size=log_path.stat().st_size if log_path is not None and log_path.is_file() else None,
@@ -124,7 +125,7 @@ _SNAPSHOT: dict[str, Any] = {}
 def _remove_hydra_outputs() -> None:
     """Undo what this invocation's Hydra wrote for a run that failed on bad input, and nothing else: lines it
     appended to the log (the log itself when it created it), its config copy (restored to the previous run's
-    when there was one), and the run directory when this invocation created it and left it empty.
+    when there was one), lock files it created, and the run directory when this invocation created it.
     Checkpoints, artifacts and reports are never touched. Without an OutputGuard snapshot nothing is removed."""
     snap = dict(_SNAPSHOT)
     if not snap:
@@ -152,8 +153,12 @@ def _remove_hydra_outputs() -> None:
                 if not (subdir / name).is_file() or (subdir / name).read_bytes() != data:
                     atomic_write_bytes(subdir / name, data)
     run_dir = snap["run_dir"]
-    if not snap["existed"] and run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
+    if not snap["existed"]:  # everything in it is this invocation's
+        shutil.rmtree(run_dir, ignore_errors=True)
+    elif run_dir.is_dir():
+        for p in run_dir.glob(".golf-*.lock"):
+            if p.name not in snap["locks"]:
+                p.unlink(missing_ok=True)
 
 
 def hydra_error_line(exc: BaseException) -> str | None:

@@ -59,13 +59,22 @@ def resolve_model_path(path: str | Path) -> Path:
     return p
 
 
-def is_artifact(path: Path) -> bool:
-    """Whether ``path`` starts with the artifact magic; raises GolfError (one line) when it cannot be read."""
+def _starts_with(path: Path, magic: bytes) -> bool:
     try:
         with path.open("rb") as f:
-            return f.read(len(MAGIC)) == MAGIC
+            return f.read(len(magic)) == magic
     except OSError as exc:
         raise GolfError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def is_artifact(path: Path) -> bool:
+    """Whether ``path`` starts with the artifact magic; raises GolfError (one line) when it cannot be read."""
+    return _starts_with(path, MAGIC)
+
+
+def is_zip(path: Path) -> bool:
+    """Whether ``path`` is a zip file (what torch.save writes); raises GolfError when it cannot be read."""
+    return _starts_with(path, b"PK\x03\x04")
 
 
 def load_for_eval(path: str | Path, device: torch.device, control_patterns: tuple[str, ...] = ()) -> LoadedModel:
@@ -86,6 +95,8 @@ def load_for_eval(path: str | Path, device: torch.device, control_patterns: tupl
             raise GolfError(f"{p}: manifest extra: 'train_seq_len' is {seq!r}, expected a positive int")
         state, kind, run_cfg = dequantized_state(p, qstate), "artifact", extra
     else:
+        if not is_zip(p):
+            raise GolfError(f"{p}: neither a golf artifact (magic {MAGIC!r}) nor a golf checkpoint (a torch zip file)")
         ckpt = load_checkpoint(p)
         run_cfg = ckpt["config"]
         for section, schema in (("trainer", TrainerConfig), ("data", DataConfig)):

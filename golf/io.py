@@ -68,6 +68,9 @@ def output_error(path: str | os.PathLike, exc: OSError) -> OutputError:
     path = Path(path)
     if exc.errno in _DISK_FULL:
         return DiskFullError(f"disk full writing {path.name} in {path.parent} ({exc.strerror}); nothing was written")
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        return OutputError(f"cannot write {path}: {blocker} is not a directory")
     return OutputError(f"cannot write {path}: {exc.strerror or exc}")
 
 

@@ -77,6 +77,8 @@ def type_matches(value: Any, tp: Any) -> bool:
 
 def section_faults(schema: type, values: Any, prefix: str, require_all: bool = True) -> list[str]:
     """Every fault of ``values`` against the dataclass ``schema`` (nested dataclasses included), one phrase each."""
+    if values is None:
+        return [f"missing section '{prefix.rstrip('.') or 'section'}'"]
     if not isinstance(values, dict):
         return [f"'{prefix.rstrip('.') or 'section'}' is {type(values).__name__}, not an object"]
     if depth_exceeds(values):
