@@ -73,12 +73,13 @@ def run_entry(cfg: DictConfig, schema: type, body: Callable[[Any, dict[str, Any]
             return _job_failed(exc)
         if not isinstance(exc, GolfError):
             raise
+        message = " ".join(str(exc).split("\n"))  # one line, whatever the message holds
         if ctx["output_subdir"] is None or isinstance(exc, TorchrunJobError):
             # a launcher owns this directory (we are its torchrun child), or the ranks' logs hold the story
-            log.error(f"error: {exc}")
+            log.error(f"error: {message}")
             sys.exit(2)
         _remove_hydra_outputs()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -85,22 +85,22 @@ def section_faults(schema: type, values: Any, prefix: str, require_all: bool = T
         return [f"'{prefix.rstrip('.')}' nests deeper than {MAX_DEPTH} levels"]
     hints = get_type_hints(schema)
     fields = {f.name: hints[f.name] for f in dataclasses.fields(schema)}
-    faults = [f"unknown key '{prefix}{k}'" for k in values if k not in fields]
+    faults = [f"unknown key {prefix + str(k)!r}" for k in values if k not in fields]
     for name, tp in fields.items():
         if name not in values:
             if require_all:
-                faults.append(f"missing key '{prefix}{name}'")
+                faults.append(f"missing key {prefix + name!r}")
             continue
         v = values[name]
         if dataclasses.is_dataclass(tp):
             faults += section_faults(tp, v, f"{prefix}{name}.", require_all)
         elif not type_matches(v, tp):
-            faults.append(f"'{prefix}{name}' is {type(v).__name__} {_short(v)}, expected {_type_name(tp)}")
+            faults.append(f"{prefix + name!r} is {type(v).__name__} {_short(v)}, expected {_type_name(tp)}")
     return faults
 
 
 def _short(v: Any) -> str:
-    text = repr(v)
+    text = repr(v).replace("\n", " ")
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -117,7 +117,8 @@ def build_section(schema: type[T], values: Any, prefix: str, where: str, require
     try:
         return _build(schema, values)
     except (ValueError, TypeError) as exc:
-        raise SchemaError(f"{where}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SchemaError(f"{where}: {first}") from None
 
 
 def _build(schema: Any, values: dict) -> Any:

@@ -33,15 +33,15 @@ def model_config_from(values: object, where: str) -> ModelConfig:
 def _faults(expected: dict[str, torch.Tensor], state: object) -> list[str]:
     if not isinstance(state, dict):
         return [f"weights are {type(state).__name__}, not a name -> tensor mapping"]
-    faults = [f"missing tensor '{n}'" for n in expected if n not in state]
-    faults += [f"extra tensor '{n}'" for n in state if n not in expected]
+    faults = [f"missing tensor {n!r}" for n in expected if n not in state]
+    faults += [f"extra tensor {str(n)!r}" for n in state if n not in expected]
     for n, t in state.items():
         if n not in expected:
             continue
         if not isinstance(t, torch.Tensor):
-            faults.append(f"'{n}' is {type(t).__name__}, not a tensor")
+            faults.append(f"{n!r} is {type(t).__name__}, not a tensor")
         elif tuple(t.shape) != tuple(expected[n].shape):
-            faults.append(f"shape mismatch for '{n}': stored {list(t.shape)}, model has {list(expected[n].shape)}")
+            faults.append(f"shape mismatch for {n!r}: stored {list(t.shape)}, model has {list(expected[n].shape)}")
     return faults
 
 

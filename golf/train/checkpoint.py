@@ -101,7 +101,7 @@ def _payload_fault(payload: dict) -> str | None:
     if not isinstance(payload["optimizers"], list) or depth_exceeds(payload["optimizers"]):
         return f"'optimizers' is not a list of depth <= {MAX_DEPTH}"
     if isinstance(payload["step"], bool) or not isinstance(payload["step"], int) or payload["step"] < 0:
-        return f"'step' is {payload['step']!r}, not a non-negative int"
+        return f"'step' is {type(payload['step']).__name__}, not a non-negative int"
     if not isinstance(payload["config_json"], str):
         return "'config_json' is not a string"
     return None
