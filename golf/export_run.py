@@ -20,10 +20,11 @@ from pathlib import Path
 
 import torch
 
-from golf.data.config import DataConfig
+from golf.device import autocast_for
 from golf.errors import GolfError
-from golf.eval.standard import EvalResult, autocast_for
-from golf.evaluate import ARTIFACT_NAME, load_for_eval, load_val_data, run_evaluation
+from golf.eval.data import load_val_data
+from golf.eval.run import EvalContext, run_evaluation
+from golf.eval.standard import EvalResult
 from golf.io import StagedFile, json_text, run_lock
 from golf.quant.artifact import HEADER_BYTES, stage_artifact
 from golf.quant.budget import (
@@ -39,6 +40,8 @@ from golf.quant.gptq import calibration_batches, collect_hessians
 from golf.quant.groups import tensor_group
 from golf.quant.int8 import quantize_state_dict
 from golf.train.checkpoint import CHECKPOINT_NAME
+from golf.train.config import TrainRunConfig
+from golf.train.load import ARTIFACT_NAME, RUN_SECTION, load_for_eval
 
 log = logging.getLogger("golf.export")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +67,7 @@ def _gptq_names(state: dict, quant: QuantConfig) -> set[str]:
             and rules.groups.get(tensor_group(n, t, rules)).method == "gptq"}
 
 
-def _calibration(model_on_device, run_cfg: dict, quant: QuantConfig, budget: BudgetConfig, device: torch.device,
+def _calibration(model_on_device, run_cfg: TrainRunConfig, quant: QuantConfig, budget: BudgetConfig, device: torch.device,
                  state: dict, timings: dict) -> tuple[dict | None, object]:
     """Hessians for GPTQ groups and the fitter's loss function (each only when needed)."""
     need_h = quant.scheme != "none" and bool(_gptq_names(state, quant)) and (quant.uses_gptq() or budget.fit)
@@ -72,11 +75,11 @@ def _calibration(model_on_device, run_cfg: dict, quant: QuantConfig, budget: Bud
     if not (need_h or need_loss):
         return None, None
     g = quant.gptq
-    seq_len = g.calib_seq_len or run_cfg["trainer"]["train_seq_len"]
-    batch_tokens = g.calib_batch_tokens or run_cfg["trainer"]["train_batch_tokens"]
+    seq_len = g.calib_seq_len or run_cfg.trainer.train_seq_len
+    batch_tokens = g.calib_batch_tokens or run_cfg.trainer.train_batch_tokens
     n_h = g.calib_batches if need_h else 0
     t0 = time.perf_counter()
-    batches = calibration_batches(DataConfig(**run_cfg["data"]).train_glob(), n_h + budget.fit_batches * need_loss,
+    batches = calibration_batches(run_cfg.data.train_glob(), n_h + budget.fit_batches * need_loss,
                                   batch_tokens, seq_len, device)
     model = model_on_device()
     hessians = None
@@ -88,13 +91,6 @@ def _calibration(model_on_device, run_cfg: dict, quant: QuantConfig, budget: Bud
                  f"in {timings['gptq_hessian_s']:.2f}s (counts toward the 600 s training budget)")
     loss_fn = loss_function(model, batches[n_h:], autocast=lambda: autocast_for(device)) if need_loss else None
     return hessians, loss_fn
-
-
-def run_quant_config(run_cfg: dict) -> QuantConfig:
-    """The `quant` section a run was trained with (its QAT rule is the one to export with)."""
-    from golf.config import build_dataclass  # the typed builder; golf.config is the Hydra-facing layer
-
-    return build_dataclass(QuantConfig, run_cfg.get("quant", {}), "quant.")
 
 
 class ExportError(GolfError):
@@ -140,7 +136,7 @@ def _export(run_dir: Path, out: Path, quant: QuantConfig | None, budget: BudgetC
             device: torch.device, roundtrip_eval: bool) -> dict:
     loaded = load_for_eval(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
     run_cfg = loaded.run_config
-    quant = quant or run_quant_config(run_cfg)
+    quant = quant or run_cfg.quant  # the run's own rule (e.g. its QAT clip) unless told otherwise
     # A private copy: nothing the fitter or quantizer does can reach the model's own storage.
     state = {k: v.detach().to("cpu", copy=True) for k, v in loaded.model.state_dict().items()}
     source_sum = weights_checksum(state)
@@ -156,9 +152,9 @@ def _export(run_dir: Path, out: Path, quant: QuantConfig | None, budget: BudgetC
     timings: dict[str, float] = {}
     val, pre = None, None
     if roundtrip_eval:  # the pre-quant score comes first: before calibration, any fit trial or quantization
-        val = load_val_data(DataConfig(**run_cfg["data"]), run_cfg["model"]["vocab_size"],
-                            eval_cfg.seq_len or run_cfg["trainer"]["train_seq_len"], eval_cfg.max_tokens)
-        pre = run_evaluation(model_on_device(), val, eval_cfg, device)
+        val = load_val_data(run_cfg.data, run_cfg.model.vocab_size,
+                            eval_cfg.seq_len or run_cfg.trainer.train_seq_len, eval_cfg.max_tokens)
+        pre = run_evaluation(model_on_device(), val, eval_cfg, EvalContext(device, progress=True))
         log.info(f"pre-quant val_loss:{pre.val_loss:.4f} val_bpb:{pre.val_bpb:.4f}")
     hessians, loss_fn = _calibration(model_on_device, run_cfg, quant, budget, device, state, timings)
     code_bytes, code_files = code_bytes_for(budget)
@@ -179,13 +175,12 @@ def _export(run_dir: Path, out: Path, quant: QuantConfig | None, budget: BudgetC
             t0 = time.perf_counter()
             qstate = quantize_state_dict(state, quant, hessians)
             timings["quantize_s"] = time.perf_counter() - t0
-            extra = {"model": asdict(loaded.model_cfg), "train_seq_len": run_cfg["trainer"]["train_seq_len"],
-                     "data": {"variant": run_cfg["data"]["variant"], "vocab_size": run_cfg["data"]["vocab_size"]},
-                     "quant": asdict(quant), "fit": fit.to_dict() if fit else None}
+            extra = {RUN_SECTION: run_cfg.to_dict(),
+                     "export": {"quant": asdict(quant), "fit": fit.to_dict() if fit else None}}
             t0 = time.perf_counter()
             if staged is not None:
                 staged.discard()
-            staged, info = stage_artifact(out, qstate, codec=quant.codec, level=quant.level, config=run_cfg,
+            staged, info = stage_artifact(out, qstate, codec=quant.codec, level=quant.level, config=run_cfg.to_dict(),
                                           extra=extra, byte_shuffle=quant.byte_shuffle)
             timings["compress_s"] = time.perf_counter() - t0
             report = build_budget_report(qstate, info, code_bytes, code_files, budget.target_bytes,
@@ -236,7 +231,7 @@ def roundtrip(pre: EvalResult, artifact: Path, val, eval_cfg, device: torch.devi
     """Evaluate the re-loaded artifact on the tokens `pre` (the checkpoint's score) used; return both and the gap.
 
     Raises ExportError when the artifact's score is not finite."""
-    post = run_evaluation(load_for_eval(artifact, device).model, val, eval_cfg, device)
+    post = run_evaluation(load_for_eval(artifact, device).model, val, eval_cfg, EvalContext(device, progress=True))
     if not math.isfinite(post.val_bpb):
         raise ExportError(f"export: the re-loaded artifact scores val_bpb={post.val_bpb}; nothing was written")
     log.info(f"final_roundtrip val_loss:{post.val_loss:.4f} val_bpb:{post.val_bpb:.4f} "

@@ -11,18 +11,12 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from golf.errors import GolfError
-
-T = TypeVar("T")
 MAX_DEPTH = 32
 """Deepest nesting of dicts/lists accepted in a stored config or manifest (golf writes at most ~5)."""
 MAX_FAULTS = 6
-
-
-class SchemaError(GolfError, ValueError):
-    """A stored config section does not match its schema; the message lists the faults in one line."""
+"""Faults listed in one error line (the rest are counted)."""
 
 
 def depth_exceeds(obj: Any, max_depth: int = MAX_DEPTH) -> bool:
@@ -102,30 +96,3 @@ def section_faults(schema: type, values: Any, prefix: str, require_all: bool = T
 def _short(v: Any) -> str:
     text = repr(v).replace("\n", " ")
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def build_section(schema: type[T], values: Any, prefix: str, where: str, require_all: bool = True) -> T:
-    """The dataclass ``schema`` built from stored ``values`` after ``section_faults`` found nothing.
-
-    Raises SchemaError: ``<where>: <fault>; <fault>; ...`` (at most MAX_FAULTS listed), including the schema's
-    own ``__post_init__`` rule violations.
-    """
-    faults = section_faults(schema, values, prefix, require_all)
-    if faults:
-        more = f"; and {len(faults) - MAX_FAULTS} more" if len(faults) > MAX_FAULTS else ""
-        raise SchemaError(f"{where}: {'; '.join(faults[:MAX_FAULTS])}{more}")
-    try:
-        return _build(schema, values)
-    except (ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SchemaError(f"{where}: {first}") from None
-
-
-def _build(schema: Any, values: dict) -> Any:
-    hints = get_type_hints(schema)
-    kwargs = {}
-    for f in dataclasses.fields(schema):
-        if f.name in values:
-            tp = hints[f.name]
-            kwargs[f.name] = _build(tp, values[f.name]) if dataclasses.is_dataclass(tp) else values[f.name]
-    return schema(**kwargs)

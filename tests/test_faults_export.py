@@ -15,27 +15,27 @@ import pytest
 import torch
 from conftest import run_golf
 
-from golf.data.config import DataConfig
 from golf.eval.config import EvalConfig
-from golf.evaluate import load_for_eval, load_val_data, run_evaluation
+from golf.eval.data import load_val_data
+from golf.eval.run import EvalContext, run_evaluation
 from golf.export_run import ExportError, _check_source_unchanged, export_run, weights_checksum
 from golf.io import LockedError
 from golf.quant import BudgetConfig, QuantConfig
 from golf.quant.budget import BudgetExceededError
 from golf.quant.fitter import loss_function, measure_options
 from golf.quant.gptq import calibration_batches
+from golf.train.load import load_for_eval
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL_KEEP = 4096  # the tiny model's matrices land in the attn/mlp groups (as in test_budget_fit)
 EVAL = EvalConfig(max_tokens=8192, batch_tokens=8192)
 
 
-def _fresh_score(path: Path, run_cfg: dict) -> float:
-    """val_bpb of the file at `path`, loaded from disk by a fresh process-independent path."""
-    val = load_val_data(DataConfig(**run_cfg["data"]), run_cfg["model"]["vocab_size"],
-                        run_cfg["trainer"]["train_seq_len"], EVAL.max_tokens)
-    return run_evaluation(load_for_eval(path, torch.device("cpu")).model, val, EVAL, torch.device("cpu"),
-                          progress=False).val_bpb
+def _fresh_score(path: Path, run_cfg) -> float:
+    """val_bpb of the file at `path`, loaded afresh from disk."""
+    val = load_val_data(run_cfg.data, run_cfg.model.vocab_size, run_cfg.trainer.train_seq_len, EVAL.max_tokens)
+    return run_evaluation(load_for_eval(path, torch.device("cpu")).model, val, EVAL,
+                          EvalContext(torch.device("cpu"), progress=False)).val_bpb
 
 
 @pytest.mark.parametrize("metric", ["loss", "recon"])
@@ -63,8 +63,7 @@ def test_loss_trials_never_write_the_model_or_its_storage(tiny_run: Path):
     state = {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()}  # shares storage with the model
     assert all(state[k].data_ptr() == v.data_ptr() for k, v in loaded.model.state_dict().items())
     before = weights_checksum(state)
-    batches = calibration_batches(DataConfig(**cfg["data"]).train_glob(), 1, 2048, cfg["trainer"]["train_seq_len"],
-                                  torch.device("cpu"))
+    batches = calibration_batches(cfg.data.train_glob(), 1, 2048, cfg.trainer.train_seq_len, torch.device("cpu"))
     table = measure_options(state, QuantConfig(keep_float_max_numel=SMALL_KEEP),
                             BudgetConfig(fit=True, fit_bits=[8, 2], fit_groups=["mlp"]),
                             loss_function(loaded.model, batches), None)

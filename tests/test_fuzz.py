@@ -13,7 +13,6 @@ import os
 import resource
 import signal
 import struct
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +25,12 @@ from golf.bench.fault_inputs import join_artifact, shard_bytes, split_artifact
 from golf.data.loader import TokenStream
 from golf.data.shards import read_shard
 from golf.errors import GolfError
-from golf.evaluate import load_for_eval
 from golf.model import build_model
 from golf.model.config import ModelConfig
 from golf.quant import QuantConfig, quantize_state_dict, write_artifact
 from golf.train.checkpoint import FORMAT
+from golf.train.config import TrainRunConfig
+from golf.train.load import RUN_SECTION, load_for_eval
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 EXAMPLES = int(os.environ.get("GOLF_FUZZ_EXAMPLES", "40"))
@@ -40,6 +40,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large])
 TINY = ModelConfig(num_layers=1, model_dim=32, num_heads=2, num_kv_heads=1, vocab_size=64)
+RUN = TrainRunConfig(model=TINY)
 TRIED: dict[str, int] = {}
 
 
@@ -111,8 +112,7 @@ def tiny_artifact(tmp_path_factory) -> Path:
     q = quantize_state_dict({k: v.detach() for k, v in model.state_dict().items()},
                             QuantConfig(keep_float_max_numel=256))
     path = tmp_path_factory.mktemp("art") / "model.golf"
-    write_artifact(path, q, codec="zlib", level=9,
-                   extra={"model": asdict(TINY), "train_seq_len": 64, "data": {"variant": "sp1024", "vocab_size": 64}})
+    write_artifact(path, q, codec="zlib", level=9, extra={RUN_SECTION: RUN.to_dict()})
     return path
 
 
@@ -201,11 +201,7 @@ def test_header_claims_more_manifest_than_the_file_has(tiny_artifact, tmp_path):
 def tiny_payload() -> dict:
     torch.manual_seed(0)
     model = build_model(TINY)
-    cfg = {"model": asdict(TINY), "trainer": {"train_seq_len": 64, "train_batch_tokens": 4096, "grad_accum_base": 8,
-                                               "device": "cpu", "compile": "off", "checkpoint": True},
-           "data": {"variant": "sp1024", "root": "./data", "dataset_dir": "", "tokenizer_path": "",
-                    "train_pattern": "fineweb_train_*.bin", "val_pattern": "fineweb_val_*.bin", "vocab_size": 64,
-                    "bos_id": 1}}
+    cfg = RUN.to_dict()
     return {"format": FORMAT, "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
             "optimizers": [], "step": 3, "config_json": json.dumps(cfg)}
 

@@ -151,7 +151,7 @@ def build_cases(fx: Fixtures, cases_dir: Path) -> tuple[list[Case], list[str]]:
 
     def edit_model(fn):
         def mutate(m, r):
-            fn(m["extra"]["model"])
+            fn(m["extra"]["run"]["model"])
             return m, r
         return lambda p: fi.mutate_artifact(artifact, p, mutate)
 

@@ -1,6 +1,6 @@
 """Build a model from a stored config and weights (checkpoint or artifact) with every fault as one line.
 
-Checked before anything is allocated: the config section against ``ModelConfig`` (golf.validate), a size
+Checked before anything is allocated (the config itself is checked by the loaders, golf.validate): a size
 limit (``MAX_LOAD_LAYERS``, ``MAX_LOAD_PARAMS``, counted on the meta device), then the stored tensors against
 the architecture's: missing, extra, non-tensor and wrong-shape entries are listed in one line.
 """
@@ -13,7 +13,7 @@ from torch import nn
 from golf.errors import GolfError
 from golf.model import build_model, count_params
 from golf.model.config import ModelConfig
-from golf.validate import MAX_FAULTS, build_section
+from golf.validate import MAX_FAULTS
 
 MAX_LOAD_PARAMS = 2**30
 """Largest model (parameters) a stored config may describe: 4 GiB of fp32, 60x the 16 MB challenge's largest."""
@@ -23,11 +23,6 @@ MAX_LOAD_LAYERS = 4096
 
 class ModelLoadError(GolfError, ValueError):
     """Stored weights do not fit the stored architecture, or the architecture is beyond the loader's limits."""
-
-
-def model_config_from(values: object, where: str) -> ModelConfig:
-    """``ModelConfig`` from a stored ``model`` section; raises golf.validate.SchemaError (one line)."""
-    return build_section(ModelConfig, values, "model.", where)
 
 
 def _faults(expected: dict[str, torch.Tensor], state: object) -> list[str]:
