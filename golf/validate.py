@@ -79,7 +79,7 @@ def section_faults(schema: type, values: Any, prefix: str, require_all: bool = T
         return [f"'{prefix.rstrip('.')}' nests deeper than {MAX_DEPTH} levels"]
     hints = get_type_hints(schema)
     fields = {f.name: hints[f.name] for f in dataclasses.fields(schema)}
-    faults = [f"unknown key {prefix + str(k)!r}" for k in values if k not in fields]
+    faults = [f"unknown config key {prefix + str(k)!r}" for k in values if k not in fields]
     for name, tp in fields.items():
         if name not in values:
             if require_all:

@@ -20,8 +20,8 @@ from golf.eval.data import load_val_data
 from golf.eval.run import EvalContext, run_evaluation
 from golf.export_run import ExportError, _check_source_unchanged, export_run, weights_checksum
 from golf.io import LockedError
-from golf.quant import BudgetConfig, QuantConfig
 from golf.quant.budget import BudgetExceededError
+from golf.quant.config import BudgetConfig, QuantConfig
 from golf.quant.fitter import loss_function, measure_options
 from golf.quant.gptq import calibration_batches
 from golf.train.load import load_for_eval

@@ -27,7 +27,9 @@ from golf.data.shards import read_shard
 from golf.errors import GolfError
 from golf.model import build_model
 from golf.model.config import ModelConfig
-from golf.quant import QuantConfig, quantize_state_dict, write_artifact
+from golf.quant.artifact import write_artifact
+from golf.quant.config import QuantConfig
+from golf.quant.int8 import quantize_state_dict
 from golf.train.checkpoint import FORMAT
 from golf.train.config import TrainRunConfig
 from golf.train.load import RUN_SECTION, load_for_eval

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from golf.bench import fault_inputs as fi
-from golf.bench.faults import ROOT, SHARED, TINY, Case
+from golf.bench.fault_inputs import ROOT, SHARED, TINY, Case
 from golf.data.shards import read_shard
 
 FAST = ["schedule.iterations=2", "eval.max_tokens=4096", "schedule.warmup_steps=0"]

@@ -11,6 +11,7 @@ import json
 import os
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,33 @@ from golf.data.shards import HEADER_BYTES as SHARD_HEADER_BYTES
 from golf.data.shards import HEADER_INTS, SHARD_MAGIC, SHARD_VERSION, write_shard
 from golf.quant.artifact import FORMAT_VERSION, HEADER_BYTES, MAGIC, decode_manifest, encode_manifest
 from golf.quant.compress import byte_shuffle, byte_unshuffle, compress, decompress
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The golf checkout whose entry points (train.py, export.py, eval.py) the cases run."""
+SHARED = ROOT.parent / "shared" / "data"
+TINY = [
+    "experiment=smoke", "logger=none", "model.num_layers=2", "model.model_dim=128", "model.num_heads=4",
+    "model.num_kv_heads=2", "trainer.train_seq_len=128", "trainer.train_batch_tokens=8192",
+    "schedule.iterations=30", "schedule.warmup_steps=1", "schedule.warmdown_iters=10",
+    "eval.batch_tokens=16384", "eval.max_tokens=16384",
+]
+CLASSES = ("data", "artifact", "checkpoint", "config", "outputs")
+
+
+@dataclass
+class Case:
+    """One bad input: run `script args` with GOLF_DATA_DIR=data_root; `watch` directories must not change."""
+
+    cls: str
+    name: str
+    script: str
+    args: list[str]
+    data_root: Path
+    watch: list[Path]
+    check: Callable[[str], str | None] | None = None
+    """(stderr) -> a fault description, or None when the case's own expectation holds."""
+    around: Callable[[], Callable[[], None]] | None = None
+    """Started before the run (e.g. a lock holder); returns the function that stops it."""
 
 
 # ---------------------------------------------------------------------------------------------- shards
@@ -190,6 +218,6 @@ def deep(n: int) -> list:
     return out
 
 
-__all__ = ["SHARD_HEADER_BYTES", "add_tensor", "bomb_artifact", "data_root_with", "deep", "drop_tensor",
+__all__ = ["CLASSES", "ROOT", "SHARED", "TINY", "Case", "SHARD_HEADER_BYTES", "add_tensor", "bomb_artifact", "data_root_with", "deep", "drop_tensor",
            "good_shard", "malicious_checkpoint", "mutate_artifact", "mutate_checkpoint", "read_train_tokens",
            "shard_bytes", "split_artifact", "join_artifact", "with_config", "write_raw"]

@@ -23,36 +23,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
-TINY = [
-    "experiment=smoke", "logger=none", "model.num_layers=2", "model.model_dim=128", "model.num_heads=4",
-    "model.num_kv_heads=2", "trainer.train_seq_len=128", "trainer.train_batch_tokens=8192",
-    "schedule.iterations=30", "schedule.warmup_steps=1", "schedule.warmdown_iters=10",
-    "eval.batch_tokens=16384", "eval.max_tokens=16384",
-]
-CLASSES = ("data", "artifact", "checkpoint", "config", "outputs")
-
-
-@dataclass
-class Case:
-    """One bad input: run `script args` with GOLF_DATA_DIR=data_root; `watch` directories must not change."""
-
-    cls: str
-    name: str
-    script: str
-    args: list[str]
-    data_root: Path
-    watch: list[Path]
-    check: Callable[[str], str | None] | None = None
-    """(stderr) -> a fault description, or None when the case's own expectation holds."""
-    around: Callable[[], Callable[[], None]] | None = None
-    """Started before the run (e.g. a lock holder); returns the function that stops it."""
+from golf.bench.fault_cases import build_cases, prepare_fixtures, unmount_all
+from golf.bench.fault_inputs import CLASSES, ROOT, Case
 
 
 @dataclass
@@ -142,7 +118,6 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from golf.bench.fault_cases import build_cases, prepare_fixtures, unmount_all
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "golf_faults")
