@@ -20,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+from golf.io import atomic_write_bytes
 from golf.sweep.plots import plot_bpb_vs_bytes, plot_loss_curves
 from golf.sweep.records import COMPLETED, FAILED, RecordsError, collect_jobs, job_table, split_overrides
 from golf.sweep.stats import (
@@ -134,8 +135,8 @@ def write_report(paths: list[str | Path], out: str | Path | None = None, baselin
     plot_loss_curves(jobs, out / LOSS_PNG, base)
     plot_bpb_vs_bytes(jobs, out / BYTES_PNG, base)
     md += f"\n## Plots\n\n![training loss]({LOSS_PNG})\n\n![val_bpb vs artifact bytes]({BYTES_PNG})\n"
-    (out / REPORT_MD).write_text(md)
-    (out / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_bytes(out / REPORT_MD, md.encode("utf-8"))
+    atomic_write_bytes(out / REPORT_JSON, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
     report["markdown"] = md
     report["out"] = str(out)
     return report

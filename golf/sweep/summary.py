@@ -5,9 +5,9 @@ Above both golf.sweep.records (reading job directories) and golf.sweep.stats (gr
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from golf.io import atomic_write_bytes
 from golf.sweep.records import (
     COMPLETED,
     FAILED,
@@ -53,7 +53,5 @@ def write_summary(sweep_dir: str | Path) -> dict:
     sweep_dir = Path(sweep_dir)
     summary, md = build_summary(sweep_dir)
     write_json(sweep_dir / SUMMARY_JSON, summary)
-    tmp = sweep_dir / f".{SUMMARY_MD}.{os.getpid()}.tmp"
-    tmp.write_text(md)
-    os.replace(tmp, sweep_dir / SUMMARY_MD)
+    atomic_write_bytes(sweep_dir / SUMMARY_MD, md.encode("utf-8"))
     return summary
