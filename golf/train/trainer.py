@@ -376,7 +376,8 @@ class Trainer:
     # -- state ----------------------------------------------------------------------------------------------
     def resume_payload(self) -> dict:
         """Everything that changes across steps, every rank's part gathered (collective under torchrun)."""
-        mine = {"loader": self.loader.stream.state_dict(), "rng": capture_rng()}
+        opt_states = _to_cpu([opt.state_dict() for opt in self.optimizers])
+        mine = {"loader": self.loader.stream.state_dict(), "rng": capture_rng(), "optimizers": opt_states}
         if self.ctx.distributed:
             import torch.distributed as dist
 
@@ -384,9 +385,20 @@ class Trainer:
             dist.all_gather_object(ranks, _to_cpu(mine))
         else:
             ranks = [mine]
+        # Distributed Muon keeps each momentum buffer only on the rank that owns the matrix: the stored state is
+        # the union over ranks, and every rank records which entries it held (restored as they were).
+        merged = []
+        for i, own in enumerate(opt_states):
+            union: dict = {}
+            for r in ranks:
+                for key, value in r["optimizers"][i]["state"].items():
+                    union.setdefault(key, value)
+            merged.append({**own, "state": union})
+        for r in ranks:
+            r["opt_keys"] = [sorted(o["state"]) for o in r.pop("optimizers")]
         return _to_cpu({
             "model": self.model.state_dict(),
-            "optimizers": [opt.state_dict() for opt in self.optimizers],
+            "optimizers": merged,
             "trainer": {"step": self.step_count, "train_ms": self.train_ms,
                         "stop_after": -1 if self.stop_after is None else self.stop_after,
                         "world_size": self.ctx.world_size, "wandb_id": getattr(self.tracker, "run_id", "") or ""},
@@ -418,8 +430,9 @@ class Trainer:
         if len(point.hooks) != len(self.hooks) or len(point.optimizers) != len(self.optimizers):
             raise ResumeError("the resume point's hooks/optimizers do not match this config")
         self.model.load_state_dict(point.model, strict=True)
-        for opt, state in zip(self.optimizers, point.optimizers, strict=True):
-            opt.load_state_dict(state)
+        keys = point.ranks[self.ctx.rank]["opt_keys"]
+        for opt, state, mine in zip(self.optimizers, point.optimizers, keys, strict=True):
+            opt.load_state_dict({**state, "state": {k: state["state"][k] for k in mine}})
 
     def _load_progress(self, point: ResumePoint) -> None:
         tr = point.trainer
