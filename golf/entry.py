@@ -91,6 +91,8 @@ def _remove_hydra_outputs() -> None:
     directory itself when nothing else is in it. Checkpoints and artifacts are never touched."""
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    if any((run_dir / n).exists() for n in ("metrics.json", "resume.pt", "checkpoint.pt", "history.jsonl")):
+        return  # the directory holds an earlier run (e.g. refused by resume=never): its log and .hydra stay
     root = logging.getLogger()
     for h in list(root.handlers):
         if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == run_dir:

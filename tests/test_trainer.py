@@ -148,7 +148,7 @@ def test_sigterm_to_train_py_writes_a_resume_point_and_the_next_start_continues(
     run_dir = tmp_path / "run"
     overrides = ["experiment=smoke", "logger=none", "model.num_layers=2", "model.model_dim=64", "model.num_heads=4",
                  "model.num_kv_heads=2", "trainer.train_seq_len=64", "trainer.train_batch_tokens=1024",
-                 "trainer.compile=off", "schedule.iterations=400", "schedule.train_log_every=1",
+                 "trainer.compile=off", "schedule.iterations=100", "schedule.train_log_every=1",
                  "eval.batch_tokens=4096", "eval.max_tokens=4096", f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "GOLF_DATA_DIR": str(data_root), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "train.py", *overrides], cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -163,12 +163,12 @@ def test_sigterm_to_train_py_writes_a_resume_point_and_the_next_start_continues(
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert (run_dir / RESUME_NAME).exists() and not (run_dir / METRICS_NAME).exists()
     stopped = load_resume(run_dir / RESUME_NAME).step
-    assert 3 <= stopped < 400 and "Traceback" not in err
+    assert 3 <= stopped < 100 and "Traceback" not in err
 
     again = run_golf("train.py", *overrides, data_root=data_root, env={"OMP_NUM_THREADS": "1"})
-    assert f"resumed: step:{stopped}/400" in again.stderr + again.stdout
+    assert f"resumed: step:{stopped}/100" in again.stderr + again.stdout
     losses, _ = history(run_dir)
-    assert sorted(losses) == list(range(1, 401)) and json.loads((run_dir / METRICS_NAME).read_text())["steps"] == 400
+    assert sorted(losses) == list(range(1, 101)) and json.loads((run_dir / METRICS_NAME).read_text())["steps"] == 100
     refused = run_golf("train.py", *overrides, "resume=never", data_root=data_root, check=False)
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1].startswith(f"error: {run_dir} already holds a run")
