@@ -31,18 +31,24 @@ log = logging.getLogger("golf.train")
 RUN_FILES = (METRICS_NAME, RESUME_NAME, CHECKPOINT_NAME, HISTORY_NAME)
 
 
-def resume_point_for(cfg, run_dir: str | Path) -> ResumePoint | None:
-    """Apply `cfg.resume` to `run_dir` (see the module docstring). Raises ResumeError (one line)."""
+def check_resume_policy(cfg, run_dir: str | Path) -> None:
+    """The refusals of `cfg.resume` for `run_dir`, from file names alone (the torchrun parent checks them before
+    starting the ranks). Raises ResumeError (one line)."""
     run_dir = Path(run_dir)
     if cfg.resume == "never":
         held = [n for n in RUN_FILES if (run_dir / n).exists()]
         if held:
             raise ResumeError(f"{run_dir} already holds a run ({', '.join(held)}) and resume=never; "
                               "use a new run directory")
-        return None
-    if (run_dir / METRICS_NAME).exists():
+    elif (run_dir / METRICS_NAME).exists():
         raise ResumeError(f"{run_dir} holds a finished run ({METRICS_NAME}); use a new run directory")
-    if not (run_dir / RESUME_NAME).exists():
+
+
+def resume_point_for(cfg, run_dir: str | Path) -> ResumePoint | None:
+    """Apply `cfg.resume` to `run_dir` (see the module docstring). Raises ResumeError (one line)."""
+    run_dir = Path(run_dir)
+    check_resume_policy(cfg, run_dir)
+    if cfg.resume == "never" or not (run_dir / RESUME_NAME).exists():
         return None
     point = load_resume(run_dir / RESUME_NAME)
     check_same_run(point.config, cfg, run_dir / RESUME_NAME)
