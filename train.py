@@ -22,29 +22,25 @@ import hydra
 from omegaconf import DictConfig
 
 from golf.config import register_configs
-from golf.entry import run_entry, run_group, run_name
+from golf.entry import EntryContext, run_entry, run_group
 from golf.sweep.job import after_train_for
 from golf.sweep.launch import needs_torchrun, run_under_torchrun
 from golf.train.config import TrainRunConfig
 from golf.train.resume import Preempted
 from golf.train.run import check_resume_policy, train
-from golf.train.trainer import RunContext
 
 register_configs()
 
 
-def _train(cfg: TrainRunConfig, ctx: dict) -> float:
-    group = run_group(cfg.logger.group, cfg.experiment_name, cfg.sweep_name, ctx["multirun"])
+def _train(cfg: TrainRunConfig, ctx: EntryContext) -> float:
     try:
         if needs_torchrun(cfg.dist):
-            check_resume_policy(cfg, ctx["run_dir"])  # one line here, not one per rank
-            run_id = f"{ctx['run_dir'].parent.name}_{ctx['run_dir'].name}" if ctx["multirun"] else ctx["run_dir"].name
-            return run_under_torchrun(Path(__file__).resolve(), ctx["overrides"], ctx["run_dir"],
-                                      cfg.dist.nproc_per_node, group, run_id)["val_bpb"]
-        run = RunContext(run_dir=ctx["run_dir"], name=run_name(ctx, cfg.experiment_name), group=group,
-                         tags=ctx["tags"] + [f"experiment:{cfg.experiment_name}"], config=ctx["config"],
-                         after_train=after_train_for(cfg, ctx["run_dir"]))
-        return train(cfg, run)["val_bpb"]
+            check_resume_policy(cfg, ctx.run_dir)  # one line here, not one per rank
+            run_id = f"{ctx.run_dir.parent.name}_{ctx.run_dir.name}" if ctx.multirun else ctx.run_dir.name
+            group = run_group(cfg.logger.group, cfg.experiment_name, cfg.sweep_name, ctx.multirun)
+            return run_under_torchrun(Path(__file__).resolve(), ctx.overrides, ctx.run_dir, cfg.dist.nproc_per_node,
+                                      group, run_id)["val_bpb"]
+        return train(cfg, ctx.run_context(cfg, after_train_for(cfg, ctx.run_dir)))["val_bpb"]
     except Preempted as stop:  # the resume point is on disk: the same command (same run directory) continues it
         logging.getLogger("golf").warning(f"exiting with status {stop.exit_code}: {stop}")
         sys.exit(stop.exit_code)
