@@ -25,8 +25,8 @@ from golf.config import to_typed
 from golf.errors import GolfError
 from golf.sweep.job import JobFailed
 from golf.sweep.launch import TorchrunJobError
+from golf.train.context import RunContext
 from golf.train.tracking import choice_tags, compact_override, experiment_overrides, override_tags
-from golf.train.trainer import RunContext
 
 log = logging.getLogger("golf")
 

@@ -71,9 +71,9 @@ class SignalAtStep(Tracker):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from golf.train.context import RunContext
     from golf.train.resume import Preempted
     from golf.train.run import train
-    from golf.train.trainer import RunContext
 
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir", type=Path)

@@ -12,9 +12,10 @@ import torch
 
 from golf.model import ModelConfig, build_model
 from golf.train.config import TrainRunConfig
+from golf.train.context import NullTracker, RunContext
 from golf.train.looping import EnableLoopingHook
 from golf.train.techniques import build_hooks
-from golf.train.trainer import NullTracker, RunContext, Trainer
+from golf.train.trainer import Trainer
 
 SEQ, BATCH_TOKENS, STEPS = 64, 1024, 10
 

@@ -19,10 +19,10 @@ from conftest import REPO, run_golf
 from resume_worker import SignalAtStep, TickClock, tiny_config
 
 from golf.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from golf.train.context import RunContext
 from golf.train.resume import RESUME_NAME, Preempted, ResumeError, load_resume
 from golf.train.run import resume_point_for, train
 from golf.train.tracking import HISTORY_NAME, METRICS_NAME
-from golf.train.trainer import RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 STOP_AT = 6
@@ -103,6 +103,19 @@ def test_two_ranks_stopped_and_resumed_equal_the_uninterrupted_run(cap, data_roo
     assert_same_run(full, resumed, f"2 ranks, {'wallclock cap' if cap else 'no cap'}")
 
 
+class Payload:
+    """An object whose unpickling would run code."""
+
+    ran = False
+
+    def __reduce__(self):
+        return (Payload.mark, ())
+
+    @staticmethod
+    def mark():
+        Payload.ran = True
+
+
 def test_resume_policy_refuses_with_one_line(data_root, tmp_path):
     cfg = tiny_config(data_root)
     run_dir = tmp_path / "run"
@@ -118,10 +131,14 @@ def test_resume_policy_refuses_with_one_line(data_root, tmp_path):
     other = tiny_config(data_root, model={"num_layers": 3})
     with pytest.raises(ResumeError, match=r"written with model.num_layers=2, this run has model.num_layers=3"):
         resume_point_for(other, run_dir)
-    (run_dir / RESUME_NAME).write_bytes(b"not a checkpoint")
-    with pytest.raises(ResumeError, match="cannot load resume point") as err:
-        resume_point_for(cfg, run_dir)
-    assert "\n" not in str(err.value)
+    for junk in (b"not a checkpoint", None):
+        if junk is None:  # a pickled object: torch.load(weights_only=True) refuses it, nothing runs
+            torch.save({"format": "golf-resume-v1", "model": Payload()}, run_dir / RESUME_NAME)
+        else:
+            (run_dir / RESUME_NAME).write_bytes(junk)
+        with pytest.raises(ResumeError, match="cannot load resume point") as err:
+            resume_point_for(cfg, run_dir)
+        assert "\n" not in str(err.value) and not Payload.ran
     (run_dir / METRICS_NAME).write_text("{}")
     with pytest.raises(ResumeError, match="holds a finished run"):
         resume_point_for(cfg, run_dir)

@@ -24,8 +24,8 @@ from hydra import compose, initialize_config_dir
 
 from golf.config import register_configs, to_typed
 from golf.train.config import TrainRunConfig
+from golf.train.context import RunContext
 from golf.train.run import train
-from golf.train.trainer import RunContext
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"

@@ -21,10 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from golf.train.checkpoint import CHECKPOINT_NAME
+from golf.train.context import RunContext
 from golf.train.dist import init_distributed, teardown
 from golf.train.resume import RESUME_NAME, Preempted, ResumeError, ResumePoint, check_same_run, load_resume
 from golf.train.tracking import HISTORY_NAME, METRICS_NAME, Tracker, write_json
-from golf.train.trainer import RunContext, Trainer
+from golf.train.trainer import Trainer
 
 log = logging.getLogger("golf.train")
 
