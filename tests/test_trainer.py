@@ -193,3 +193,23 @@ def test_sigterm_to_train_py_writes_a_resume_point_and_the_next_start_continues(
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1].startswith(f"error: {run_dir} already holds a run")
     assert (run_dir / METRICS_NAME).exists() and (run_dir / "train_rank0.log").exists()  # nothing lost
+
+
+def test_a_crash_resumes_from_the_last_periodic_resume_point(data_root, tmp_path):
+    """A process that dies (here: an exception at step 8) after the periodic resume point of step 5 loses steps 6-8
+    only; the next start continues from step 5 and equals the uninterrupted run (validation at step 5 once)."""
+    cfg = tiny_config(data_root, trainer={"checkpoint_every_steps": 5})
+    full, crashed = tmp_path / "full", tmp_path / "crashed"
+    train(cfg, RunContext(full), clock=TickClock())
+
+    class Crash(SignalAtStep):
+        def log(self, metrics, step):
+            super().log(metrics, step)
+            if step == 8 and "train/loss" in metrics:
+                raise RuntimeError("node lost")
+
+    with pytest.raises(RuntimeError, match="node lost"):
+        train(cfg, RunContext(crashed), clock=TickClock(), tracker=Crash(crashed, at=-1))
+    assert load_resume(crashed / RESUME_NAME).step == 5
+    train(cfg, RunContext(crashed), clock=TickClock())
+    assert_same_run(full, crashed, "crash at step 8, resumed from step 5")

@@ -56,13 +56,20 @@ def resume_point_for(cfg, run_dir: str | Path) -> ResumePoint | None:
     return point
 
 
+def _keep_row(row: dict, step: int) -> bool:
+    """A history row the resumed run will not log again: before `step`, or at `step` but not a validation (the
+    resumed run validates at `step` when it is due, as the uninterrupted run did)."""
+    at = row.get("step", 0)
+    return at < step or (at == step and not any(k.startswith("val/") for k in row))
+
+
 def _cut_history(run_dir: Path, step: int) -> None:
-    """Drop history.jsonl rows after `step` (they are logged again by the resumed run); all of them for 0."""
+    """Drop the history.jsonl rows the resumed run logs again (all of them for a fresh start, step 0)."""
     path = run_dir / HISTORY_NAME
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines(keepends=True)
-            if line.strip() and json.loads(line).get("step", 0) <= step] if step > 0 else []
+    lines = [line for line in path.read_text().splitlines(keepends=True) if line.strip()]
+    kept = [line for line in lines if _keep_row(json.loads(line), step)] if step > 0 else []
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(kept))
     tmp.replace(path)
