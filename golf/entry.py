@@ -1,7 +1,7 @@
 """Glue between Hydra and golf: validate the composed config, describe the run, report user errors.
 
 The entrypoints (train.py, export.py, eval.py) call `run_entry`, which is the only place that knows about
-HydraConfig. User errors (GolfError: bad config, data, artifact, budget) print one line `error: ...` and exit
+HydraConfig: their body gets the typed config and a typed `EntryContext` (run_dir, overrides, tags, ...). User errors (GolfError: bad config, data, artifact, budget) print one line `error: ...` and exit
 with status 2 in a single run. Inside a multirun every exception of a job is logged to the job's log file and
 turned into a `JobFailed` return value: the sweep goes on with the other jobs, the golf_sweep callback records
 the job as failed (status.json, summary.json) and Optuna marks the trial FAIL (hydra#1465, #2551).
@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +30,49 @@ from golf.errors import GolfError
 from golf.io import atomic_write_bytes
 from golf.sweep.job import JobFailed
 from golf.sweep.launch import TorchrunJobError
+from golf.train.context import RunContext
 from golf.train.tracking import choice_tags, compact_override, experiment_overrides, override_tags
 
 log = logging.getLogger("golf")
 
 
-def hydra_context() -> dict[str, Any]:
+@dataclass
+class EntryContext:
+    """What Hydra knows about the current job, typed: the second argument of every entry point's body."""
+
+    run_dir: Path
+    choices: dict[str, str | None]
+    """Hydra group choices (model -> baseline, ...)."""
+    overrides: list[str]
+    """Command-line / sweep overrides of this job."""
+    multirun: bool
+    job_num: int | None
+    output_subdir: str | None
+    """Hydra's output subdir (.hydra), None when a launcher owns the directory (torchrun children)."""
+    config: dict = field(default_factory=dict)
+    """The resolved config as plain containers (logged to W&B), without the hydra node."""
+    tags: list[str] = field(default_factory=list)
+    """W&B tags: group choices and swept values."""
+
+    def run_context(self, cfg, after_train=None) -> RunContext:
+        """The typed RunContext of a training job (name from the overrides, group, tags + experiment tag)."""
+        return RunContext(run_dir=self.run_dir, name=run_name(self, cfg.experiment_name),
+                          group=run_group(cfg.logger.group, cfg.experiment_name, cfg.sweep_name, self.multirun),
+                          tags=self.tags + [f"experiment:{cfg.experiment_name}"], config=self.config,
+                          after_train=after_train)
+
+
+def hydra_context() -> EntryContext:
     """Run directory, Hydra group choices, overrides and mode of the current Hydra job."""
     hc = HydraConfig.get()
-    return {
-        "run_dir": Path(hc.runtime.output_dir),
-        "choices": dict(hc.runtime.choices),
-        "overrides": list(hc.overrides.task),
-        "multirun": hc.mode == RunMode.MULTIRUN,
-        "job_num": hc.job.get("num", None),
-        "output_subdir": hc.output_subdir,
-    }
+    return EntryContext(run_dir=Path(hc.runtime.output_dir), choices=dict(hc.runtime.choices),
+                        overrides=list(hc.overrides.task), multirun=hc.mode == RunMode.MULTIRUN,
+                        job_num=hc.job.get("num", None), output_subdir=hc.output_subdir)
 
 
-def run_name(ctx: dict[str, Any], fallback: str) -> str:
+def run_name(ctx: EntryContext, fallback: str) -> str:
     """Readable run name from the command-line overrides (e.g. 'model.num_layers=11,seed=2')."""
-    return ",".join(compact_override(o) for o in experiment_overrides(ctx["overrides"]))[:120] or fallback
+    return ",".join(compact_override(o) for o in experiment_overrides(ctx.overrides))[:120] or fallback
 
 
 def run_group(logger_group: str, experiment_name: str, sweep_name: str, multirun: bool) -> str:
@@ -57,24 +80,24 @@ def run_group(logger_group: str, experiment_name: str, sweep_name: str, multirun
     return logger_group or (sweep_name if multirun else experiment_name)
 
 
-def run_entry(cfg: DictConfig, schema: type, body: Callable[[Any, dict[str, Any]], Any]) -> Any:
-    """Validate `cfg` against `schema`, then call body(typed_cfg, context). Returns body's result."""
+def run_entry(cfg: DictConfig, schema: type, body: Callable[[Any, EntryContext], Any]) -> Any:
+    """Validate `cfg` against `schema`, then call body(typed_cfg, EntryContext). Returns body's result."""
     ctx = hydra_context()
     _quiet_non_main_ranks()
     try:
         typed = to_typed(cfg, schema)
-        ctx["config"] = OmegaConf.to_container(cfg, resolve=True)
-        ctx["config"].pop("hydra", None)
-        swept = [o for o in ctx["overrides"] if o.split("=", 1)[0].lstrip("+~") not in ctx["choices"]]
-        ctx["tags"] = choice_tags(ctx["choices"]) + override_tags(swept)  # group choices are tagged once
+        ctx.config = OmegaConf.to_container(cfg, resolve=True)
+        ctx.config.pop("hydra", None)
+        swept = [o for o in ctx.overrides if o.split("=", 1)[0].lstrip("+~") not in ctx.choices]
+        ctx.tags = choice_tags(ctx.choices) + override_tags(swept)  # group choices are tagged once
         return body(typed, ctx)
     except Exception as exc:
-        if ctx["multirun"]:
+        if ctx.multirun:
             return _job_failed(exc)
         if not isinstance(exc, GolfError):
             raise
         message = " ".join(str(exc).split("\n"))  # one line, whatever the message holds
-        if ctx["output_subdir"] is None or isinstance(exc, TorchrunJobError):
+        if ctx.output_subdir is None or isinstance(exc, TorchrunJobError):
             # a launcher owns this directory (we are its torchrun child), or the ranks' logs hold the story
             log.error(f"error: {message}")
             sys.exit(2)
@@ -114,6 +137,7 @@ class OutputGuard(Callback):
         _SNAPSHOT.update(
             run_dir=run_dir, existed=run_dir.is_dir(), subdir=subdir,
             locks={p.name for p in run_dir.glob(".golf-*.lock")},
+            products={n for n in RUN_PRODUCTS if (run_dir / n).exists()},
             subdir_files=({p.name: p.read_bytes() for p in subdir.iterdir() if p.is_file()}
                           if subdir is not None and subdir.is_dir() else None),
             log=log_path, log_size=log_path.stat().st_size if log_path is not None and log_path.is_file() else None,
@@ -121,21 +145,33 @@ class OutputGuard(Callback):
 
 
 _SNAPSHOT: dict[str, Any] = {}
+RUN_PRODUCTS = ("metrics.json", "resume.pt", "checkpoint.pt", "history.jsonl", "model.golf", "export.json",
+                "eval.json")
+"""Files a run, export or eval leaves behind; a failing invocation that created one keeps its log and .hydra."""
 
 
 def _remove_hydra_outputs() -> None:
-    """Undo what this invocation's Hydra wrote for a run that failed on bad input, and nothing else: lines it
-    appended to the log (the log itself when it created it), its config copy (restored to the previous run's
-    when there was one), lock files it created, and the run directory when this invocation created it.
-    Checkpoints, artifacts and reports are never touched. Without an OutputGuard snapshot nothing is removed."""
+    """Undo what this invocation wrote for a run that failed on bad input, and nothing else: lock files it
+    created; unless it already left a run product (RUN_PRODUCTS: e.g. a resume point), also the lines it appended
+    to the log (the log itself when it created it), its .hydra copy (restored to the previous run's when there was
+    one) and the run directory when this invocation created it and left it empty. Checkpoints, artifacts and
+    reports are never touched. Without an OutputGuard snapshot (the callback is not configured) nothing is
+    removed."""
     snap = dict(_SNAPSHOT)
     if not snap:
         return
+    run_dir = snap["run_dir"]
     root = logging.getLogger()
     for h in list(root.handlers):
         if isinstance(h, logging.FileHandler) and snap["log"] is not None and Path(h.baseFilename) == snap["log"]:
             root.removeHandler(h)
             h.close()
+    if run_dir.is_dir():
+        for p in run_dir.glob(".golf-*.lock"):
+            if p.name not in snap["locks"]:
+                p.unlink(missing_ok=True)
+    if any((run_dir / n).exists() and n not in snap["products"] for n in RUN_PRODUCTS):
+        return  # this invocation trained and left a resumable state: its log and .hydra tell that story
     log_path = snap["log"]
     if log_path is not None and log_path.is_file():
         if snap["log_size"] is None:
@@ -153,13 +189,10 @@ def _remove_hydra_outputs() -> None:
             for name, data in snap["subdir_files"].items():
                 if not (subdir / name).is_file() or (subdir / name).read_bytes() != data:
                     atomic_write_bytes(subdir / name, data)
-    run_dir = snap["run_dir"]
-    if not snap["existed"]:  # everything in it is this invocation's
-        shutil.rmtree(run_dir, ignore_errors=True)
-    elif run_dir.is_dir():
-        for p in run_dir.glob(".golf-*.lock"):
-            if p.name not in snap["locks"]:
-                p.unlink(missing_ok=True)
+    if not snap["existed"] and run_dir.is_dir():
+        shutil.rmtree(run_dir / "wandb", ignore_errors=True)  # the tracker's, when it started before the error
+        if not any(run_dir.iterdir()):
+            run_dir.rmdir()
 
 
 def hydra_error_line(exc: BaseException) -> str | None:

@@ -47,6 +47,17 @@ class Checkpoint:
     """The run's typed config."""
 
 
+def atomic_torch_save(payload: dict, path: str | Path) -> Path:
+    """`torch.save(payload)` to `path` atomically (golf.io: temp beside it, fsync, rename, directory fsync).
+
+    Readers see the previous file or the new one, never a mix. Raises golf.io.DiskFullError / OutputError (one
+    line naming the file; the temp file removed, the previous file untouched) when it cannot be written.
+    """
+    buf = io.BytesIO()  # serialized in memory first: torch reports a full disk as a RuntimeError, not OSError
+    torch.save(payload, buf)
+    return atomic_write_bytes(path, buf.getbuffer())
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.optim.Optimizer], step: int,
                     config: TrainRunConfig) -> Path:
     """Write `path` atomically (the previous file stays until the new one is complete).
@@ -60,9 +71,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.o
         "step": int(step),
         "config_json": json.dumps(config.to_dict(), sort_keys=True),
     }
-    buf = io.BytesIO()  # serialized in memory first: torch reports a full disk as a RuntimeError, not OSError
-    torch.save(payload, buf)
-    return atomic_write_bytes(path, buf.getbuffer())
+    return atomic_torch_save(payload, path)
 
 
 def run_config_from_stored(values: object, where: str) -> TrainRunConfig:
