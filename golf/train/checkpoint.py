@@ -97,7 +97,7 @@ def run_config_from_stored(values: object, where: str) -> TrainRunConfig:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _load_failure(exc: Exception) -> str:
+def load_failure_reason(exc: Exception) -> str:
     """What went wrong in torch.load, in one phrase, without torch's advice to retry with weights_only=False."""
     text = str(exc)
     if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in text:
@@ -143,7 +143,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             warnings.simplefilter("ignore")  # torch's pickle-protocol and weights_only advice is not for our users
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / unsafe pickles
-        raise CheckpointError(f"{path}: cannot load checkpoint: {_load_failure(exc)}") from None
+        raise CheckpointError(f"{path}: cannot load checkpoint: {load_failure_reason(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a golf checkpoint (expected format {FORMAT})")
     fault = _payload_fault(payload)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from golf.errors import ConfigError, GolfError
-from golf.train.checkpoint import atomic_torch_save
+from golf.train.checkpoint import atomic_torch_save, load_failure_reason
 from golf.train.config import RESUME_POLICIES, TrainRunConfig  # noqa: F401 - re-exported
 
 RESUME_NAME = "resume.pt"
@@ -118,10 +118,8 @@ def load_resume(path: str | Path) -> ResumePoint:
         raise ResumeError(f"{path}: resume point not found")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, unsafe pickle, ...
-        text = str(exc).strip()
-        raise ResumeError(f"{path}: cannot load resume point ({text.splitlines()[0] if text else type(exc).__name__})"
-                          ) from None
+    except Exception as exc:  # truncated file, unsafe pickle, ... (torch's weights_only advice never shown)
+        raise ResumeError(f"{path}: cannot load resume point: {load_failure_reason(exc)}") from None
     keys = ("model", "optimizers", "trainer", "hooks", "ranks", "config_json")
     if not isinstance(raw, dict) or raw.get("format") != FORMAT or any(k not in raw for k in keys):
         raise ResumeError(f"{path}: not a golf resume point (expected format {FORMAT})")
