@@ -302,8 +302,11 @@ def build_cases(fx: Fixtures, cases_dir: Path) -> tuple[list[Case], list[str]]:
         skipped.append("outputs/disk_full_during_export: cannot mount a tmpfs (needs root)")
     d = cdir("outputs", "disk_full_during_training")
     if _mount_tmpfs(d / "mnt", 1024 * 1024):
+        keeps = ("mnt/run", "mnt/run/train_rank0.log", "mnt/run/.hydra", "mnt/run/.hydra/*.yaml",
+                 "mnt/run/history.jsonl", "mnt/run/resume.pt")  # complete files: the run can resume from them
         cases.append(Case("outputs", "disk_full_during_training", "train.py",
-                          [*TINY, *FAST, f"hydra.run.dir={d / 'mnt' / 'run'}"], fx.data, [d], _names("disk full")))
+                          [*TINY, *FAST, f"hydra.run.dir={d / 'mnt' / 'run'}"], fx.data, [d], _names("disk full"),
+                          keeps=keeps))
     else:
         skipped.append("outputs/disk_full_during_training: cannot mount a tmpfs (needs root)")
     return cases, skipped

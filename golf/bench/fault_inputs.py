@@ -48,6 +48,9 @@ class Case:
     """(stderr) -> a fault description, or None when the case's own expectation holds."""
     around: Callable[[], Callable[[], None]] | None = None
     """Started before the run (e.g. a lock holder); returns the function that stops it."""
+    keeps: tuple[str, ...] = ()
+    """Glob patterns (relative to the first watched directory) of complete files the failing run may leave,
+    e.g. the resume point and log of a training that ran until the disk filled; temp files never qualify."""
 
 
 # ---------------------------------------------------------------------------------------------- shards

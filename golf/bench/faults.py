@@ -6,7 +6,8 @@ eval.py) and counts what a user would see, per class of input:
     one-line    exit status != 0, exactly one `error:` line on stderr, no traceback
     traceback   a Python traceback (or a `--- Logging error ---` report) anywhere in the output
     hang        no exit within --timeout seconds (the process is killed)
-    partial     files present afterwards in the watched directories that were not there before
+    partial     files present afterwards in the watched directories that were not there before (a case may
+                allow complete files, e.g. the resume point of a training stopped by a full disk; never temps)
     lost        files present before that changed or disappeared (logs and .hydra copies included)
     other       the case's own check failed (e.g. a malicious pickle ran code, the message names no key)
 
@@ -85,7 +86,9 @@ def run_case(case: Case, timeout: float) -> Outcome:
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     tb = "Traceback (most recent call last)" in out + err or "--- Logging error ---" in out + err
     one = not hang and rc not in (0, None) and not tb and len(errors) == 1
-    partial = sorted(p for p in after if p not in before)
+    base = case.watch[0]
+    partial = sorted(p for p in after if p not in before and (
+        p.endswith(".golftmp") or not any(Path(p).relative_to(base).match(k) for k in case.keeps)))
     lost = sorted(p for p in before if after.get(p) != before[p])
     other = case.check(err) if case.check else None
     if rc == 0:
