@@ -1,0 +1,47 @@
+"""Estimate-vs-logged table over `RECORDS`: artifact bytes and 8xH100 ms/step (`python -m golf.preflight --records`)."""
+
+from __future__ import annotations
+
+from golf.preflight.check import H100_COUNT, step_time_model
+from golf.preflight.compose import record_config
+from golf.preflight.records import RECORDS, RecordConfig, read_record_log
+from golf.quant.estimate import estimate_artifact, trained_weight_std
+
+
+def record_rows(records: list[RecordConfig] | None = None) -> list[dict]:
+    """One dict per record with logs: estimated vs logged model bytes and ms/step, relative errors."""
+    model = step_time_model()
+    rows = []
+    for rec in records if records is not None else RECORDS:
+        try:
+            log = read_record_log(rec.folder)
+        except FileNotFoundError:
+            continue
+        cfg = record_config(rec)
+        est = estimate_artifact(cfg.model, cfg.quant, trained_weight_std(cfg.optim.matrix_lr, cfg.optim.muon_wd))
+        ms = model.step_ms(cfg.model, cfg.trainer.train_batch_tokens, cfg.trainer.train_seq_len)
+        rows.append({
+            "record": rec.folder, "preset": rec.preset, "overrides": rec.overrides, "seeds": log.seeds,
+            "logged_bytes": log.model_bytes, "estimated_bytes": est.total_bytes,
+            "bytes_error": (est.total_bytes - log.model_bytes) / log.model_bytes if log.model_bytes else None,
+            "logged_ms": log.step_ms, "estimated_ms": ms,
+            "ms_error": (ms - log.step_ms) / log.step_ms if log.step_ms else None,
+        })
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    """Markdown table of `record_rows`."""
+    out = [f"| record | preset | logged model bytes | estimated | error | logged ms/step ({H100_COUNT}xH100) | "
+           "estimated | error |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        be = f"{r['bytes_error'] * 100:+.2f}%" if r["bytes_error"] is not None else "-"
+        me = f"{r['ms_error'] * 100:+.1f}%" if r["ms_error"] is not None else "-"
+        lb = f"{r['logged_bytes']:,.0f}" if r["logged_bytes"] else "-"
+        lm = f"{r['logged_ms']:.2f}" if r["logged_ms"] else "-"
+        out.append(f"| {r['record']} | `{r['preset']}` | {lb} | {r['estimated_bytes']:,} | {be} | {lm} | "
+                   f"{r['estimated_ms']:.2f} | {me} |")
+    m = step_time_model()
+    out.append(f"\nstep-time model: {m.ms_per_tflop:.2f} ms per TFLOP per GPU + {m.overhead_ms:.2f} ms/step, "
+               f"fitted on {', '.join(m.fitted_on)}")
+    return "\n".join(out)
