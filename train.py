@@ -13,6 +13,8 @@ JobFailed marker instead and the sweep goes on (golf.entry); see multirun/README
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import hydra
@@ -20,14 +22,21 @@ from omegaconf import DictConfig
 
 from golf.config import TrainRunConfig, register_configs
 from golf.entry import run_entry, run_group, run_name
+from golf.preflight import code_bytes_for, format_summary, preflight
+from golf.summary import RunSummary
+from golf.summary import format_summary as format_summary_block
 from golf.sweep.job import after_train_for
 from golf.sweep.launch import needs_torchrun, run_under_torchrun
+from golf.train.dist import device_choice
 from golf.train.loop import RunInfo, train
+
+log = logging.getLogger("golf")
 
 register_configs()
 
 
 def _train(cfg: TrainRunConfig, ctx: dict) -> float:
+    _device_and_preflight(cfg, ctx)
     group = run_group(cfg.logger.group, cfg.experiment_name, cfg.sweep_name, ctx["multirun"])
     if needs_torchrun(cfg.dist):
         run_id = f"{ctx['run_dir'].parent.name}_{ctx['run_dir'].name}" if ctx["multirun"] else ctx["run_dir"].name
@@ -36,7 +45,34 @@ def _train(cfg: TrainRunConfig, ctx: dict) -> float:
     info = RunInfo(run_dir=ctx["run_dir"], name=run_name(ctx, cfg.experiment_name), group=group,
                    tags=ctx["tags"] + [f"experiment:{cfg.experiment_name}"], config=ctx["config"],
                    after_train=after_train_for(cfg, ctx["run_dir"]))
-    return train(cfg, info)["val_bpb"]
+    metrics = train(cfg, info)
+    if not ctx["multirun"] and os.environ.get("RANK", "0") == "0":
+        print(format_summary_block(train_summary(cfg, metrics, ctx["run_dir"])), flush=True)
+    return metrics["val_bpb"]
+
+
+def train_summary(cfg: TrainRunConfig, m: dict, run_dir: Path) -> RunSummary:
+    """Summary of a training run: its pre-quantization score, and the artifact's when export_after ran."""
+    rt = "roundtrip_val_bpb" in m
+    return RunSummary(
+        "train", run_dir, m.get("roundtrip_val_loss", m["val_loss"]), m.get("roundtrip_val_bpb", m["val_bpb"]),
+        m.get("val_tokens"), cfg.eval.max_tokens, cfg.eval.mode,
+        "artifact round trip" if rt else "checkpoint, pre-quantization", m.get("artifact_bytes"),
+        None, m.get("code_bytes", code_bytes_for(cfg)), cfg.budget.target_bytes, m.get("train_time_s"),
+        notes=[f"pre-quantization val_bpb {m['val_bpb']:.5f}"] if rt else [])
+
+
+def _device_and_preflight(cfg: TrainRunConfig, ctx: dict) -> None:
+    """First lines of a run: the device chosen and why (a bad trainer.device fails here, one line, before any
+    work), then the preflight's one-line summary and its warnings (rank 0 only)."""
+    device, why = device_choice(cfg.trainer.device, int(os.environ.get("LOCAL_RANK", "0")))
+    if os.environ.get("RANK", "0") != "0" or ctx["multirun"] and cfg.dist.nproc_per_node > 1:
+        return
+    log.info(f"device: {device} ({why})")
+    report = preflight(cfg, device="cuda" if needs_torchrun(cfg.dist) else device.type)
+    log.info(format_summary(report))
+    for w in report.warnings:
+        log.warning(f"preflight warning: {w}")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -80,8 +80,8 @@ def fit_step_time_model(points: list[tuple[str, float, float]]) -> StepTimeModel
         return StepTimeModel(sum(ys) / sum(xs), 0.0, names)
     n = len(xs)
     mx, my = sum(xs) / n, sum(ys) / n
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
     intercept = my - slope * mx
     if intercept < 0:  # a negative fixed cost is not physical: rate through the origin instead
-        return StepTimeModel(sum(x * y for x, y in zip(xs, ys)) / sum(x * x for x in xs), 0.0, names)
+        return StepTimeModel(sum(x * y for x, y in zip(xs, ys, strict=True)) / sum(x * x for x in xs), 0.0, names)
     return StepTimeModel(slope, intercept, names)

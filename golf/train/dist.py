@@ -8,6 +8,12 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from golf.errors import GolfError
+
+
+class DeviceError(GolfError, RuntimeError):
+    """The requested device is not available on this machine."""
+
 
 @dataclass
 class DistContext:
@@ -28,12 +34,29 @@ class DistContext:
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """auto -> cuda:<local_rank> when CUDA is available, else cpu. Raises RuntimeError for cuda without CUDA."""
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("trainer.device=cuda but CUDA is not available; use device=cpu or auto")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+    """auto -> cuda:<local_rank> when CUDA is available, else cpu. Raises DeviceError for cuda without CUDA."""
+    return device_choice(preference, local_rank)[0]
+
+
+def device_choice(preference: str, local_rank: int = 0) -> tuple[torch.device, str]:
+    """(device, why): the device `preference` (auto/cuda/cpu) resolves to here and the reason, e.g.
+    "cuda:0 (auto: CUDA available, 8 GPUs, NVIDIA H100 80GB HBM3)". Raises DeviceError for cuda without CUDA."""
+    available = torch.cuda.is_available()
+    if preference == "cuda" and not available:
+        build = f"torch {torch.__version__}" + (" is a CPU-only build" if torch.version.cuda is None else
+                                                " found no usable GPU")
+        raise DeviceError(f"trainer.device=cuda but CUDA is not available ({build}); use trainer.device=auto or "
+                          "cpu, or reinstall with `make install` on the GPU machine")
+    if preference in ("cuda", "auto") and available:
+        dev = torch.device("cuda", local_rank)
+        why = (f"{preference}: CUDA available, {torch.cuda.device_count()} GPU(s), "
+               f"{torch.cuda.get_device_name(local_rank)}")
+        return dev, why
+    if preference == "cpu":
+        return torch.device("cpu"), "cpu: requested"
+    why = ("auto: torch is a CPU-only build" if torch.version.cuda is None
+           else "auto: CUDA build but no GPU visible")
+    return torch.device("cpu"), f"{why} ({torch.__version__})"
 
 
 def init_distributed(device_preference: str = "auto") -> DistContext:
