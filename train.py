@@ -7,7 +7,8 @@
     python train.py sweep=seeds experiment=baseline         # a preset sweep (conf/sweep/: grid, seeds, optuna)
     python train.py --cfg job                               # print the resolved config
 
-Returns the final val_bpb, so Hydra sweepers (Optuna) can minimize it. In a sweep, a job that fails returns a
+Returns the submitted val_bpb (the round trip of the artifact with export_after=true, else the pre-quantization
+score), so Hydra sweepers (Optuna) can minimize it. In a sweep, a job that fails returns a
 JobFailed marker instead and the sweep goes on (golf.entry); see multirun/README.md for the outputs.
 """
 
@@ -40,15 +41,17 @@ def _train(cfg: TrainRunConfig, ctx: dict) -> float:
     group = run_group(cfg.logger.group, cfg.experiment_name, cfg.sweep_name, ctx["multirun"])
     if needs_torchrun(cfg.dist):
         run_id = f"{ctx['run_dir'].parent.name}_{ctx['run_dir'].name}" if ctx["multirun"] else ctx["run_dir"].name
-        return run_under_torchrun(Path(__file__).resolve(), ctx["overrides"], ctx["run_dir"],
-                                  cfg.dist.nproc_per_node, group, run_id)["val_bpb"]
+        result = run_under_torchrun(Path(__file__).resolve(), ctx["overrides"], ctx["run_dir"],
+                                    cfg.dist.nproc_per_node, group, run_id)
+        return result.get("roundtrip_val_bpb", result["val_bpb"])
     info = RunInfo(run_dir=ctx["run_dir"], name=run_name(ctx, cfg.experiment_name), group=group,
                    tags=ctx["tags"] + [f"experiment:{cfg.experiment_name}"], config=ctx["config"],
                    after_train=after_train_for(cfg, ctx["run_dir"]))
     metrics = train(cfg, info)
     if not ctx["multirun"] and os.environ.get("RANK", "0") == "0":
         print(format_summary_block(train_summary(cfg, metrics, ctx["run_dir"])), flush=True)
-    return metrics["val_bpb"]
+    # Sweepers (Optuna) minimize what is submitted: the artifact's round-trip val_bpb when export_after ran.
+    return metrics.get("roundtrip_val_bpb", metrics["val_bpb"])
 
 
 def train_summary(cfg: TrainRunConfig, m: dict, run_dir: Path) -> RunSummary:

@@ -167,6 +167,7 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
     if roundtrip_eval:
         result.update(roundtrip(model_on_device(), out, run_cfg, eval_cfg, device))
     write_json(run_dir / EXPORT_REPORT, result)
+    write_json(out.with_name(out.name + ".export.json"), result)  # one report per artifact (golf.compare)
     write_text(run_dir / EXPORT_MARKDOWN, f"# export of {run_dir.name}: {out.name}\n\n```\n{format_report(report)}\n```\n")
     return result
 
