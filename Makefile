@@ -46,7 +46,7 @@ run: data
 	export GOLF_RUN_ID=smoke_$$(date +%Y%m%d_%H%M%S) && \
 	$(PY) train.py experiment=smoke && \
 	$(PY) export.py run_dir=outputs/$${GOLF_RUN_ID}_smoke && \
-	$(PY) eval.py path=outputs/$${GOLF_RUN_ID}_smoke/model.golf eval.max_tokens=65536
+	$(PY) eval.py path=outputs/$${GOLF_RUN_ID}_smoke
 
 test: install
 	$(PY) -m pytest -q
@@ -62,3 +62,7 @@ bench: install
 
 clean:
 	rm -rf outputs .pytest_cache
+
+EXPERIMENT ?= baseline
+preflight: install
+	$(PY) -m golf.preflight experiment=$(EXPERIMENT)

@@ -1,7 +1,7 @@
 """Load a model from a checkpoint or an artifact and score it on the validation shards.
 
 `load_for_eval(path)` accepts checkpoint.pt, an artifact (decompressed and dequantized) or a run directory
-(its model.golf if present, else its checkpoint.pt). The model architecture comes from the file itself:
+(its last exported model.<scheme>+<codec>.golf if present, else its checkpoint.pt). The model architecture comes from the file itself:
 the checkpoint's stored config or the artifact manifest's `extra.model`.
 """
 
