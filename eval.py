@@ -21,13 +21,15 @@ import hydra
 from omegaconf import DictConfig
 
 from golf.config import EvalRunConfig, register_configs
+from golf.device import pick_device
 from golf.entry import require_override, run_entry
-from golf.evaluate import load_for_eval, load_val_data, run_modes
+from golf.eval.data import load_val_data
+from golf.eval.run import EvalContext, run_modes
 from golf.export_run import code_bytes_for
 from golf.quant.config import BudgetConfig
 from golf.runcfg import run_eval_settings
 from golf.summary import RunSummary, format_summary
-from golf.train.dist import pick_device
+from golf.train.load import load_for_eval
 from golf.train.tracking import Tracker, train_run_link, write_json
 
 register_configs()
@@ -39,9 +41,9 @@ def _eval(cfg: EvalRunConfig, ctx: dict) -> float:
     loaded = load_for_eval(cfg.path, device)
     eval_cfg, eval_source = run_eval_settings(loaded.path.parent, cfg.eval, ctx["overrides"])
     print(eval_source, flush=True)
-    seq_len = eval_cfg.seq_len or loaded.run_config.get("train_seq_len") or loaded.run_config["trainer"]["train_seq_len"]
+    seq_len = eval_cfg.seq_len or loaded.run_config.trainer.train_seq_len
     val = load_val_data(cfg.data, loaded.model_cfg.vocab_size, seq_len, eval_cfg.max_tokens)
-    results = run_modes(loaded.model, val, eval_cfg, device)
+    results = run_modes(loaded.model, val, eval_cfg, EvalContext(device, progress=True))
     for r in results:
         print(f"{r.mode} val_loss:{r.val_loss:.8f} val_bpb:{r.val_bpb:.8f} val_tokens:{r.tokens} "
               f"val_bytes:{r.bytes} eval_time:{r.seconds:.2f}s ({loaded.kind} {loaded.path})")

@@ -18,13 +18,13 @@ import hydra
 from omegaconf import DictConfig
 
 from golf.config import ExportRunConfig, register_configs
+from golf.device import pick_device
 from golf.entry import require_override, run_entry
 from golf.errors import GolfError
 from golf.export_run import export_run
 from golf.runcfg import run_eval_settings
 from golf.summary import RunSummary, format_summary
 from golf.train.checkpoint import CHECKPOINT_NAME
-from golf.train.dist import pick_device
 from golf.train.tracking import Tracker, train_run_link
 
 register_configs()

@@ -21,14 +21,15 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from golf.config import TrainRunConfig, register_configs
+from golf.config import register_configs
+from golf.device import device_choice
 from golf.entry import run_entry, run_group, run_name
 from golf.preflight import code_bytes_for, format_summary, preflight
 from golf.summary import RunSummary
 from golf.summary import format_summary as format_summary_block
 from golf.sweep.job import after_train_for
 from golf.sweep.launch import needs_torchrun, run_under_torchrun
-from golf.train.dist import device_choice
+from golf.train.config import TrainRunConfig
 from golf.train.loop import RunInfo, train
 
 log = logging.getLogger("golf")

@@ -23,8 +23,9 @@ from golf.quant.int8 import quantize_state_dict
 from golf.summary import RunSummary, format_summary
 from golf.sweep.plots import plot_bpb_vs_bytes, plot_group_bytes, plot_loss_curves
 from golf.sweep.progress import SweepProgress, expected_jobs
-from golf.sweep.records import build_summary, collect_jobs
+from golf.sweep.records import collect_jobs
 from golf.sweep.stats import group_by_config
+from golf.sweep.summary import build_summary
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from golf.config import TrainRunConfig, register_configs, to_typed
+from golf.config import register_configs, to_typed
+from golf.train.config import TrainRunConfig
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

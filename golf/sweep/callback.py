@@ -27,7 +27,8 @@ from omegaconf import DictConfig
 
 from golf.sweep.job import JobFailed
 from golf.sweep.progress import SweepProgress, expected_jobs
-from golf.sweep.records import COMPLETED, FAILED, SUMMARY_MD, write_status, write_summary
+from golf.sweep.records import COMPLETED, FAILED, SUMMARY_MD, write_status
+from golf.sweep.summary import write_summary
 
 log = logging.getLogger("golf.sweep")
 

@@ -8,11 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from golf.errors import GolfError
-
-
-class DeviceError(GolfError, RuntimeError):
-    """The requested device is not available on this machine."""
+from golf.device import pick_device
 
 
 @dataclass
@@ -31,32 +27,6 @@ class DistContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """auto -> cuda:<local_rank> when CUDA is available, else cpu. Raises DeviceError for cuda without CUDA."""
-    return device_choice(preference, local_rank)[0]
-
-
-def device_choice(preference: str, local_rank: int = 0) -> tuple[torch.device, str]:
-    """(device, why): the device `preference` (auto/cuda/cpu) resolves to here and the reason, e.g.
-    "cuda:0 (auto: CUDA available, 8 GPUs, NVIDIA H100 80GB HBM3)". Raises DeviceError for cuda without CUDA."""
-    available = torch.cuda.is_available()
-    if preference == "cuda" and not available:
-        build = f"torch {torch.__version__}" + (" is a CPU-only build" if torch.version.cuda is None else
-                                                " found no usable GPU")
-        raise DeviceError(f"trainer.device=cuda but CUDA is not available ({build}); use trainer.device=auto or "
-                          "cpu, or reinstall with `make install` on the GPU machine")
-    if preference in ("cuda", "auto") and available:
-        dev = torch.device("cuda", local_rank)
-        why = (f"{preference}: CUDA available, {torch.cuda.device_count()} GPU(s), "
-               f"{torch.cuda.get_device_name(local_rank)}")
-        return dev, why
-    if preference == "cpu":
-        return torch.device("cpu"), "cpu: requested"
-    why = ("auto: torch is a CPU-only build" if torch.version.cuda is None
-           else "auto: CUDA build but no GPU visible")
-    return torch.device("cpu"), f"{why} ({torch.__version__})"
 
 
 def init_distributed(device_preference: str = "auto") -> DistContext:
