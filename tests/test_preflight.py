@@ -123,3 +123,15 @@ def test_train_cuda_without_gpu_is_one_line_and_leaves_no_run_dir(tmp_path: Path
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: trainer.device=cuda but CUDA")
     assert not run.exists()
+
+
+@pytest.mark.slow
+def test_measure_runs_the_real_loop_and_reports_ms_per_step(data_root: Path, monkeypatch):
+    from golf.preflight.measure import measure
+
+    monkeypatch.setenv("GOLF_DATA_DIR", str(data_root))
+    m = measure(["experiment=smoke", "model.num_layers=1", "model.model_dim=64", "model.num_heads=2",
+                 "model.num_kv_heads=1", "trainer.train_seq_len=64", "trainer.train_batch_tokens=2048",
+                 "schedule.warmup_steps=0", "eval.batch_tokens=4096"], steps=2, allow_cpu=True)
+    assert m["steps"] == 2 and m["ms_per_step"] > 0 and m["ms_per_step_8gpu"] == pytest.approx(m["ms_per_step"] / 8)
+    assert m["steps_in_cap_8gpu"] == int(600_000 / m["ms_per_step_8gpu"])
