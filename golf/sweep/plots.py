@@ -61,7 +61,7 @@ def plot_loss_curves(jobs: list[JobRecord], path: str | Path, baseline: list[Job
         c = colour[members[0][0].job]
         for i, (j, rows) in enumerate(members):
             seed = next((o.split("=", 1)[1] for o in j.overrides if o.startswith("seed=")), j.job)
-            ax.plot([r["step"] for r in rows], [r[metric] for r in rows], color=c, lw=0.9, alpha=0.55,
+            ax.plot([r["step"] for r in rows], [r[metric] for r in rows], color=c, lw=1.1, alpha=0.95, zorder=3,
                     ls=_SEED_STYLES[i % len(_SEED_STYLES)], label=f"{_label(name, 40)} · seed {seed}")
             vals = [r for r in j.history() if val_metric in r]
             if vals:
@@ -73,8 +73,8 @@ def plot_loss_curves(jobs: list[JobRecord], path: str | Path, baseline: list[Job
             curves = np.stack([_interp([float(r["step"]) for r in rows], [r[metric] for r in rows], grid)
                                for _, rows in members])
             mean, std = np.nanmean(curves, axis=0), np.nanstd(curves, axis=0, ddof=1)
-            ax.plot(grid, mean, color=c, lw=2.4, label=f"{_label(name, 40)} · mean of {len(members)}")
-            ax.fill_between(grid, mean - std, mean + std, color=c, alpha=0.18, lw=0)
+            ax.plot(grid, mean, color=c, lw=4.0, alpha=0.35, zorder=2, label=f"{_label(name, 40)} · mean of {len(members)}")
+            ax.fill_between(grid, mean - std, mean + std, color=c, alpha=0.15, lw=0, zorder=1)
     if not drawn:
         ax.text(0.5, 0.5, f"no '{metric}' in any history.jsonl", ha="center", va="center", transform=ax.transAxes)
     else:
@@ -83,7 +83,8 @@ def plot_loss_curves(jobs: list[JobRecord], path: str | Path, baseline: list[Job
     ax.set_xlabel("step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"{metric} (nats/token)" if metric.endswith("loss") else metric)
-    ax.set_title(f"{metric}: {drawn} run(s) in {len(by_config)} configuration(s); thick = mean, band = ± 1 std")
+    ax.set_title(f"{metric}: {drawn} run(s) in {len(by_config)} configuration(s); one line style per seed, "
+                 "wide pale line = mean, band = ± 1 std")
     ax.grid(alpha=0.3)
     _zoom_loss(ax, [r[metric] for ms in by_config.values() for _, rows in ms for r in rows]
                + [r[val_metric] for ms in by_config.values() for j, _ in ms for r in j.history() if val_metric in r])
