@@ -196,3 +196,22 @@ def test_gpu_check_parses_the_official_log_and_its_arguments(tmp_path: Path):
     args = build_parser().parse_args(["--out", str(tmp_path), "--steps", "50", "--budget-s", "100"])
     assert args.steps == 50 and args.budget_s == 100 and args.docs.is_file() and args.tokenizer.is_file()
     assert main(["--out", str(tmp_path), "--docs", str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_export_and_eval_runs_join_the_training_runs_wandb_group(tmp_path: Path, monkeypatch):
+    from golf.train.config import LoggerConfig
+    from golf.train.tracking import Tracker, train_run_link
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = LoggerConfig(name="wandb", mode="offline")
+    assert train_run_link(tmp_path) == {}
+    train = Tracker(cfg, tmp_path, job_type="train", config={}, name="t", group="seeds_smoke", tags=[])
+    train_id = train.run.id
+    train.finish()
+    link = train_run_link(tmp_path)
+    assert link == {"id": train_id, "group": "seeds_smoke", "project": "golf"}
+    export = Tracker(cfg, tmp_path, job_type="export", config={"train_run_id": link["id"]}, name="e",
+                     group=link["group"], tags=[])
+    assert export.run.group == "seeds_smoke" and export.run.config["train_run_id"] == train_id
+    export.finish()
+    assert train_run_link(tmp_path)["id"] == train_id  # an export run never replaces the link
