@@ -14,7 +14,14 @@ import torch
 
 from golf.model import build_model
 from golf.preflight.records import OFFICIAL_BASELINE_MS, RECORDS, read_record_log
-from golf.preflight.steptime import H100_COUNT, StepTimeModel, fit_step_time_model, flops_per_token
+from golf.preflight.steptime import (
+    H100_COUNT,
+    StepTimeModel,
+    eval_tflop,
+    fit_rate,
+    fit_step_time_model,
+    flops_per_token,
+)
 from golf.quant.estimate import estimate_artifact, trained_weight_std
 from golf.quant.groups import tensor_group
 
@@ -49,6 +56,8 @@ class PreflightReport:
     wallclock_s: float
     eval_s: dict[str, float]
     eval_tokens: int
+    eval_modes: list[str] = field(default_factory=list)
+    """The modes the config evaluates with (eval.mode + eval.modes); eval_s covers every mode."""
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -73,7 +82,7 @@ def step_time_model() -> StepTimeModel:
         return _MODEL_CACHE["m"]
     from golf.preflight.compose import record_config
 
-    points = []
+    points, evals = [], {"standard": [], "sliding": []}
     for rec in RECORDS:
         try:
             log = read_record_log(rec.folder)
@@ -84,13 +93,23 @@ def step_time_model() -> StepTimeModel:
         cfg = record_config(rec)
         tflop = flops_per_token(cfg.model, cfg.trainer.train_seq_len) * cfg.trainer.train_batch_tokens / H100_COUNT / 1e12
         points.append((rec.folder, tflop, log.step_ms))
+        eval_seq = cfg.eval.seq_len or cfg.trainer.train_seq_len
+        for name, ms in log.eval_ms.items():  # final_*roundtrip = standard windows, final_*sliding* = stride 64
+            kind = "sliding" if "sliding" in name else "standard" if "roundtrip" in name else None
+            if kind == "standard":
+                evals[kind].append((eval_tflop(cfg.model, FULL_VAL_TOKENS, eval_seq, kind), ms))
+            elif kind == "sliding":  # the records' sliding evals use stride 64
+                evals[kind].append((FULL_VAL_TOKENS / 64 / H100_COUNT / 1000.0, ms))
     if not points:
         from golf.model.config import ModelConfig
 
         points = [("official baseline", flops_per_token(ModelConfig(), 1024) * 524_288 / H100_COUNT / 1e12,
                    OFFICIAL_BASELINE_MS)]
-    _MODEL_CACHE["m"] = fit_step_time_model(points)
-    return _MODEL_CACHE["m"]
+    model = fit_step_time_model(points)
+    model.eval_ms_per_tflop = fit_rate(evals["standard"])
+    model.sliding_ms_per_kwindow = fit_rate(evals["sliding"])
+    _MODEL_CACHE["m"] = model
+    return model
 
 
 def _group_params(cfg) -> tuple[dict[str, int], list[str]]:
@@ -136,12 +155,12 @@ def preflight(cfg, device: str | None = None) -> PreflightReport:
         steps = int(cfg.schedule.iterations)
     eval_tokens = cfg.eval.max_tokens or FULL_VAL_TOKENS
     eval_seq = cfg.eval.seq_len or seq
-    modes = list(dict.fromkeys([cfg.eval.mode, *cfg.eval.modes]))
     eval_s = {m: model.eval_ms(cfg.model, eval_tokens, eval_seq, m, cfg.eval.stride, cfg.eval.ttt.epochs) / 1000.0
-              for m in modes}
+              for m in EVAL_MODES}
     report = PreflightReport(params, params_by_group, est.total_bytes, {g.group: g.bytes for g in est.groups}, std,
                              code, cfg.budget.target_bytes, step_ms, f"model fitted on {len(model.fitted_on)} record(s)",
-                             steps, cap, eval_s, eval_tokens, warnings)
+                             steps, cap, eval_s, eval_tokens, list(dict.fromkeys([cfg.eval.mode, *cfg.eval.modes])),
+                             warnings)
     report.warnings += _warnings(cfg, report, device)
     return report
 
@@ -159,7 +178,7 @@ def _warnings(cfg, r: PreflightReport, device: str | None) -> list[str]:
         out.append(f"eval.max_tokens={cfg.eval.max_tokens:,}: val_bpb is scored on the first {cfg.eval.max_tokens:,} "
                    "val tokens only (the challenge scores all of them)")
     for mode, s in r.eval_s.items():
-        if s > cfg.eval.time_budget_s:
+        if mode in r.eval_modes and s > cfg.eval.time_budget_s:
             out.append(f"eval mode {mode}: estimated {s:.0f} s is over eval.time_budget_s={cfg.eval.time_budget_s:.0f}")
     return out
 
@@ -184,8 +203,10 @@ def format_report(r: PreflightReport) -> str:
                  f"{'fits, headroom ' + format(r.target_bytes - r.total_bytes, ',') if r.fits else 'OVER by ' + format(r.total_bytes - r.target_bytes, ',')}")
     lines.append(f"step time: {r.step_ms:.1f} ms/step on {H100_COUNT}xH100 ({r.step_ms_source}); "
                  f"{r.steps_in_cap:,} steps in {r.wallclock_s:.0f} s")
-    for mode, s in r.eval_s.items():
-        lines.append(f"eval {mode}: ~{s:.1f} s on {H100_COUNT}xH100 for {r.eval_tokens:,} val tokens")
+    lines.append(f"eval time on {H100_COUNT}xH100 for {r.eval_tokens:,} val tokens: " + ", ".join(
+        f"{mode} {'>=' if mode.startswith('ttt') else '~'}{s:.1f} s" + (" (configured)" if mode in r.eval_modes else "")
+        for mode, s in r.eval_s.items()))
+    lines.append("  (ttt: FLOPs only, no expressible record to calibrate on; record 03-23's legal TTT took 410 s)")
     lines += [f"warning: {w}" for w in r.warnings]
     lines.append(format_summary(r))
     return "\n".join(lines)

@@ -45,13 +45,25 @@ def flops_per_token(model_cfg: ModelConfig, seq_len: int) -> float:
     return 6.0 * (applied + head) + 6.0 * layers * seq_len * model_cfg.model_dim
 
 
+def eval_tflop(model_cfg: ModelConfig, tokens: int, seq_len: int, mode: str, stride: int = 64,
+               gpus: int = H100_COUNT) -> float:
+    """Forward TFLOPs per GPU of scoring `tokens` val tokens in a non-training eval mode (standard or sliding)."""
+    factor = 1.0 if mode == "standard" else seq_len / stride
+    return flops_per_token(model_cfg, seq_len) / 3.0 * tokens * factor / gpus / 1e12
+
+
 @dataclass
 class StepTimeModel:
-    """ms/step on 8xH100 = ms_per_tflop x (step TFLOPs per GPU) + overhead_ms."""
+    """ms/step on 8xH100 = ms_per_tflop x (step TFLOPs per GPU) + overhead_ms. Evaluation, fitted on the
+    records' logged eval times where present: standard windows at `eval_ms_per_tflop` (forward FLOPs), sliding
+    windows at `sliding_ms_per_kwindow` per thousand windows per GPU (the records' stride-64 evals take the same
+    ~74 s at seq 1024 and 2048: their time follows the window count, not the FLOPs); else the training rate."""
 
     ms_per_tflop: float
     overhead_ms: float
     fitted_on: list[str]
+    eval_ms_per_tflop: float | None = None
+    sliding_ms_per_kwindow: float | None = None
 
     def step_ms(self, model_cfg: ModelConfig, batch_tokens: int, seq_len: int, gpus: int = H100_COUNT) -> float:
         tflop = flops_per_token(model_cfg, seq_len) * batch_tokens / gpus / 1e12
@@ -60,12 +72,24 @@ class StepTimeModel:
     def eval_ms(self, model_cfg: ModelConfig, tokens: int, seq_len: int, mode: str, stride: int = 64,
                 ttt_epochs: int = 3, gpus: int = H100_COUNT) -> float:
         """Estimated eval time of `tokens` val tokens in eval mode `mode` (standard, sliding, sliding_docs,
-        ttt, ttt_lora). TTT adds `ttt_epochs` training passes (3 x forward each) over the scored tokens."""
-        fwd = flops_per_token(model_cfg, seq_len) / 3.0
-        factor = {"standard": 1.0, "sliding": seq_len / stride, "sliding_docs": seq_len / stride}.get(mode)
-        if factor is None:  # ttt: score (sliding) + epochs of training; ttt_lora: score + one adapter step
-            factor = seq_len / stride + 3.0 * (ttt_epochs if mode == "ttt" else 1)
-        return self.ms_per_tflop * fwd * tokens * factor / gpus / 1e12
+        ttt, ttt_lora): standard / sliding forward FLOPs at their fitted rates; TTT adds `ttt_epochs` training
+        passes over the tokens (ttt_lora: one) at the training rate."""
+        kind = "standard" if mode == "standard" else "sliding"
+        if kind == "sliding" and self.sliding_ms_per_kwindow is not None:
+            ms = self.sliding_ms_per_kwindow * tokens / stride / gpus / 1000.0
+        else:
+            rate = self.eval_ms_per_tflop if kind == "standard" and self.eval_ms_per_tflop else self.ms_per_tflop
+            ms = rate * eval_tflop(model_cfg, tokens, seq_len, kind, stride, gpus)
+        if mode in ("ttt", "ttt_lora"):
+            passes = ttt_epochs if mode == "ttt" else 1
+            ms += self.ms_per_tflop * flops_per_token(model_cfg, seq_len) * tokens * passes / gpus / 1e12
+        return ms
+
+
+def fit_rate(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope through the origin of (TFLOPs, ms) points; None without points."""
+    den = sum(x * x for x, _ in points)
+    return sum(x * y for x, y in points) / den if den > 0 else None
 
 
 def fit_step_time_model(points: list[tuple[str, float, float]]) -> StepTimeModel:
