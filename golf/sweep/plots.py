@@ -60,9 +60,10 @@ def plot_loss_curves(jobs: list[JobRecord], path: str | Path, baseline: list[Job
     for name, members in by_config.items():
         c = colour[members[0][0].job]
         for i, (j, rows) in enumerate(members):
-            seed = next((o.split("=", 1)[1] for o in j.overrides if o.startswith("seed=")), j.job)
+            seed = next((o.split("=", 1)[1] for o in j.overrides if o.startswith("seed=")), None)
+            which = f"seed {seed}" if seed is not None else f"run {j.job}"
             ax.plot([r["step"] for r in rows], [r[metric] for r in rows], color=c, lw=1.1, alpha=0.95, zorder=3,
-                    ls=_SEED_STYLES[i % len(_SEED_STYLES)], label=f"{_label(name, 40)} · seed {seed}")
+                    ls=_SEED_STYLES[i % len(_SEED_STYLES)], label=f"{_label(name, 40)} · {which}")
             vals = [r for r in j.history() if val_metric in r]
             if vals:
                 ax.scatter([r["step"] for r in vals], [r[val_metric] for r in vals], color=c, marker="o", s=22,
