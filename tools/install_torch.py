@@ -72,8 +72,10 @@ def torch_commands(py: str, variant: str, index: str) -> list[list[str]]:
 
 def golf_dependencies(pyproject: Path, without: str = "torch") -> list[str]:
     """The project's dependencies (and the dev extra) minus `without`, for installing beside a system torch."""
-    import tomllib
-
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        raise SystemExit("error: SYSTEM_TORCH=1 needs Python >= 3.11 (tomllib) to read pyproject.toml") from None
     project = tomllib.loads(pyproject.read_text())["project"]
     deps = project["dependencies"] + project.get("optional-dependencies", {}).get("dev", [])
     return [d for d in deps if re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0].strip().lower() != without]
