@@ -41,11 +41,12 @@ from golf.quant.groups import tensor_group
 from golf.quant.int8 import quantize_state_dict
 from golf.train.checkpoint import CHECKPOINT_NAME
 from golf.train.config import TrainRunConfig
-from golf.train.load import ARTIFACT_NAME, RUN_SECTION, load_for_eval
+from golf.train.load import RUN_SECTION, load_for_eval
 
 log = logging.getLogger("golf.export")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXPORT_REPORT = "export.json"
+EXPORT_MARKDOWN = "export_report.md"
 FIT_ATTEMPTS = 4
 # First guess of the (zlib-compressed) manifest: ~40-60 bytes per table entry + extra; a refit corrects a miss.
 MANIFEST_BYTES_PER_ENTRY = 64
@@ -98,9 +99,8 @@ class ExportError(GolfError):
 
 
 def report_path_for(out: Path) -> Path:
-    """Where the export report goes: beside the artifact; `export.json` for the default name (model.golf),
-    `<stem>.export.json` for any other, so `out=` never overwrites a run's own report."""
-    return out.with_name(EXPORT_REPORT if out.name == ARTIFACT_NAME else f"{out.stem}.{EXPORT_REPORT}")
+    """The report beside an artifact: `<artifact name>.export.json` (one per artifact, golf.compare)."""
+    return out.with_name(out.name + ".export.json")
 
 
 def weights_checksum(state: dict[str, torch.Tensor]) -> str:
@@ -127,16 +127,16 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
     ArtifactError, GPTQError, golf.io.LockedError / DiskFullError / OutputError.
     """
     run_dir = Path(run_dir)
-    out = Path(out) if out else run_dir / ARTIFACT_NAME
-    with run_lock(out.parent, "export"):
-        return _export(run_dir, out, quant, budget, eval_cfg, device, roundtrip_eval)
+    with run_lock(Path(out).parent if out else run_dir, "export"):
+        return _export(run_dir, Path(out) if out else None, quant, budget, eval_cfg, device, roundtrip_eval)
 
 
-def _export(run_dir: Path, out: Path, quant: QuantConfig | None, budget: BudgetConfig, eval_cfg,
+def _export(run_dir: Path, out: Path | None, quant: QuantConfig | None, budget: BudgetConfig, eval_cfg,
             device: torch.device, roundtrip_eval: bool) -> dict:
     loaded = load_for_eval(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
     run_cfg = loaded.run_config
     quant = quant or run_cfg.quant  # the run's own rule (e.g. its QAT clip) unless told otherwise
+    out = out or run_dir / artifact_name(quant, budget.fit)
     # A private copy: nothing the fitter or quantizer does can reach the model's own storage.
     state = {k: v.detach().to("cpu", copy=True) for k, v in loaded.model.state_dict().items()}
     source_sum = weights_checksum(state)
@@ -189,7 +189,7 @@ def _export(run_dir: Path, out: Path, quant: QuantConfig | None, budget: BudgetC
                 break
             log.info(f"fit: attempt {attempt + 1} is {-report.headroom_bytes:,} bytes over; refitting")
             limit -= -report.headroom_bytes + 1
-        log.info("\n" + format_report(report))
+        log.info("\n" + format_report(report, show_tensors=False, show_files=False))
         check_budget(report)
         if hessians is not None:
             log.info(f"gptq: quantization took {timings['quantize_s']:.2f}s "
@@ -205,18 +205,51 @@ def _export(run_dir: Path, out: Path, quant: QuantConfig | None, budget: BudgetC
         if roundtrip_eval:
             result.update(roundtrip(pre, staged.tmp, val, eval_cfg, device))
         _check_source_unchanged(source_sum, state, loaded.model, *models)
-        report_file = StagedFile(report_path_for(out))
+        reports = {report_path_for(out): json_text(result)}
+        if out.parent.resolve() == run_dir.resolve():  # the run's own latest-export report, never from out=elsewhere
+            reports[run_dir / EXPORT_REPORT] = json_text(result)
+            reports[run_dir / EXPORT_MARKDOWN] = (f"# export of {run_dir.name}: {out.name}\n\n```\n"
+                                                  f"{format_report(report)}\n```\n")
+        files = []
         try:
-            report_file.write_bytes(json_text(result).encode("utf-8"))
+            for path, text in reports.items():
+                files.append(StagedFile(path))
+                files[-1].write_bytes(text.encode("utf-8"))
             staged.commit()
         except BaseException:
-            report_file.discard()
+            for f in files:
+                f.discard()
             raise
-        report_file.commit()
+        for f in files:
+            f.commit()
     finally:
         if staged is not None:
             staged.discard()
     return result
+
+
+def artifact_name(quant: QuantConfig, fit: bool = False) -> str:
+    """File name of an artifact by scheme and codec, so exports with different schemes never overwrite:
+    model.int8+zlib.golf (official), model.int6-search+zstd.golf, model.e8-a6-m5-o6+brotli.golf (mixed bits),
+    model.fit+zstd.golf (budget.fit chooses the bits)."""
+    if quant.scheme == "int8":
+        label = "int8"
+    elif quant.scheme == "none":
+        label = "float"
+    elif fit:
+        label = "fit"
+    else:
+        rules = {g: quant.groups.get(g) for g in ("embed", "attn", "mlp", "other")}
+        bits = {g: (str(r.bits) if r.quantized else "f") for g, r in rules.items()}
+        label = f"int{bits['attn']}" if len(set(bits.values())) == 1 and bits["attn"] != "f" else \
+            "-".join(f"{g[0]}{b}" for g, b in bits.items())
+        clips = {r.clip for r in rules.values() if r.quantized}
+        methods = {r.method for r in rules.values() if r.quantized}
+        if "gptq" in methods:
+            label += "-gptq"
+        if len(clips) == 1 and clips != {"percentile"}:
+            label += f"-{clips.pop()}"
+    return f"model.{label}+{quant.codec}.golf"
 
 
 def _check_source_unchanged(expected: str, state: dict, *models: torch.nn.Module) -> None:
@@ -242,4 +275,5 @@ def roundtrip(pre: EvalResult, artifact: Path, val, eval_cfg, device: torch.devi
             "val_loss": post.val_loss, "quant_gap_bpb": post.val_bpb - pre.val_bpb}
 
 
-__all__ = ["export_run", "roundtrip", "BudgetExceededError", "ExportError", "EXPORT_REPORT", "report_path_for"]
+__all__ = ["export_run", "roundtrip", "artifact_name", "BudgetExceededError", "ExportError", "EXPORT_REPORT",
+           "report_path_for"]
