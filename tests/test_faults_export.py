@@ -52,7 +52,7 @@ def test_budget_fit_export_scores_what_it_writes(tiny_run: Path, tmp_path: Path,
     assert result["fit"]["choice"] and set(result["fit"]["choice"].values()) == {8}  # roomy target: int8 chosen
     # The reported numbers are the checkpoint's and the written artifact's, each re-read from disk.
     assert result["pre_quant"]["val_bpb"] == _fresh_score(run / "checkpoint.pt", run_cfg)
-    assert result["roundtrip"]["val_bpb"] == _fresh_score(run / "model.golf", run_cfg)
+    assert result["roundtrip"]["val_bpb"] == _fresh_score(Path(result["artifact"]), run_cfg)
     assert 0 < result["quant_gap_bpb"] < 0.05  # int8 costs a little, never the int4 trial's damage
     assert json.loads((run / "export.json").read_text())["val_bpb"] == result["val_bpb"]
 
@@ -86,14 +86,15 @@ def test_checksum_guard_names_the_changed_weights(tiny_run: Path):
 def test_failed_export_leaves_previous_outputs_untouched(tiny_run: Path, tmp_path: Path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    export_run(run, QuantConfig(), BudgetConfig(), EVAL, torch.device("cpu"), roundtrip_eval=False)
-    artifact, report = (run / "model.golf").read_bytes(), (run / "export.json").read_bytes()
-    mode = stat.S_IMODE((run / "model.golf").stat().st_mode)
+    path = Path(export_run(run, QuantConfig(), BudgetConfig(), EVAL, torch.device("cpu"),
+                           roundtrip_eval=False)["artifact"])
+    artifact, report = path.read_bytes(), (run / "export.json").read_bytes()
+    mode = stat.S_IMODE(path.stat().st_mode)
     assert mode == 0o666 & ~_umask()  # the user's umask, not mkstemp's 0600
     with pytest.raises(BudgetExceededError):
         export_run(run, QuantConfig(scheme="int8", codec="zlib", level=1), BudgetConfig(target_bytes=100_000),
                    EVAL, torch.device("cpu"))
-    assert (run / "model.golf").read_bytes() == artifact and (run / "export.json").read_bytes() == report
+    assert path.read_bytes() == artifact and (run / "export.json").read_bytes() == report
     assert not [p.name for p in run.iterdir() if p.name.endswith(".golftmp")]
 
 
@@ -102,8 +103,8 @@ def test_out_writes_its_report_beside_its_artifact(tiny_run: Path, tmp_path: Pat
     shutil.copytree(tiny_run, run)
     other = tmp_path / "elsewhere" / "alt.golf"
     export_run(run, QuantConfig(), BudgetConfig(), EVAL, torch.device("cpu"), out=other, roundtrip_eval=False)
-    assert other.is_file() and (other.parent / "alt.export.json").is_file()
-    assert not (run / "export.json").exists() and not (run / "model.golf").exists()
+    assert other.is_file() and (other.parent / "alt.golf.export.json").is_file()
+    assert not (run / "export.json").exists() and not list(run.glob("model*.golf"))
 
 
 def test_second_export_into_a_locked_directory_names_the_holder(tiny_run: Path, tmp_path: Path):
@@ -114,7 +115,7 @@ def test_second_export_into_a_locked_directory_names_the_holder(tiny_run: Path, 
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(LockedError, match=f"another export \\(pid {holder.pid} on "):
             export_run(run, QuantConfig(), BudgetConfig(), EVAL, torch.device("cpu"), roundtrip_eval=False)
-        assert not (run / "model.golf").exists()
+        assert not list(run.glob("model*.golf"))
     finally:
         holder.kill()
         holder.wait()
@@ -125,7 +126,8 @@ def test_export_cli_over_budget_keeps_earlier_log_and_outputs(tiny_run: Path, da
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     run_golf("export.py", f"run_dir={run}", "logger=none", "roundtrip_eval=false", data_root=data_root)
-    kept = {n: (run / n).read_bytes() for n in ("model.golf", "export.json", "export.log")}
+    names = [p.name for p in run.glob("model*.golf")] + ["export.json", "export.log", "export_report.md"]
+    kept = {n: (run / n).read_bytes() for n in names}
     hydra_kept = {p.name: p.read_bytes() for p in (run / ".hydra_export").iterdir()}
     proc = run_golf("export.py", f"run_dir={run}", "logger=none", "budget.target_bytes=100000",
                     data_root=data_root, check=False)

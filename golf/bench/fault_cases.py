@@ -31,7 +31,7 @@ TRAIN0, TRAIN1, VAL0 = "fineweb_train_000000.bin", "fineweb_train_000001.bin", "
 class Fixtures:
     data: Path
     run: Path
-    """Trained tiny run directory: checkpoint.pt, model.golf, export.json, logs."""
+    """Trained tiny run directory: checkpoint.pt, its int8 artifact (model.int8+zlib.golf), export.json, logs."""
 
 
 def _run(script: str, *args: str, data: Path) -> None:
@@ -54,7 +54,7 @@ def prepare_fixtures(work: Path) -> Fixtures:
         (data / "tokenizers" / tok.name).symlink_to(tok)
         prepare_shards(SHARED / "fineweb" / "docs_sample_200.jsonl", tok, ds, val_docs=50)
     run = work / "tiny_run"
-    if not (run / "model.golf").is_file():
+    if not list(run.glob("model*.golf")):
         shutil.rmtree(run, ignore_errors=True)
         _run("train.py", *TINY, f"hydra.run.dir={run}", data=data)
         _run("export.py", f"run_dir={run}", "logger=none", "roundtrip_eval=false", data=data)
@@ -106,7 +106,7 @@ def build_cases(fx: Fixtures, cases_dir: Path) -> tuple[list[Case], list[str]]:
     tokens = fi.read_train_tokens(fx.data)[:60_000]
     val_tokens = read_shard(fx.data / "datasets" / "fineweb10B_sp1024" / VAL0)
     good = fi.shard_bytes(tokens)
-    ckpt, artifact = fx.run / "checkpoint.pt", fx.run / "model.golf"
+    ckpt, artifact = fx.run / "checkpoint.pt", sorted(fx.run.glob("model*.golf"))[0]
 
     def cdir(cls: str, name: str) -> Path:
         d = cases_dir / f"{cls}_{name}"
