@@ -33,6 +33,10 @@ class EvalResult:
     """Settings and counts of the mode (window length, stride, doc_aware, windows, TTT chunks/steps, ...)."""
     over_budget: bool = False
     """True when `seconds` exceeded eval.time_budget_s."""
+    world_size: int = 1
+    """Processes that shared the evaluation."""
+    rank_tokens: list[int] = field(default_factory=list)
+    """Target tokens each rank scored (index = rank; sums to `tokens`)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,9 +83,19 @@ def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_
 def score(model: nn.Module, val, cfg, ctx) -> EvalResult:
     """eval mode `standard` (golf.eval.run): the official non-overlapping windows of val.seq_len tokens.
 
+    The official windows and rank split (contiguous window ranges, batch_tokens // (W * seq_len) windows per
+    forward), scored through the model's per-token losses and summed exactly (golf.eval.bpb.on_grid), so any
+    world size gives the single-process score bit for bit. (`evaluate_standard`, used for the training-time
+    validation, keeps the official per-batch mean accumulation; the two differ by fp32 rounding, ~1e-7.)
+
     Args: val: golf.eval.data.ValData; cfg: golf.eval.config.EvalConfig; ctx: golf.eval.run.EvalContext.
     """
+    from golf.eval.sliding import evaluate_sliding
+
     if cfg.doc_aware:
         log.info("eval.doc_aware applies to sliding and ttt; standard stays the official evaluation")
-    return evaluate_standard(model, val.tokens, val.luts, val.seq_len, cfg.batch_tokens, ctx.rank, ctx.world_size,
-                             device=ctx.device, progress=ctx.progress)
+    result = evaluate_sliding(model, val.tokens, val.luts, val.seq_len, val.seq_len, cfg.batch_tokens, False,
+                              val.bos_id, ctx.rank, ctx.world_size, ctx.device, ctx.progress, ctx.target_losses)
+    result.mode = "standard"
+    result.details = {"seq_len": val.seq_len, "windows": result.details["windows"]}
+    return result
