@@ -29,8 +29,11 @@ from golf.eval.data import load_val_data
 from golf.eval.standard import evaluate_standard
 from golf.model import build_model, cast_for_device, count_params
 from golf.optim import apply_lr_scale, build_optimizers, lr_multiplier, muon_momentum_at, set_muon_momentum
+from golf.train.calibration import calibrate_in_training
 from golf.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
-from golf.train.dist import DistContext, all_reduce_max, init_distributed, teardown
+from golf.train.compliance import compliance_block, hardware
+from golf.train.compliance import summary_values as compliance_summary
+from golf.train.dist import DistContext, all_reduce_max, collective_errors, init_distributed, teardown
 from golf.train.techniques import build_hooks
 from golf.train.tracking import METRICS_NAME, Tracker, write_json
 
@@ -86,14 +89,16 @@ def seed_everything(seed: int) -> None:
 
 def train(cfg, info: RunInfo) -> dict:
     """Train, evaluate and save. Returns the final metrics (val_loss, val_bpb, steps, ...) on every rank."""
-    ctx = init_distributed(cfg.trainer.device)
+    ctx = init_distributed(cfg.trainer.device, cfg.dist.timeout_s)
     tracker = None
     try:
         tracker = Tracker(cfg.logger, info.run_dir, job_type="train", config=info.config, name=info.name,
                           group=info.group, tags=info.tags, active=ctx.is_main)
-        metrics, model = _train(cfg, info, ctx, tracker)
+        with collective_errors(ctx.rank, ctx.world_size, cfg.dist.timeout_s):
+            metrics, model = _train(cfg, info, ctx, tracker)
         tracker.summary({"val/bpb": metrics["val_bpb"], "val/loss": metrics["val_loss"], "params": metrics["params"],
-                         "steps": metrics["steps"], "train_time_s": metrics["train_time_s"]})
+                         "steps": metrics["steps"], "train_time_s": metrics["train_time_s"],
+                         **compliance_summary(metrics["compliance"])})
         if info.after_train is not None:
             metrics = info.after_train(metrics, model, tracker)
         tracker.finish(0)
@@ -241,6 +246,11 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
         if cap_ms is not None and all_reduce_max(reached, device) and stop_after is None:
             stop_after = step
 
+    # --- issue #12: GPTQ calibration on training data runs here, inside the training process, in the
+    # schedule.gptq_reserve_seconds the loop left before the wallclock cap (2026-04-27 record's arrangement).
+    calibration = calibrate_in_training(base_model, cfg, ctx.rank, ctx.world_size, device, info.run_dir,
+                                        ctx.is_main)
+    # ---
     if device.type == "cuda":
         log.info(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB "
                  f"reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB")
@@ -248,7 +258,11 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
         "val_loss": last_val.val_loss, "val_bpb": last_val.val_bpb, "steps": step,
         "train_time_s": train_ms / 1000.0, "tokens_seen": step * tokens_per_step, "params": n_params,
         "ms_per_step": train_ms / max(step, 1), "val_tokens": last_val.tokens, "val_bytes": last_val.bytes,
-        "world_size": ctx.world_size, "device": device.type,
+        "world_size": ctx.world_size, "device": device.type, "calibration": calibration,
+        "compliance": compliance_block(
+            hardware(device, ctx.world_size), train_time_s=train_ms / 1000.0,
+            calibration_time_s=calibration["seconds"] if calibration else None,
+            calibration_where="in_training" if calibration else "none"),
     }
     if ctx.is_main:
         write_json(info.run_dir / METRICS_NAME, metrics)
