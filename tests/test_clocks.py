@@ -184,3 +184,30 @@ def test_eval_and_export_on_two_processes(tiny_run: Path, data_root: Path, tmp_p
     report = json.loads((run / "export.json").read_text())
     assert report["roundtrip"]["world_size"] == 2 and report["compliance"]["hardware"]["world_size"] == 2
     assert (run / "export_rank1.log").is_file() and (run / "model.golf").is_file()
+
+
+@pytest.mark.slow
+def test_train_calibrates_inside_the_cap_and_export_uses_it(data_root: Path, tmp_path: Path):
+    """train.py with a GPTQ quant config collects the Hessians after the loop, inside the process (reserve kept
+    before the cap), stores them, and export.py uses them without --non-record."""
+    from conftest import TINY_OVERRIDES
+
+    run = tmp_path / "run"
+    gptq = ["quant=gptq_int6", "quant.keep_float_max_numel=4096", "quant.gptq.calib_batches=2",
+            "quant.gptq.calib_batch_tokens=4096", "schedule.max_wallclock_seconds=600",
+            "schedule.gptq_reserve_seconds=30"]
+    proc = run_golf("train.py", *TINY_OVERRIDES, "schedule.iterations=8", *gptq, f"hydra.run.dir={run}",
+                    data_root=data_root)
+    metrics = json.loads((run / "metrics.json").read_text())
+    calib = metrics["calibration"]
+    assert calib["where"] == "in_training" and calib["seconds"] > 0 and calib["batches"] == 2
+    c = metrics["compliance"]
+    assert c["calibration_where"] == "in_training" and c["calibration_time_s"] == calib["seconds"]
+    assert c["verdicts"]["calibration"] == "unknown" and c["hardware"]["device"] == "cpu"  # no CPU scale
+    assert (run / HESSIANS_NAME).is_file() and "inside training" in proc.stdout + proc.stderr
+    out = run_golf("export.py", f"run_dir={run}", "logger=none", *gptq[:4], "eval.max_tokens=4096",
+                   data_root=data_root)
+    report = json.loads((run / "export.json").read_text())
+    assert report["calibration"] == {"where": "in_training", "seconds": calib["seconds"]}
+    assert "gptq_hessian_s" not in report["timings_s"]  # nothing recalibrated after training
+    assert "calibrated inside training" in out.stdout + out.stderr
