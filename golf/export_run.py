@@ -51,6 +51,11 @@ MANIFEST_BYTES_PER_ENTRY = 64
 MANIFEST_EXTRA_BYTES = 4096
 
 
+OUTCOME_KEY = "golf_export_outcome"
+OUTCOME_WAIT_S = 3600.0
+"""How long ranks > 0 wait for rank 0's quantize + compress + write (seconds)."""
+
+
 class ExportRankError(GolfError):
     """Rank 0 of a multi-rank export failed (its own error names the cause); the other ranks stop with this."""
 
@@ -169,14 +174,24 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
 
 
 def _rank0_outcome(message: str | None) -> str:
-    """Rank 0 sends 'ok' or its error line; the other ranks (message None) receive it. No-op alone."""
+    """Rank 0 posts 'ok' or its error line; the other ranks (message None) wait for it. No-op alone.
+
+    Through the process group's key-value store, not a collective: rank 0's quantization and compression can
+    outlast dist.timeout_s (that bounds collectives), so the others wait up to OUTCOME_WAIT_S for it.
+    """
+    import datetime
+
     import torch.distributed as dist
+    from torch.distributed import distributed_c10d
 
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return message or "ok"
-    box = [message]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    store = distributed_c10d._get_default_store()
+    if message is not None:
+        store.set(OUTCOME_KEY, message)
+        return message
+    store.wait([OUTCOME_KEY], datetime.timedelta(seconds=OUTCOME_WAIT_S))
+    return store.get(OUTCOME_KEY).decode()
 
 
 def _finish_on_rank(outcome: str, model_on_device, out: Path, run_cfg, eval_cfg, device, roundtrip_eval: bool,
