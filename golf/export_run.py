@@ -1,10 +1,13 @@
 """Export: checkpoint -> quantized, compressed artifact -> byte-budget report -> round-trip evaluation.
 
-Order: load the checkpoint -> (GPTQ groups) calibration Hessians from training batches of the run's data ->
-(budget.fit) choose bits per tensor group -> quantize -> write a temporary artifact beside the target ->
-budget check -> rename over the target -> round-trip evaluation -> export.json. Nothing is overwritten unless
-the new artifact fits the budget; the checkpoint is only ever read. Calibration, fitting and quantization
-times are reported (GPTQ calibration on training data counts toward the 600 s training budget, record #31).
+Order: load the checkpoint -> (GPTQ groups) the Hessians calibrated inside training (<run_dir>/hessians.pt,
+golf.train.calibration), or, for a non-record export only, calibration on training batches now (shared across
+ranks) -> (budget.fit) choose bits per tensor group -> quantize -> write a temporary artifact beside the target
+-> budget check -> rename over the target -> round-trip evaluation (shared across ranks) -> export.json with its
+`compliance` block (golf.train.compliance). Nothing is overwritten unless the new artifact fits the budget; the
+checkpoint is only ever read. Under torchrun rank 0 alone quantizes and writes. Calibration, fitting and
+quantization times are reported (GPTQ calibration on training data counts toward the 600 s training budget,
+record #31).
 """
 
 from __future__ import annotations
