@@ -27,7 +27,7 @@ import hydra
 from omegaconf import DictConfig
 
 from golf.config import EvalRunConfig, register_configs
-from golf.entry import run_entry
+from golf.entry import EntryContext, run_entry
 from golf.eval.data import load_val_data
 from golf.eval.run import EvalContext, run_evaluation
 from golf.sweep.launch import needs_torchrun, run_under_torchrun
@@ -43,11 +43,11 @@ def _out_path(cfg: EvalRunConfig, scored: Path) -> Path:
     return Path(cfg.out) if cfg.out else scored.parent / "eval.json"
 
 
-def _eval(cfg: EvalRunConfig, ctx: dict) -> float:
+def _eval(cfg: EvalRunConfig, ctx: EntryContext) -> float:
     if needs_torchrun(cfg.dist):
         out = _out_path(cfg, resolve_model_path(cfg.path)).absolute()
-        return run_under_torchrun(Path(__file__).resolve(), ctx["overrides"], ctx["run_dir"], cfg.dist.nproc_per_node,
-                                  cfg.logger.group or "eval", ctx["run_dir"].name, result=out,
+        return run_under_torchrun(Path(__file__).resolve(), ctx.overrides, ctx.run_dir, cfg.dist.nproc_per_node,
+                                  cfg.logger.group or "eval", ctx.run_dir.name, result=out,
                                   log_glob="eval*.log")["val_bpb"]
     dctx = init_distributed(cfg.device, cfg.dist.timeout_s)
     try:
@@ -59,7 +59,7 @@ def _eval(cfg: EvalRunConfig, ctx: dict) -> float:
         teardown()
 
 
-def _eval_ranks(cfg: EvalRunConfig, ctx: dict, dctx) -> float:
+def _eval_ranks(cfg: EvalRunConfig, ctx: EntryContext, dctx) -> float:
     """Every rank loads the model and scores its share of each mode; rank 0 prints and writes eval.json/W&B.
 
     Each mode's eval_time_s counts what a submission's evaluation would: loading and dequantizing the model,
@@ -86,8 +86,8 @@ def _eval_ranks(cfg: EvalRunConfig, ctx: dict, dctx) -> float:
                      "modes": [r.mode for r in results], "results": {r.mode: r.to_dict() for r in results},
                      "world_size": dctx.world_size, "load_s": setup_s, "eval_time_s": eval_time,
                      "compliance": block, "total_seconds": time.perf_counter() - t0})
-    tracker = Tracker(cfg.logger, loaded.path.parent, job_type="eval", config=ctx["config"],
-                      name=f"eval:{loaded.path}", group=cfg.logger.group or "eval", tags=ctx["tags"])
+    tracker = Tracker(cfg.logger, loaded.path.parent, job_type="eval", config=ctx.config,
+                      name=f"eval:{loaded.path}", group=cfg.logger.group or "eval", tags=ctx.tags)
     summary = {"val/bpb": first.val_bpb, "val/loss": first.val_loss, **summary_values(block)}
     for r in results:
         summary.update({f"val/{r.mode}/bpb": r.val_bpb, f"val/{r.mode}/loss": r.val_loss,

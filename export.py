@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 
 from golf.config import ExportRunConfig, register_configs
 from golf.device import pick_device
-from golf.entry import run_entry
+from golf.entry import EntryContext, run_entry
 from golf.export_run import EXPORT_REPORT, export_run
 from golf.sweep.launch import needs_torchrun, run_under_torchrun
 from golf.train.compliance import summary_values
@@ -34,17 +34,17 @@ from golf.train.tracking import Tracker
 register_configs()
 
 
-def _export(cfg: ExportRunConfig, ctx: dict) -> float | None:
+def _export(cfg: ExportRunConfig, ctx: EntryContext) -> float | None:
     if needs_torchrun(cfg.dist):
         report = Path(cfg.run_dir).absolute() / EXPORT_REPORT
-        return run_under_torchrun(Path(__file__).resolve(), ctx["overrides"], ctx["run_dir"],
-                                  cfg.dist.nproc_per_node, cfg.logger.group or "export", ctx["run_dir"].name,
+        return run_under_torchrun(Path(__file__).resolve(), ctx.overrides, ctx.run_dir,
+                                  cfg.dist.nproc_per_node, cfg.logger.group or "export", ctx.run_dir.name,
                                   result=report, log_glob="export*.log").get("val_bpb")
     # Without quant overrides, export with what the run trained with (e.g. its QAT rule); else as told.
-    quant = cfg.quant if any(o.lstrip("+~").startswith("quant") for o in ctx["overrides"]) else None
+    quant = cfg.quant if any(o.lstrip("+~").startswith("quant") for o in ctx.overrides) else None
     dctx = init_distributed(cfg.device, cfg.dist.timeout_s)
-    tracker = Tracker(cfg.logger, cfg.run_dir, job_type="export", config=ctx["config"], name=f"export:{cfg.run_dir}",
-                      group=cfg.logger.group or "export", tags=ctx["tags"], active=dctx.is_main)
+    tracker = Tracker(cfg.logger, cfg.run_dir, job_type="export", config=ctx.config, name=f"export:{cfg.run_dir}",
+                      group=cfg.logger.group or "export", tags=ctx.tags, active=dctx.is_main)
     try:
         with collective_errors(dctx.rank, dctx.world_size, cfg.dist.timeout_s):
             result = export_run(cfg.run_dir, quant, cfg.budget, cfg.eval,
