@@ -42,12 +42,13 @@ from golf.train.checkpoint import CHECKPOINT_NAME
 from golf.train.compliance import compliance_block, format_block, hardware, val_data_use
 from golf.train.config import TrainRunConfig
 from golf.train.dist import max_over_ranks
-from golf.train.load import ARTIFACT_NAME, RUN_SECTION, load_for_eval
+from golf.train.load import RUN_SECTION, load_for_eval
 from golf.train.tracking import METRICS_NAME, read_json, write_json
 
 log = logging.getLogger("golf.export")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXPORT_REPORT = "export.json"
+EXPORT_MARKDOWN = "export_report.md"
 FIT_ATTEMPTS = 4
 # First guess of the (zlib-compressed) manifest: ~40-60 bytes per table entry + extra; a refit corrects a miss.
 MANIFEST_BYTES_PER_ENTRY = 64
@@ -143,10 +144,10 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
     ArtifactError, GPTQError.
     """
     run_dir = Path(run_dir)
-    out = Path(out) if out else run_dir / ARTIFACT_NAME
     loaded = load_for_eval(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
     run_cfg = loaded.run_config
     quant = quant or run_cfg.quant  # the run's own rule (e.g. its QAT clip) unless told otherwise
+    out = Path(out) if out else run_dir / artifact_name(quant, budget.fit)
     state = {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()}
 
     @functools.cache
@@ -162,7 +163,7 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
         return _finish_on_rank(outcome, model_on_device, out, run_cfg, eval_cfg, device, roundtrip_eval, rank,
                                world_size)
     try:
-        result = _quantize_and_write(state, quant, budget, hessians, loss_fn, timings, out, run_cfg)
+        result, report_text = _quantize_and_write(state, quant, budget, hessians, loss_fn, timings, out, run_cfg)
     except Exception as exc:
         _rank0_outcome(f"{type(exc).__name__}: {exc}")
         raise
@@ -173,6 +174,8 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
     result["compliance"] = _compliance(run_dir, result, calibration, eval_cfg, device, world_size)
     log.info(format_block(result["compliance"]))
     write_json(run_dir / EXPORT_REPORT, result)
+    write_json(out.with_name(out.name + ".export.json"), result)  # one report per artifact (golf.compare)
+    write_text(run_dir / EXPORT_MARKDOWN, f"# export of {run_dir.name}: {out.name}\n\n```\n{report_text}\n```\n")
     return result
 
 
@@ -229,8 +232,9 @@ def _compliance(run_dir: Path, result: dict, calibration: dict, eval_cfg, device
 
 
 def _quantize_and_write(state: dict, quant: QuantConfig, budget: BudgetConfig, hessians, loss_fn, timings: dict,
-                        out: Path, run_cfg: TrainRunConfig) -> dict:
-    """Fit (optional), quantize, write the artifact atomically if it fits; the byte report as a dict."""
+                        out: Path, run_cfg: TrainRunConfig) -> tuple[dict, str]:
+    """Fit (optional), quantize, write the artifact atomically if it fits; (the byte report as a dict, the full
+    budget table as text)."""
     code_bytes, code_files = code_bytes_for(budget)
     table, fit = None, None
     if budget.fit:
@@ -260,7 +264,7 @@ def _quantize_and_write(state: dict, quant: QuantConfig, budget: BudgetConfig, h
                 break
             log.info(f"fit: attempt {attempt + 1} is {-report.headroom_bytes:,} bytes over; refitting")
             limit -= -report.headroom_bytes + 1
-        log.info("\n" + format_report(report))
+        log.info("\n" + format_report(report, show_tensors=False, show_files=False))
         check_budget(report)
         os.replace(tmp, out)
     finally:
@@ -276,7 +280,41 @@ def _quantize_and_write(state: dict, quant: QuantConfig, budget: BudgetConfig, h
     log.info(f"Serialized model {quant.scheme}+{report.codec}: {report.artifact_bytes} bytes; "
              f"code {report.code_bytes} bytes; Total submission size: {report.total_bytes} bytes "
              f"(target {budget.target_bytes}, headroom {budget.target_bytes - report.total_bytes})")
-    return result
+    return result, format_report(report)
+
+
+def artifact_name(quant: QuantConfig, fit: bool = False) -> str:
+    """File name of an artifact by scheme and codec, so exports with different schemes never overwrite:
+    model.int8+zlib.golf (official), model.int6-search+zstd.golf, model.e8-a6-m5-o6+brotli.golf (mixed bits),
+    model.fit+zstd.golf (budget.fit chooses the bits)."""
+    if quant.scheme == "int8":
+        label = "int8"
+    elif quant.scheme == "none":
+        label = "float"
+    elif fit:
+        label = "fit"
+    else:
+        rules = {g: quant.groups.get(g) for g in ("embed", "attn", "mlp", "other")}
+        bits = {g: (str(r.bits) if r.quantized else "f") for g, r in rules.items()}
+        label = f"int{bits['attn']}" if len(set(bits.values())) == 1 and bits["attn"] != "f" else \
+            "-".join(f"{g[0]}{b}" for g, b in bits.items())
+        clips = {r.clip for r in rules.values() if r.quantized}
+        methods = {r.method for r in rules.values() if r.quantized}
+        if "gptq" in methods:
+            label += "-gptq"
+        if len(clips) == 1 and clips != {"percentile"}:
+            label += f"-{clips.pop()}"
+    return f"model.{label}+{quant.codec}.golf"
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomic text write (temp file + fsync + rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def roundtrip(checkpoint_model: torch.nn.Module, artifact: Path, run_cfg: TrainRunConfig, eval_cfg,
