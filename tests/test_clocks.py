@@ -174,8 +174,8 @@ def test_eval_and_export_on_two_processes(tiny_run: Path, data_root: Path, tmp_p
     assert two["world_size"] == 2 and one["world_size"] == 1
     for mode in ("standard", "sliding"):
         a, b = one["results"][mode], two["results"][mode]
-        assert a["val_bpb"] == b["val_bpb"] and a["val_loss"] == b["val_loss"] and a["tokens"] == b["tokens"]
-        assert sum(b["rank_tokens"]) == b["tokens"] and len(b["rank_tokens"]) == 2 and min(b["rank_tokens"]) > 0
+        assert a["val_bpb"] == b["val_bpb"] and a["val_loss"] == b["val_loss"] and a["val_tokens"] == b["val_tokens"]
+        assert sum(b["rank_tokens"]) == b["val_tokens"] and len(b["rank_tokens"]) == 2 and min(b["rank_tokens"]) > 0
         assert two["compliance"]["eval_time_s"][mode] > 0
     assert two["compliance"]["hardware"]["world_size"] == 2
     assert not list(run.glob("eval_rank1.json"))
