@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from golf.data.config import DataConfig
-from golf.data.loader import load_validation_tokens
+from golf.data.loader import load_validation_byte_sidecar, load_validation_tokens
 from golf.errors import GolfError
 from golf.eval.bpb import ByteLUTs, build_byte_luts, load_tokenizer
 from golf.eval.config import EVAL_MODES, EvalConfig
@@ -87,6 +87,8 @@ class ValData:
     seq_len: int
     bos_id: int = -1
     """Tokenizer BOS id (start of every document), -1 when the tokenizer has none."""
+    byte_sidecar: torch.Tensor | None = None
+    """int32 [len(tokens)]: original bytes per token (CaseOps data); None = count bytes with the LUTs."""
 
 
 def load_val_data(data: DataConfig, vocab_size: int, seq_len: int, max_tokens: int = 0) -> ValData:
@@ -95,7 +97,10 @@ def load_val_data(data: DataConfig, vocab_size: int, seq_len: int, max_tokens: i
     tokens = load_validation_tokens(data.val_glob(), seq_len, vocab_size)
     if max_tokens:
         tokens = tokens[: (min(max_tokens, tokens.numel() - 1) // seq_len) * seq_len + 1]
-    return ValData(tokens, build_byte_luts(sp, vocab_size), seq_len, int(sp.bos_id()))
+    sidecar = None
+    if data.uses_byte_sidecar:
+        sidecar = load_validation_byte_sidecar(data.val_bytes_glob(), tokens.numel())
+    return ValData(tokens, build_byte_luts(sp, vocab_size), seq_len, int(sp.bos_id()), sidecar)
 
 
 def run_evaluation(model: nn.Module, val: ValData, cfg: EvalConfig, device: torch.device,
@@ -109,10 +114,13 @@ def run_evaluation(model: nn.Module, val: ValData, cfg: EvalConfig, device: torc
     mode = mode or cfg.mode
     t0 = time.perf_counter()
     common = dict(rank=rank, world_size=world_size, device=device, progress=progress)
+    if val.byte_sidecar is not None and mode != "standard":
+        raise GolfError(f"eval mode {mode!r} does not count bytes from the CaseOps byte sidecar yet; use standard")
     if mode == "standard":
         if cfg.doc_aware:
             log.info("eval.doc_aware applies to sliding and ttt; standard stays the official evaluation")
-        result = evaluate_standard(model, val.tokens, val.luts, val.seq_len, cfg.batch_tokens, **common)
+        result = evaluate_standard(model, val.tokens, val.luts, val.seq_len, cfg.batch_tokens, **common,
+                                   byte_sidecar=val.byte_sidecar)
     elif mode == "sliding":
         result = evaluate_sliding(model, val.tokens, val.luts, val.seq_len, cfg.stride, cfg.batch_tokens,
                                   cfg.doc_aware, val.bos_id, **common)

@@ -158,7 +158,7 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
 
     def validate():
         return evaluate_standard(model, val_tokens, luts, eval_seq, cfg.eval.batch_tokens, ctx.rank,
-                                 ctx.world_size, accum, device)
+                                 ctx.world_size, accum, device, byte_sidecar=val.byte_sidecar)
 
     loader = new_loader()
     sched = cfg.schedule
