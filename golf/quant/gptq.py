@@ -37,13 +37,19 @@ class GPTQError(GolfError, ValueError):
     """A Hessian is malformed or cannot be inverted even after extra damping; names the tensor."""
 
 
-def _inverse_cholesky_upper(name: str, h: Tensor, damp: float) -> Tensor:
-    """Upper Cholesky factor of (H + damp * mean(diag H) I)^-1; retries with 10x, 100x damping."""
-    mean_diag = float(h.diagonal().mean())
-    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+def _inverse_cholesky_upper(name: str, h: Tensor, damp: float, mean_diag: Tensor | None = None) -> Tensor:
+    """Upper Cholesky factor of (H + damp * mean(diag H) I)^-1; retries with 10x, 100x damping.
+
+    ``mean_diag`` (0-dim, H's dtype): mean of diag H taken before any column permutation; the damping is added
+    to the diagonal in H's dtype, so the factor is bit-identical to the 2026-04-27 record's gptq_quantize_weight.
+    """
+    if mean_diag is None:
+        mean_diag = h.diagonal().mean()
     for factor in (1.0, 10.0, 100.0):
         try:
-            lower = torch.linalg.cholesky(h + (damp * factor * mean_diag) * eye)
+            damped = h.clone()
+            damped.diagonal().add_(damp * factor * mean_diag)
+            lower = torch.linalg.cholesky(damped)
             return torch.linalg.cholesky(torch.cholesky_inverse(lower), upper=True)
         except torch.linalg.LinAlgError:
             log.info(f"gptq: {name}: Hessian not positive definite at damp {damp * factor:g}; retrying")
@@ -71,9 +77,10 @@ def gptq_quantize(name: str, w: Tensor, hessian: Tensor, scale: Tensor, qmax: in
     dead = h.diagonal() == 0
     h[dead, dead] = 1.0
     W[:, dead] = 0.0
+    mean_diag = h.diagonal().mean()
     perm = torch.argsort(h.diagonal(), descending=True) if cfg.act_order else torch.arange(cols)
     W, h = W[:, perm], h[perm][:, perm]
-    U = _inverse_cholesky_upper(name, h, cfg.damp)
+    U = _inverse_cholesky_upper(name, h, cfg.damp, mean_diag)
     Q = torch.zeros(rows, cols, dtype=torch.int8)
     for i1 in range(0, cols, cfg.block_size):
         i2 = min(i1 + cfg.block_size, cols)
