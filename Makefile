@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q "torch==2.13.0+cpu" 2>/dev/null || \
 		$(PY) -m pip install -q "torch>=2.6,<2.14" --index-url https://download.pytorch.org/whl/cpu
 	$(PY) -m pip install -q -e ".[dev]"
+	@# lrzip (ZPAQ) for quant.codec=pergroup (2026-04-27 record); optional: without it pergroup uses brotli-11.
+	@command -v lrzip >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		apt-get install -y -q lrzip >/dev/null 2>&1; } || \
+		echo "install: lrzip not available; quant.codec=pergroup will fall back to brotli-11"
 	touch $@
 
 install: $(VENV)/.installed
