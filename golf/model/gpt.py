@@ -26,6 +26,7 @@ from golf.model.init import init_weights
 from golf.model.layers import CastedLinear, RMSNorm, rms_norm
 from golf.model.parallel import ParallelLanes
 from golf.model.recurrence import LayerSchedule, layer_schedules
+from golf.model.varlen import Segments, segments_from_ids
 
 
 class MLP(nn.Module):
@@ -76,12 +77,12 @@ class Block(nn.Module):
         mix = self.resid_mix.to(x.dtype)
         return mix[0] * x + mix[1] * x0
 
-    def attn_branch(self, x: Tensor, v_embed: Tensor | None = None) -> Tensor:
+    def attn_branch(self, x: Tensor, v_embed: Tensor | None = None, segments: Segments | None = None) -> Tensor:
         """attn_scale ⊙ Attn(norm(x) [· ln_scale])."""
         h = self.attn_norm(x)
         if self.ln_scale is not None:
             h = h * self.ln_scale
-        return self.attn_scale.to(x.dtype) * self.attn(h, v_embed)
+        return self.attn_scale.to(x.dtype) * self.attn(h, v_embed, segments)
 
     def mlp_branch(self, x: Tensor) -> Tensor:
         """mlp_scale ⊙ MLP(norm(x) [· ln_scale])."""
@@ -90,9 +91,10 @@ class Block(nn.Module):
             h = h * self.ln_scale
         return self.mlp_scale.to(x.dtype) * self.mlp(h)
 
-    def forward(self, x: Tensor, x0: Tensor, v_embed: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, x0: Tensor, v_embed: Tensor | None = None,
+                segments: Segments | None = None) -> Tensor:
         x = self.mix(x, x0)
-        x = x + self.attn_branch(x, v_embed)
+        x = x + self.attn_branch(x, v_embed, segments)
         return x + self.mlp_branch(x)
 
 
@@ -194,15 +196,22 @@ class GPT(nn.Module):
             x = self.smear(x)
         return x
 
+    def segments_for(self, input_ids: Tensor) -> Segments | None:
+        """Document segments of `input_ids` when model.attn_doc_mask is on, else None."""
+        if not self.cfg.attn_doc_mask:
+            return None
+        return segments_from_ids(input_ids, self.cfg.bos_id, self.cfg.attn_doc_mask_max_len)
+
     def hidden(self, input_ids: Tensor) -> Tensor:
         """Final-normed hidden states [B, T, d]."""
+        segments = self.segments_for(input_ids)
         x = self.embed(input_ids)
         x0 = x
         ve = self.value_embed(input_ids) if self.value_embed is not None else None
         schedule = self.schedule
         skips: list[Tensor] = []
         for layer in schedule.encoder:
-            x = self.blocks[layer](x, x0, self._value_embed_for(ve, layer))
+            x = self.blocks[layer](x, x0, self._value_embed_for(ve, layer), segments)
             skips.append(x)
         after = self.cfg.skip_placement == "after"
         lanes: tuple[Tensor, Tensor] | None = None
@@ -212,11 +221,11 @@ class GPT(nn.Module):
                 lane0, lane1 = lanes if lanes is not None else (x, x)
                 if skips:
                     lane0 = self._skip(lane0, skips.pop(), i)
-                lanes = self.parallel.step(self.blocks[layer], layer, lane0, lane1, x0, v_embed)
+                lanes = self.parallel.step(self.blocks[layer], layer, lane0, lane1, x0, v_embed, segments)
                 continue
             if skips and not after:
                 x = self._skip(x, skips.pop(), i)
-            x = self.blocks[layer](x, x0, v_embed)
+            x = self.blocks[layer](x, x0, v_embed, segments)
             if skips and after:
                 x = self._skip(x, skips.pop(), i)
         if lanes is not None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 DEVICES = ("auto", "cpu", "cuda")
 SWITCHES = ("auto", "on", "off")
 LOGGERS = ("wandb", "none")
+LOADERS = ("sequential", "doc_packing")
 
 
 @dataclass
@@ -25,12 +26,17 @@ class TrainerConfig:
     """torch.compile the model: auto (on for CUDA, off for CPU), on, off."""
     checkpoint: bool = True
     """Save checkpoint.pt (model, optimizer, step) in the run directory at the end."""
+    loader: str = "sequential"
+    """Training batches: sequential (official DistributedTokenLoader, [B, seq_len] rows) or doc_packing (one
+    packed row per rank from the first BOS of each shard, 2026-04-27 record; golf.data.packing)."""
 
     def __post_init__(self) -> None:
         if self.train_seq_len < 1 or self.train_batch_tokens < 1 or self.grad_accum_base < 1:
             raise ValueError("trainer.train_seq_len, train_batch_tokens and grad_accum_base must be >= 1")
         if self.device not in DEVICES:
             raise ValueError(f"trainer.device={self.device!r}; allowed: {', '.join(DEVICES)}")
+        if self.loader not in LOADERS:
+            raise ValueError(f"trainer.loader={self.loader!r}; allowed: {', '.join(LOADERS)}")
         if self.compile not in SWITCHES:
             raise ValueError(f"trainer.compile={self.compile!r}; allowed: {', '.join(SWITCHES)}")
 

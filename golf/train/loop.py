@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from golf.data.loader import DistributedTokenLoader
+from golf.data.packing import DocumentPackingLoader
 from golf.errors import ConfigError
 from golf.eval.bpb import load_tokenizer
 from golf.eval.standard import autocast_for, evaluate_standard
@@ -139,7 +140,9 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
              f"max_wallclock_seconds:{cfg.schedule.max_wallclock_seconds:.3f}")
     log.info(f"seed:{cfg.seed}")
 
-    def new_loader() -> DistributedTokenLoader:
+    def new_loader() -> DistributedTokenLoader | DocumentPackingLoader:
+        if t.loader == "doc_packing":
+            return DocumentPackingLoader(cfg.data.train_glob(), ctx.rank, ctx.world_size, device, cfg.model.bos_id)
         return DistributedTokenLoader(cfg.data.train_glob(), ctx.rank, ctx.world_size, device)
 
     def train_step(loader: DistributedTokenLoader) -> torch.Tensor:
