@@ -101,6 +101,12 @@ class ModelConfig:
     """relu2 (baseline) | leaky_relu2: leaky_relu(x, mlp_leaky_slope)² (PR #493)."""
     mlp_leaky_slope: float = 0.5
     """Negative slope of leaky_relu2."""
+    fused_mlp: bool = False
+    """leaky_relu2 through the fused Triton activation kernel on CUDA (PR #1530 fused LeakyReLU² MLP; exact
+    PyTorch formula elsewhere; golf.model.kernels)."""
+    fused_ce: bool = False
+    """Training loss through the fused softcapped cross-entropy Triton kernel on CUDA (PR #1787 FUSED_CE_ENABLED;
+    training forward only, as the record; exact PyTorch formula elsewhere; golf.model.kernels)."""
 
     # --- attention options ------------------------------------------------------------------------------------
     rope_dims: int = 0

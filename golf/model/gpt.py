@@ -23,6 +23,7 @@ from golf.model.config import ModelConfig
 from golf.model.embeddings import BigramHashEmbedding, FactoredProjections, ValueEmbedding
 from golf.model.gates import SmearGateV1, SmearGateV2
 from golf.model.init import init_weights
+from golf.model.kernels import leaky_relu2, softcapped_cross_entropy
 from golf.model.layers import CastedLinear, RMSNorm, rms_norm
 from golf.model.parallel import ParallelLanes
 from golf.model.recurrence import LayerSchedule, layer_schedules
@@ -35,8 +36,10 @@ class MLP(nn.Module):
     act = relu(x)² (modded-nanogpt, baseline) or leaky_relu(x, slope)² (PR #493, records 03-23 onward).
     """
 
-    def __init__(self, dim: int, hidden: int, activation: str = "relu2", leaky_slope: float = 0.5):
+    def __init__(self, dim: int, hidden: int, activation: str = "relu2", leaky_slope: float = 0.5,
+                 fused: bool = False):
         super().__init__()
+        self.fused = fused
         self.fc = CastedLinear(dim, hidden, bias=False)
         self.proj = CastedLinear(hidden, dim, bias=False)
         self.proj._zero_init = True
@@ -46,6 +49,8 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.fc(x)
         if self.activation == "leaky_relu2":
+            if self.fused:
+                return self.proj(leaky_relu2(h, self.leaky_slope))
             return self.proj(F.leaky_relu(h, negative_slope=self.leaky_slope).square())
         return self.proj(torch.relu(h).square())
 
@@ -66,7 +71,7 @@ class Block(nn.Module):
             dim, cfg.num_heads, cfg.num_kv_heads, cfg.rope_base, cfg.qk_gain_init, backend=cfg.attention_backend,
             rope_dims=cfg.rope_dims, xsa=layer >= cfg.num_layers - cfg.xsa_last_n, gate=cfg.attn_gate,
             gate_width=cfg.attn_gate_width, gate_scale=cfg.attn_gate_scale, gate_init_std=cfg.attn_gate_init_std)
-        self.mlp = MLP(dim, cfg.mlp_hidden, cfg.mlp_activation, cfg.mlp_leaky_slope)
+        self.mlp = MLP(dim, cfg.mlp_hidden, cfg.mlp_activation, cfg.mlp_leaky_slope, cfg.fused_mlp)
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
@@ -238,14 +243,17 @@ class GPT(nn.Module):
     def _value_embed_for(self, ve: Tensor | None, layer: int) -> Tensor | None:
         return None if ve is None else self.value_embed.for_layer(ve, layer)
 
+    def project_raw(self, h: Tensor) -> Tensor:
+        """Pre-softcap logits z from hidden states [..., d] -> [..., V] (the activation dtype)."""
+        if self.lm_head is not None:
+            return self.lm_head(h)
+        if self.factored is not None:
+            h = self.factored.head_proj(h)
+        return F.linear(h, self.tok_emb.weight)
+
     def project(self, h: Tensor) -> Tensor:
         """Softcapped logits (fp32) from hidden states [..., d] -> [..., V]."""
-        if self.lm_head is not None:
-            z = self.lm_head(h)
-        else:
-            if self.factored is not None:
-                h = self.factored.head_proj(h)
-            z = F.linear(h, self.tok_emb.weight)
+        z = self.project_raw(h)
         c = self.cfg.logit_softcap
         return (c * torch.tanh(z / c)).float()
 
@@ -259,5 +267,8 @@ class GPT(nn.Module):
                                reduction="none").view_as(target_ids)
 
     def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
+        if self.cfg.fused_ce and self.training:
+            z = self.project_raw(self.hidden(input_ids))
+            return softcapped_cross_entropy(z.reshape(-1, z.size(-1)), target_ids.reshape(-1), self.cfg.logit_softcap)
         logits = self.logits(input_ids)
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1), reduction="mean")
