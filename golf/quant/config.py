@@ -138,6 +138,10 @@ class GPTQConfig:
     """Columns quantized per block before the lazy error update of the remaining columns."""
     act_order: bool = True
     """Quantize columns in descending diag(H) order (act-order)."""
+    calibrate_in_training: bool = False
+    """The training process collects the Hessians right after training (inside schedule.gptq_reserve_seconds,
+    as the 2026-04-27 record) and saves run_dir/hessians.pt; export then reads no training data
+    (golf.quant.calibrate)."""
 
 
 @dataclass

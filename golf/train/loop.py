@@ -29,6 +29,7 @@ from golf.eval.standard import autocast_for, evaluate_standard
 from golf.evaluate import load_val_data
 from golf.model import build_model, cast_for_device, count_params
 from golf.optim import apply_lr_scale, build_optimizers, lr_multiplier, muon_momentum_at, set_muon_momentum
+from golf.quant.calibrate import calibrate_for_export, save_hessians
 from golf.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from golf.train.dist import DistContext, all_reduce_max, init_distributed, teardown
 from golf.train.hooks import build_hooks
@@ -252,6 +253,8 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
         "ms_per_step": train_ms / max(step, 1), "val_tokens": last_val.tokens, "val_bytes": last_val.bytes,
         "world_size": ctx.world_size, "device": device.type,
     }
+    if cfg.quant.gptq.calibrate_in_training and cfg.quant.uses_gptq() and ctx.is_main:
+        metrics.update(_calibrate_in_training(cfg, base_model, device, info.run_dir))
     if ctx.is_main:
         write_json(info.run_dir / METRICS_NAME, metrics)
         if t.checkpoint:
@@ -259,6 +262,20 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
     log.info(f"final val_loss:{metrics['val_loss']:.4f} val_bpb:{metrics['val_bpb']:.4f} steps:{step} "
              f"train_time:{train_ms:.0f}ms params:{n_params}")
     return metrics, base_model
+
+
+def _calibrate_in_training(cfg, model: nn.Module, device: torch.device, run_dir) -> dict:
+    """GPTQ Hessians from training batches on the final weights, saved for export (golf.quant.calibrate)."""
+    t = cfg.trainer
+    hessians, secs = calibrate_for_export(model, cfg.data.train_glob(), cfg.quant, t.train_seq_len,
+                                          t.train_batch_tokens, device, autocast=lambda: autocast_for(device))
+    save_hessians(run_dir, hessians, secs)
+    reserve = cfg.schedule.gptq_reserve_seconds
+    log.info(f"gptq: collected {len(hessians)} Hessians in {secs:.2f}s inside training "
+             f"(schedule.gptq_reserve_seconds={reserve:g})")
+    if reserve > 0 and secs > reserve:
+        log.warning(f"gptq: calibration took {secs:.2f}s, more than the reserved {reserve:g}s")
+    return {"gptq_calibration_s": secs, "gptq_reserve_s": reserve}
 
 
 def _log_train(step, sched, loss, scale, approx_ms, tokens_per_step, cap_ms, tracker, optimizers) -> None:
