@@ -20,6 +20,7 @@ from golf.data.loader import load_validation_byte_sidecar, load_validation_token
 from golf.errors import GolfError
 from golf.eval.bpb import ByteLUTs, build_byte_luts, load_tokenizer
 from golf.eval.config import EVAL_MODES, EvalConfig
+from golf.eval.phased_ttt import evaluate_phased_ttt
 from golf.eval.sliding import evaluate_sliding
 from golf.eval.standard import EvalResult, evaluate_standard
 from golf.eval.ttt import evaluate_ttt
@@ -114,8 +115,9 @@ def run_evaluation(model: nn.Module, val: ValData, cfg: EvalConfig, device: torc
     mode = mode or cfg.mode
     t0 = time.perf_counter()
     common = dict(rank=rank, world_size=world_size, device=device, progress=progress)
-    if val.byte_sidecar is not None and mode != "standard":
-        raise GolfError(f"eval mode {mode!r} does not count bytes from the CaseOps byte sidecar yet; use standard")
+    if val.byte_sidecar is not None and mode not in ("standard", "phased_ttt"):
+        raise GolfError(f"eval mode {mode!r} does not count bytes from the CaseOps byte sidecar yet; "
+                        "use standard or phased_ttt")
     if mode == "standard":
         if cfg.doc_aware:
             log.info("eval.doc_aware applies to sliding and ttt; standard stays the official evaluation")
@@ -124,6 +126,9 @@ def run_evaluation(model: nn.Module, val: ValData, cfg: EvalConfig, device: torc
     elif mode == "sliding":
         result = evaluate_sliding(model, val.tokens, val.luts, val.seq_len, cfg.stride, cfg.batch_tokens,
                                   cfg.doc_aware, val.bos_id, **common)
+    elif mode == "phased_ttt":
+        result = evaluate_phased_ttt(model, val.tokens, val.luts, val.seq_len, cfg.phased, val.bos_id,
+                                     val.byte_sidecar, device=device)
     elif mode == "ttt":
         result = evaluate_ttt(model, val.tokens, val.luts, val.seq_len, cfg.stride, cfg.batch_tokens, cfg.ttt,
                               cfg.doc_aware, val.bos_id, **common)
