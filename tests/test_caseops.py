@@ -24,8 +24,8 @@ from golf.data.prepare import PrepareError, prepare_shards
 from golf.data.shards import read_shard
 from golf.errors import GolfError
 from golf.eval.bpb import bits_per_byte
+from golf.eval.data import load_val_data
 from golf.eval.standard import evaluate_standard
-from golf.evaluate import load_val_data
 from golf.model import build_model
 from golf.model.config import ModelConfig
 

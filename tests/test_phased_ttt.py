@@ -9,7 +9,8 @@ import torch
 from record_0427 import load_record_module, record_hparams
 
 from golf.data.loader import load_validation_tokens
-from golf.eval.bpb import build_byte_luts, load_tokenizer
+from golf.data.tokenizer import load_tokenizer
+from golf.eval.bpb import build_byte_luts
 from golf.eval.config import EvalConfig, PhasedTTTConfig
 from golf.eval.phased_ttt import batch_order, chunk_window, evaluate_phased_ttt, find_documents
 from golf.model import build_model

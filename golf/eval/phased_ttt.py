@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from golf.device import autocast_for
 from golf.eval.bpb import ByteLUTs, bits_per_byte, token_bytes
 from golf.eval.config import PhasedTTTConfig
-from golf.eval.standard import EvalResult, autocast_for
+from golf.eval.standard import EvalResult
 from golf.eval.windows import EvalModeError
 
 
@@ -258,8 +259,9 @@ def evaluate_phased_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, se
             if len(scored) >= bounds[phase]:
                 chosen = sorted(scored, key=lambda s: (s[0], s[1]))[: bounds[phase]]
                 lora.remove()
-                global_steps += global_sgd(base, torch.cat([tokens[s: s + n] for _, _, s, n in chosen]), cfg,
-                                           seq_len, device)
+                if chosen:  # a phase boundary of 0 documents trains on nothing (as the record)
+                    global_steps += global_sgd(base, torch.cat([tokens[s: s + n] for _, _, s, n in chosen]), cfg,
+                                               seq_len, device)
                 if callback is not None:
                     callback("global", bidx, phase)
                 lora, opt = _new_adapters(base, cfg.doc_batch, cfg, gen)
@@ -270,3 +272,10 @@ def evaluate_phased_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, se
                       details={"documents": len(docs), "batches": len(order), "phases": phase,
                                "phase_boundaries": bounds, "lora_steps": lora_steps, "global_steps": global_steps,
                                "chunk_tokens": chunk, "seq_len": seq_len})
+
+
+def score(model: nn.Module, val, cfg, ctx) -> EvalResult:
+    """eval mode `phased_ttt` (golf.eval.run): `evaluate_phased_ttt` with cfg.phased on val (golf.eval.data.ValData,
+    its byte sidecar when the data has one)."""
+    return evaluate_phased_ttt(model, val.tokens, val.luts, val.seq_len, cfg.phased, val.bos_id, val.byte_sidecar,
+                               device=ctx.device)

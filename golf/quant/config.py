@@ -34,6 +34,14 @@ METHODS: tuple[str, ...] = ("rtn", "gptq")
 PACKINGS: tuple[str, ...] = ("auto", "int8", "bitpack")
 FIT_METRICS: tuple[str, ...] = ("loss", "recon")
 BEST_CODEC = "best"
+SCHEME_NAMES: tuple[str, ...] = ("int8", "none", "mixed")
+"""Quantization schemes (golf.quant.int8.SCHEMES registers their implementations; a test keeps both equal)."""
+CODEC_LEVELS: dict[str, tuple[int | None, int | None, int | None]] = {
+    "zlib": (9, -1, 9), "zstd": (22, 1, 22), "lzma": (9, 0, 9), "lzma_extreme": (9, 0, 9), "brotli": (11, 0, 11),
+    "none": (None, None, None),
+}
+"""Codec name -> (default level, min level, max level); None = level-less. golf.quant.compress builds its
+CODECS from this table, so the config checks names and levels without importing the codec libraries."""
 PERGROUP_CODEC = "pergroup"
 """Per-group lrzip/brotli of the payload with the L1 row sort (golf.quant.pergroup; 2026-04-27 record)."""
 # Record 03-22 (GPTQ-lite, train_gpt.py quantize_int6_per_row): row quantiles 0.999, 0.9995, 0.9999, 0.99999, 1.0.
@@ -47,6 +55,18 @@ class QuantConfigError(GolfError, ValueError):
 def _check_choice(owner: str, key: str, value: object, allowed: tuple[str, ...] | list[str]) -> None:
     if value not in allowed:
         raise QuantConfigError(f"{owner}.{key}={value!r} is not one of {sorted(allowed)}")
+
+
+def check_codec_level(codec: str, level: int | None, key: str = "quant.level") -> int | None:
+    """The effective level of `codec` (its default when None). Raises QuantConfigError outside its range."""
+    default, lo, hi = CODEC_LEVELS[codec]
+    if lo is None or hi is None:
+        return None
+    if level is None:
+        return default
+    if isinstance(level, bool) or not isinstance(level, int) or not lo <= level <= hi:
+        raise QuantConfigError(f"{key}={level!r} is not an int in [{lo}, {hi}] (codec {codec!r})")
+    return level
 
 
 def _check(ok: bool, key: str, value: object, why: str) -> None:
@@ -221,18 +241,13 @@ class QuantConfig:
     """Name suffixes of the attention-gate weights that gate_int8 stores as int8."""
 
     def __post_init__(self) -> None:
-        # Lazy: the registries' modules import this one.
-        import golf.quant.intn  # noqa: F401  (registers scheme "mixed")
-        from golf.quant.compress import CODECS
-        from golf.quant.int8 import SCHEMES
-
-        _check_choice("quant", "scheme", self.scheme, list(SCHEMES))
-        _check_choice("quant", "codec", self.codec, [*CODECS, BEST_CODEC, PERGROUP_CODEC])
+        _check_choice("quant", "scheme", self.scheme, list(SCHEME_NAMES))
+        _check_choice("quant", "codec", self.codec, [*CODEC_LEVELS, BEST_CODEC, PERGROUP_CODEC])
         _check_choice("quant", "keep_float_dtype", self.keep_float_dtype, FLOAT_STORE_DTYPES)
         _check_choice("quant", "scale_dtype", self.scale_dtype, FLOAT_STORE_DTYPES)
         _check_choice("quant", "packing", self.packing, PACKINGS)
         if self.codec not in (BEST_CODEC, PERGROUP_CODEC):
-            CODECS[self.codec].check_level(self.level)
+            check_codec_level(self.codec, self.level)
         _check(0.0 < float(self.clip_percentile) <= 100.0, "quant.clip_percentile", self.clip_percentile,
                "is not in (0, 100]")
         _check(int(self.keep_float_max_numel) >= 0, "quant.keep_float_max_numel", self.keep_float_max_numel,
@@ -292,8 +307,6 @@ class BudgetConfig:
     """Codec used to predict group sizes; empty = quant.codec (zstd when quant.codec=best)."""
 
     def __post_init__(self) -> None:
-        from golf.quant.compress import CODECS
-
         _check_choice("budget", "code_mode", self.code_mode, CODE_MODES)
         _check(int(self.target_bytes) > 0, "budget.target_bytes", self.target_bytes, "must be positive")
         _check_choice("budget", "fit_metric", self.fit_metric, FIT_METRICS)
@@ -303,4 +316,4 @@ class BudgetConfig:
             _check_choice("budget", "fit_groups", g, [x for x in GROUP_NAMES if x != "small"])
         _check(self.fit_batches >= 1, "budget.fit_batches", self.fit_batches, "must be >= 1")
         if self.fit_codec:
-            _check_choice("budget", "fit_codec", self.fit_codec, list(CODECS))
+            _check_choice("budget", "fit_codec", self.fit_codec, list(CODEC_LEVELS))
