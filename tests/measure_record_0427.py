@@ -38,7 +38,8 @@ from test_record_0427 import record_state_dict  # noqa: E402
 from golf.data.config import DataConfig  # noqa: E402
 from golf.data.shards import read_shard  # noqa: E402
 from golf.eval.config import EvalConfig, PhasedTTTConfig, TTTConfig  # noqa: E402
-from golf.evaluate import load_for_eval, load_val_data, run_evaluation  # noqa: E402
+from golf.eval.data import load_val_data  # noqa: E402
+from golf.eval.run import EvalContext, run_evaluation  # noqa: E402
 from golf.export_run import export_run  # noqa: E402
 from golf.model import build_model  # noqa: E402
 from golf.model.config import ModelConfig  # noqa: E402
@@ -46,6 +47,7 @@ from golf.quant.artifact import write_artifact  # noqa: E402
 from golf.quant.config import LQERConfig  # noqa: E402
 from golf.quant.gptq import calibration_batches, collect_hessians  # noqa: E402
 from golf.quant.int8 import quantize_state_dict  # noqa: E402
+from golf.train.load import load_for_eval  # noqa: E402
 
 VARIANT = "sp8192_lossless_caps_caseops_v1_reserved"
 CPU = torch.device("cpu")
@@ -142,19 +144,13 @@ def cpu_tiny_run(root: Path, work: Path, steps: int) -> Path:
 
 
 def exports(run: Path) -> dict:
-    from golf.export_run import run_quant_config
-    from golf.quant.config import BudgetConfig
-
-    run_cfg = json.loads(json.dumps(torch.load(run / "checkpoint.pt", weights_only=True)["config"]))
-    quant = run_quant_config(run_cfg)
+    run_cfg = load_for_eval(run / "checkpoint.pt", CPU).run_config
+    quant = run_cfg.quant
     ev = EvalConfig(mode="standard", max_tokens=8192, batch_tokens=8192)
-    from golf.config import build_dataclass
-
-    budget = build_dataclass(BudgetConfig, run_cfg["budget"], "budget.")
     out = {}
     for name, q in (("lqer", quant), ("no_lqer", dataclasses.replace(quant, lqer=LQERConfig(enabled=False))),
                     ("brotli11", dataclasses.replace(quant, codec="brotli", level=11))):
-        r = export_run(run, q, budget, ev, CPU, out=run / f"model_{name}.golf")
+        r = export_run(run, q, run_cfg.budget, ev, CPU, out=run / f"model_{name}.golf")
         out[name] = {"artifact_bytes": r["artifact_bytes"], "pre_bpb": r["pre_quant"]["val_bpb"],
                      "post_bpb": r["val_bpb"], "gap_bpb": r["quant_gap_bpb"], "codec": r["codec"]}
     return out
@@ -172,7 +168,7 @@ def ttt_compare(root: Path, run: Path) -> dict:
         if transform == "identity":  # eval=ttt counts bytes with the LUTs only
             modes["ttt"] = EvalConfig(mode="ttt", stride=128, ttt=TTTConfig(chunk_tokens=2048))
         for mode, ev in modes.items():
-            r = run_evaluation(loaded.model, val, ev, CPU, progress=False)
+            r = run_evaluation(loaded.model, val, ev, EvalContext(CPU))
             out[f"{mode}_{'original_bytes' if transform != 'identity' else 'token_bytes'}"] = {
                 "val_bpb": r.val_bpb, "tokens": r.tokens, "bytes": r.bytes, "seconds": r.seconds}
     return out
