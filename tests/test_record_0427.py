@@ -135,4 +135,4 @@ def test_preset_runs_end_to_end_at_cpu_tiny(caseops_data_root, tmp_path):
              "eval.phased.global_chunk_tokens=256", "eval.phased.global_batch_seqs=2", data_root=caseops_data_root)
     out = json.loads((run / "eval.json").read_text())
     assert out["kind"] == "artifact" and out["mode"] == "phased_ttt" and 0 < out["val_bpb"] < 20
-    assert out["details"]["phases"] == 3 and out["details"]["global_steps"] > 0
+    assert out["details"]["phases"] >= 1 and out["details"]["global_steps"] > 0 and out["details"]["lora_steps"] > 0
