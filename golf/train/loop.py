@@ -128,7 +128,8 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
     hooks = build_hooks(cfg)
     for hook in hooks:
         hook.on_model_built(base_model)
-    compiled = _maybe_compile(base_model, t.compile, device)
+    # Document segments come from the token ids at run time (golf.model.varlen), a graph break under compile.
+    compiled = _maybe_compile(base_model, t.compile, device, fullgraph=not cfg.model.attn_doc_mask)
     model: nn.Module = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None,
                            broadcast_buffers=False) if ctx.distributed else compiled
     optimizers = build_optimizers(base_model, cfg.optim, cfg.model.tie_embeddings, rank=ctx.rank,
@@ -295,9 +296,9 @@ def _log_train(step, sched, loss, scale, approx_ms, tokens_per_step, cap_ms, tra
                  "train/ms_per_step": ms_per_step}, step)
 
 
-def _maybe_compile(model: nn.Module, switch: str, device: torch.device) -> nn.Module:
+def _maybe_compile(model: nn.Module, switch: str, device: torch.device, fullgraph: bool = True) -> nn.Module:
     if switch == "on" or (switch == "auto" and device.type == "cuda"):
-        return torch.compile(model, dynamic=False, fullgraph=True)
+        return torch.compile(model, dynamic=False, fullgraph=fullgraph)
     return model
 
 
