@@ -150,3 +150,18 @@ def test_lrzip_artifact_without_lrzip_fails_in_one_line(case, tmp_path, monkeypa
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ArtifactError, match="install lrzip"):
         read_artifact(tmp_path / "m.golf")
+
+
+@pytest.mark.parametrize("seed", [33, 34])
+def test_gptq_codes_equal_record_on_rank_deficient_hessians(seed):
+    """Real Hessians are rank deficient (fewer calibration tokens than columns) and ill-conditioned; the damping
+    must be computed exactly as the record (mean of the contiguous diagonal, sorted after damping)."""
+    tg = load_record_module("train_gpt")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(512, 1536, generator=gen) * torch.rand(1536, generator=gen).square()
+    h = x.T @ x / 512
+    w = torch.randn(96, 1536, generator=gen) * 0.02
+    q_rec, s_rec = tg.gptq_quantize_weight(w, h, clip_sigmas=11.5, clip_range=31)
+    from golf.quant.gptq import gptq_quantize
+
+    assert torch.equal(gptq_quantize("w", w, h, s_rec.float(), 31, GPTQConfig()), q_rec)

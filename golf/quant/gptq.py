@@ -44,7 +44,7 @@ def _damped_order_and_factor(name: str, h: Tensor, damp: float, act_order: bool)
     can tie or swap close entries), exactly as the 2026-04-27 record's gptq_quantize_weight, so the codes are
     bit-identical; retries with 10x and 100x damping (the record has no retry) when H is not positive definite.
     """
-    mean_diag = h.diagonal().mean()
+    mean_diag = h.diag().mean()  # a contiguous copy: the mean of the strided view rounds differently
     for factor in (1.0, 10.0, 100.0):
         damped = h.clone()
         damped.diagonal().add_(damp * factor * mean_diag)
