@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from golf.data.loader import ValidationTooShortError, _load, shard_files
+from golf.data.loader import DistributedTokenLoader, ValidationTooShortError, _load, shard_files
 
 
 class DocumentPackingLoader:
@@ -33,6 +33,7 @@ class DocumentPackingLoader:
         self.files = shard_files(pattern)
         self.file_idx = 0
         self._open(0)
+        self.stream = self  # the trainer's resume point reads loader.stream.state_dict()
 
     def _open(self, idx: int) -> None:
         self.file_idx = idx
@@ -57,3 +58,25 @@ class DocumentPackingLoader:
         buf = self.tokens[start: start + span].to(torch.int64)
         self.cursor += need
         return buf[None, :-1].to(self.device), buf[None, 1:].to(self.device)
+
+    def state_dict(self) -> dict[str, int]:
+        """Position: {"file_idx": shard index, "cursor": next token of that shard}."""
+        return {"file_idx": self.file_idx, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume from state_dict(); raises ValueError for a position outside the shards."""
+        idx, cursor = int(state["file_idx"]), int(state["cursor"])
+        if not 0 <= idx < len(self.files):
+            raise ValueError(f"DocumentPackingLoader state file_idx={idx} outside [0, {len(self.files)})")
+        self._open(idx)
+        if not 0 <= cursor <= self.tokens.numel():
+            raise ValueError(f"DocumentPackingLoader state cursor={cursor} outside [0, {self.tokens.numel()}]")
+        self.cursor = cursor
+
+
+def train_loader(kind: str, pattern: str, rank: int, world_size: int, device: torch.device,
+                 bos_id: int = 1) -> DistributedTokenLoader | DocumentPackingLoader:
+    """trainer.loader: "sequential" (official DistributedTokenLoader) or "doc_packing" (DocumentPackingLoader)."""
+    if kind == "doc_packing":
+        return DocumentPackingLoader(pattern, rank, world_size, device, bos_id)
+    return DistributedTokenLoader(pattern, rank, world_size, device)

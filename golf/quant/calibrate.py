@@ -10,6 +10,7 @@ reading training data again, so no training data is touched after the training p
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from golf.device import autocast_for
 from golf.errors import GolfError
 from golf.quant.config import QuantConfig
 from golf.quant.fitter import with_group_bits
@@ -25,6 +27,7 @@ from golf.quant.gptq import calibration_batches, collect_hessians
 from golf.quant.groups import tensor_group
 
 HESSIANS_NAME = "hessians.pt"
+log = logging.getLogger("golf.quant")
 
 
 def gptq_names(state: dict, quant: QuantConfig) -> set[str]:
@@ -76,3 +79,19 @@ def load_hessians(run_dir: str | Path) -> tuple[dict, float] | None:
         return dict(blob["hessians"]), float(blob["seconds"])
     except (OSError, RuntimeError, KeyError, TypeError) as exc:
         raise GolfError(f"{path}: cannot read calibration Hessians ({exc})") from None
+
+
+def calibrate_in_training(cfg, model: nn.Module, device: torch.device, run_dir: str | Path) -> dict:
+    """The end of training (rank 0, quant.gptq.calibrate_in_training): Hessians on the final weights from the
+    first training batches, saved to run_dir/hessians.pt. Returns the metrics to report: gptq_calibration_s and
+    the reserve it should fit in (schedule.gptq_reserve_seconds); logs a warning when it does not."""
+    t = cfg.trainer
+    hessians, secs = calibrate_for_export(model, cfg.data.train_glob(), cfg.quant, t.train_seq_len,
+                                          t.train_batch_tokens, device, autocast=lambda: autocast_for(device))
+    save_hessians(run_dir, hessians, secs)
+    reserve = cfg.schedule.gptq_reserve_seconds
+    log.info(f"gptq: collected {len(hessians)} Hessians in {secs:.2f}s inside training "
+             f"(schedule.gptq_reserve_seconds={reserve:g})")
+    if reserve > 0 and secs > reserve:
+        log.warning(f"gptq: calibration took {secs:.2f}s, more than the reserved {reserve:g}s")
+    return {"gptq_calibration_s": secs, "gptq_reserve_s": reserve}
