@@ -49,12 +49,15 @@ class EvalResult:
 
 def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: int, batch_tokens: int,
                       rank: int = 0, world_size: int = 1, grad_accum_steps: int = 1,
-                      device: torch.device | None = None, progress: bool = False) -> EvalResult:
+                      device: torch.device | None = None, progress: bool = False,
+                      byte_sidecar: Tensor | None = None) -> EvalResult:
     """Score every token of `val_tokens` (1-D, length k*seq_len + 1) in non-overlapping windows.
 
     Each rank takes a contiguous range of windows (`seq_start = total*r/W`) and processes
     batch_tokens // (world_size * grad_accum_steps) tokens per forward. The model must return the mean
     cross-entropy (nats) for `model(x, y)`. Loss sums are accumulated in fp64 and all-reduced.
+    `byte_sidecar` (int, shape [len(val_tokens)], CaseOps): bytes of target i+1 are byte_sidecar[i+1]
+    instead of the LUT count (2026-04-27 record `eval_val`).
     Raises ValueError when a batch would hold less than one window per rank.
     """
     device = device or next(model.parameters()).device
@@ -79,7 +82,10 @@ def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_
             x, y = local[:-1].reshape(-1, seq_len), local[1:].reshape(-1, seq_len)
             with autocast_for(device):
                 batch_loss = model(x, y).detach()
-            acc.add(batch_loss.double() * y.numel(), x, y)
+            tb = None
+            if byte_sidecar is not None:
+                tb = byte_sidecar[s * seq_len + 1: e * seq_len + 1].reshape(-1, seq_len)
+            acc.add(batch_loss.double() * y.numel(), x, y, tb)
             bar.update((e - s) * seq_len)
     model.train(was_training)
     acc.all_reduce()
@@ -101,17 +107,19 @@ def score(model: nn.Module, val, cfg, ctx) -> EvalResult:
     if cfg.doc_aware:
         log.info("eval.doc_aware applies to sliding and ttt; standard stays the official evaluation")
     return evaluate_standard_exact(model, val.tokens, val.luts, val.seq_len, cfg.batch_tokens, ctx.rank,
-                                   ctx.world_size, ctx.device, ctx.progress, ctx.target_losses)
+                                   ctx.world_size, ctx.device, ctx.progress, ctx.target_losses, val.byte_sidecar)
 
 
 def evaluate_standard_exact(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: int, batch_tokens: int,
                             rank: int = 0, world_size: int = 1, device: torch.device | None = None,
-                            progress: bool = False, target_losses: Tensor | None = None) -> EvalResult:
+                            progress: bool = False, target_losses: Tensor | None = None,
+                            byte_sidecar: Tensor | None = None) -> EvalResult:
     """The official windows of `val_tokens` (1-D, k*seq_len + 1 ids) scored per token with exact sums.
 
     Rank r scores windows [k r / W, k (r + 1) / W) (official split), batch_tokens // (W * seq_len) per forward,
     through the model's `token_losses`; sums on the 2**-20 grid (golf.eval.bpb.on_grid) are all-reduced.
-    target_losses: optional float64 [N] receiving this rank's per-target losses (nats).
+    target_losses: optional float64 [N] receiving this rank's per-target losses (nats). byte_sidecar (CaseOps,
+    int [N + 1]): bytes of target j are byte_sidecar[j + 1] instead of the LUT count.
     Raises EvalModeError for a model without token_losses.
     """
     device = device or next(model.parameters()).device
@@ -120,7 +128,7 @@ def evaluate_standard_exact(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs
     n = tokens.numel() - 1
     full = plan_range(np.array([[0, n]], dtype=np.int64), 0, n, seq_len, seq_len)
     plan = full.rank_slice(rank, world_size)
-    sums = ScoreSums(luts, device, target_losses)
+    sums = ScoreSums(luts, device, target_losses, byte_sidecar)
     was_training = model.training
     model.eval()
     with tqdm(total=plan.num_targets, desc="eval standard", unit="tok", unit_scale=True, leave=False,

@@ -205,8 +205,10 @@ class ScoreSums:
     the targets each rank scored.
     """
 
-    def __init__(self, luts: ByteLUTs, device: torch.device, target_losses: Tensor | None = None):
+    def __init__(self, luts: ByteLUTs, device: torch.device, target_losses: Tensor | None = None,
+                 byte_sidecar: Tensor | None = None):
         self.luts = luts.to(device)
+        self.byte_sidecar = byte_sidecar  # CaseOps: bytes of target j = byte_sidecar[j + 1] (int, [N + 1])
         self.loss = torch.zeros((), dtype=torch.float64, device=device)
         self.tokens = torch.zeros((), dtype=torch.float64, device=device)
         self.bytes = torch.zeros((), dtype=torch.float64, device=device)
@@ -218,7 +220,11 @@ class ScoreSums:
         picked = on_grid(nll[score])
         self.loss += picked.sum()
         self.tokens += picked.numel()
-        self.bytes += token_bytes(x[score], y[score], self.luts).double().sum()
+        if self.byte_sidecar is not None:
+            targets = torch.from_numpy(plan.scored_targets()) + 1
+            self.bytes += self.byte_sidecar[targets].to(self.bytes.device, torch.float64).sum()
+        else:
+            self.bytes += token_bytes(x[score], y[score], self.luts).double().sum()
         if self.target_losses is not None:
             self.target_losses[torch.from_numpy(plan.scored_targets())] = picked.detach().cpu()
         return picked.numel()

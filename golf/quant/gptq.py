@@ -7,7 +7,7 @@ through the inverse Hessian H^-1, H = X^T X / tokens:
 
 1. dead columns (diag H == 0) get H_jj = 1 and W_:j = 0;
 2. damping: H += damp * mean(diag H) * I;
-3. act-order (optional): columns permuted by descending diag H;
+3. act-order (optional): columns permuted by descending diag of the damped H;
 4. U = upper Cholesky factor of H^-1 (H^-1 = U^T U);
 5. blocks of ``block_size`` columns: q_j = clamp(round(w_j / s), -qmax, qmax) with the per-row scales s chosen
    beforehand by the group's clip rule; err_j = (w_j - q_j s) / U_jj; w_{j+1..} -= err_j U_{j, j+1..} inside
@@ -37,14 +37,21 @@ class GPTQError(GolfError, ValueError):
     """A Hessian is malformed or cannot be inverted even after extra damping; names the tensor."""
 
 
-def _inverse_cholesky_upper(name: str, h: Tensor, damp: float) -> Tensor:
-    """Upper Cholesky factor of (H + damp * mean(diag H) I)^-1; retries with 10x, 100x damping."""
-    mean_diag = float(h.diagonal().mean())
-    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+def _damped_order_and_factor(name: str, h: Tensor, damp: float, act_order: bool) -> tuple[Tensor, Tensor]:
+    """(column order, upper Cholesky factor U of (H + damp * mean(diag H) I)[order][:, order]^-1).
+
+    The damping is added to the diagonal in H's dtype before act-order sorts the DAMPED diagonal (fp32 rounding
+    can tie or swap close entries), exactly as the 2026-04-27 record's gptq_quantize_weight, so the codes are
+    bit-identical; retries with 10x and 100x damping (the record has no retry) when H is not positive definite.
+    """
+    mean_diag = h.diag().mean()  # a contiguous copy: the mean of the strided view rounds differently
     for factor in (1.0, 10.0, 100.0):
+        damped = h.clone()
+        damped.diagonal().add_(damp * factor * mean_diag)
+        order = torch.argsort(damped.diagonal(), descending=True) if act_order else torch.arange(h.shape[0])
         try:
-            lower = torch.linalg.cholesky(h + (damp * factor * mean_diag) * eye)
-            return torch.linalg.cholesky(torch.cholesky_inverse(lower), upper=True)
+            lower = torch.linalg.cholesky(damped[order][:, order])
+            return order, torch.linalg.cholesky(torch.cholesky_inverse(lower), upper=True)
         except torch.linalg.LinAlgError:
             log.info(f"gptq: {name}: Hessian not positive definite at damp {damp * factor:g}; retrying")
     raise GPTQError(f"gptq: Hessian of {name!r} is not positive definite even with damp {damp * 100:g}")
@@ -71,9 +78,8 @@ def gptq_quantize(name: str, w: Tensor, hessian: Tensor, scale: Tensor, qmax: in
     dead = h.diagonal() == 0
     h[dead, dead] = 1.0
     W[:, dead] = 0.0
-    perm = torch.argsort(h.diagonal(), descending=True) if cfg.act_order else torch.arange(cols)
-    W, h = W[:, perm], h[perm][:, perm]
-    U = _inverse_cholesky_upper(name, h, cfg.damp)
+    perm, U = _damped_order_and_factor(name, h, cfg.damp, cfg.act_order)
+    W = W[:, perm]
     Q = torch.zeros(rows, cols, dtype=torch.int8)
     for i1 in range(0, cols, cfg.block_size):
         i2 = min(i1 + cfg.block_size, cols)

@@ -67,11 +67,13 @@ def calibrate_in_training(model: nn.Module, cfg, rank: int, world_size: int, dev
         model: the final (averaged) bare model on `device`; cfg: the TrainRunConfig (quant, budget, data,
             trainer geometry); run_dir: where hessians.pt goes.
     Returns:
-        None when the quant config calibrates nothing, else {"where": "in_training", "seconds", "batches",
+        None when the quant config calibrates nothing (or quant.gptq.calibrate_in_training=false), else {"where": "in_training", "seconds", "batches",
         "batch_tokens", "seq_len", "matrices"}; every rank returns the same numbers.
     Raises:
         NoShardsFoundError / ShardError from the training loader.
     """
+    if not cfg.quant.gptq.calibrate_in_training:
+        return None
     state = model.state_dict()
     names = needs_hessians(state, cfg.quant, cfg.budget)
     if not names:
@@ -119,6 +121,9 @@ def load_stored_hessians(run_dir: Path, state: dict, names: set[str], quant: Qua
     if not path.is_file():
         return None
     stored = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(stored, dict) or "meta" not in stored or "hessians" not in stored:
+        log.info(f"gptq: {path} has no calibration record (older format); not used")
+        return None
     meta, hessians = stored["meta"], stored["hessians"]
     g = quant.gptq
     wanted = {"batches": g.calib_batches, "seq_len": g.calib_seq_len or train_seq_len,
