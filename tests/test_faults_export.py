@@ -46,7 +46,8 @@ def test_budget_fit_export_scores_what_it_writes(tiny_run: Path, tmp_path: Path,
     shutil.copytree(tiny_run, run)
     ckpt_bytes = (run / "checkpoint.pt").read_bytes()
     budget = BudgetConfig(fit=True, fit_metric=metric, fit_bits=[8, 4], fit_batches=1, target_bytes=10**9)
-    result = export_run(run, QuantConfig(keep_float_max_numel=SMALL_KEEP), budget, EVAL, torch.device("cpu"))
+    result = export_run(run, QuantConfig(keep_float_max_numel=SMALL_KEEP), budget, EVAL, torch.device("cpu"),
+                        non_record=True)  # loss trials calibrate on training data after training
     run_cfg = load_for_eval(run / "checkpoint.pt", torch.device("cpu")).run_config
     assert (run / "checkpoint.pt").read_bytes() == ckpt_bytes
     assert result["fit"]["choice"] and set(result["fit"]["choice"].values()) == {8}  # roomy target: int8 chosen
