@@ -58,6 +58,10 @@ class ModelConfig:
     """Logits become softcap * tanh(z / softcap); must be > 0."""
     rope_base: float = 10000.0
     """RoPE base frequency."""
+    rope_train_seq_len: int = 0
+    """NTK-aware RoPE (0 = off): sequences longer than this use base·(T/L)^(rd/(rd-2)) (layers.ntk_base).
+    Records 03-21/03-22/03-23 hard-code L = 1024 and train at 2048 (16 rotated dims at base ≈ 22,081);
+    04-09 ROPE_TRAIN_SEQ_LEN = 2048."""
     qk_gain_init: float = 1.5
     """Init of the per-head learnable query gain (attention temperature after QK RMS-norm; records: 4.0-5.25)."""
     attention_backend: str = "auto"
@@ -150,6 +154,7 @@ class ModelConfig:
         _require(self.head_dim % 2 == 0, f"head_dim={self.head_dim} must be even for RoPE")
         _require(self.logit_softcap > 0, f"model.logit_softcap={self.logit_softcap} must be > 0")
         _require(self.mlp_mult > 0, f"model.mlp_mult={self.mlp_mult} must be > 0")
+        _require(self.rope_train_seq_len >= 0, f"model.rope_train_seq_len={self.rope_train_seq_len} must be >= 0")
         _choice("attention_backend", self.attention_backend, ATTENTION_BACKENDS)
 
     def _check_embedding_options(self) -> None:

@@ -34,6 +34,7 @@ METHODS: tuple[str, ...] = ("rtn", "gptq")
 PACKINGS: tuple[str, ...] = ("auto", "int8", "bitpack")
 FIT_METRICS: tuple[str, ...] = ("loss", "recon")
 BEST_CODEC = "best"
+QAT_RULES: tuple[str, ...] = ("export", "rowmax31")
 # Record 03-22 (GPTQ-lite, train_gpt.py quantize_int6_per_row): row quantiles 0.999, 0.9995, 0.9999, 0.99999, 1.0.
 GPTQ_LITE_PERCENTILES: tuple[float, ...] = (99.9, 99.95, 99.99, 99.999, 100.0)
 
@@ -147,6 +148,14 @@ class QATConfig:
     """Install fake-quantization on every CastedLinear whose weight is quantized by the export rule."""
     late_threshold: float = 0.0
     """0 = fake-quantize from step 0; > 0 = switch on once the lr multiplier falls below it (record 03-22: 0.15)."""
+    rule: str = "export"
+    """Fake-quantization rule: export = the export rule of the weight's group (what the artifact will hold);
+    rowmax31 = the CastedLinear rule of records 03-21/03-22/03-23: s = max(row max / 31, 1/31) in fp32 (no fp16
+    rounding), codes clamp(round(w / s), -32, 31)."""
+    folded_flag: bool = False
+    """Reproduce records 03-21/03-22 (README of 03-21, "Note on Late QAT"): torch.compile constant-folded their
+    class-attribute QAT flag at the first trace, so late QAT never switched on and the published numbers were
+    trained without it. true = late QAT stays off (logged); false = it switches on as configured."""
 
 
 @dataclass
@@ -211,6 +220,7 @@ class QuantConfig:
         _check(g.block_size >= 1, "quant.gptq.block_size", g.block_size, "must be >= 1")
         _check(0.0 <= float(self.qat.late_threshold) <= 1.0, "quant.qat.late_threshold", self.qat.late_threshold,
                "is not in [0, 1]")
+        _check_choice("quant.qat", "rule", self.qat.rule, QAT_RULES)
 
     def uses_gptq(self) -> bool:
         """True when scheme=mixed and some quantized group has method=gptq (export then needs calibration)."""

@@ -44,17 +44,28 @@ log = logging.getLogger("golf.quant")
 _QAT_CLASSES: dict[type, type] = {}
 
 
+def fake_quantize_rowmax31(w: Tensor) -> Tensor:
+    """The late-QAT weight of records 03-21/03-22/03-23 (their CastedLinear.forward), fp32 [rows, cols]:
+    s = max(row max |w| / 31, 1/31) (fp32, not rounded to fp16), w_q = clamp(round(w / s), -32, 31) · s."""
+    w = w.float()
+    s = (w.abs().amax(dim=1) / 31.0).clamp_min(1.0 / 31.0)[:, None]
+    return torch.clamp(torch.round(w / s), -32, 31) * s
+
+
 class _FakeQuantLinear:
     """Mixin placed before the original CastedLinear class: fake-quantized weight with STE gradient."""
 
     qat_flag: Tensor
-    _qat_rule: GroupQuant
+    _qat_rule: GroupQuant | str
     _qat_scale_dtype: torch.dtype
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight
         # Fake-quantize a detached copy: the gradient must not flow through the clip/scale statistics (STE).
-        wq = fake_quantize_rows(w.detach(), self._qat_rule, self._qat_scale_dtype)
+        if self._qat_rule == "rowmax31":
+            wq = fake_quantize_rowmax31(w.detach())
+        else:
+            wq = fake_quantize_rows(w.detach(), self._qat_rule, self._qat_scale_dtype)
         w_eff = torch.where(self.qat_flag > 0, wq, w.detach().float()) + (w - w.detach()).float()
         bias = self.bias.to(x.dtype) if self.bias is not None else None
         return F.linear(x, w_eff.to(x.dtype), bias)
@@ -90,7 +101,7 @@ def install_qat(model: nn.Module, quant: QuantConfig, enabled: bool = False) -> 
         if rule is None or not rule.quantized or mod.weight.ndim != 2:
             continue
         mod.register_buffer("qat_flag", torch.tensor(float(enabled), device=mod.weight.device), persistent=False)
-        mod._qat_rule = rule
+        mod._qat_rule = "rowmax31" if quant.qat.rule == "rowmax31" else rule
         mod._qat_scale_dtype = DTYPES[quant.scale_dtype]
         mod.__class__ = _qat_class(type(mod))
         covered.append(name)
@@ -131,6 +142,8 @@ class QATHook(TrainHook):
         self.quant = quant
         self.threshold = float(quant.qat.late_threshold)
         self.enabled = False
+        # quant.qat.folded_flag: the records' late QAT that torch.compile folded away never switches on.
+        self.folded = bool(quant.qat.folded_flag) and self.threshold > 0.0
 
     def on_model_built(self, model: nn.Module) -> None:
         # Installed before compile/priming (the flag is a buffer read in the graph, so switching it later
@@ -151,6 +164,12 @@ class QATHook(TrainHook):
     def on_step_end(self, step: int, lr_scale: float, model: nn.Module) -> dict[str, float]:
         # "Late" means on the way down: an lr warmup (WSD-S) also starts below the threshold.
         self.peak = max(getattr(self, "peak", 0.0), lr_scale)
+        if self.folded:
+            if lr_scale < self.threshold <= self.peak and not getattr(self, "_folded_logged", False):
+                self._folded_logged = True
+                log.info(f"qat: lr_scale {lr_scale:.4f} < {self.threshold:g} after step {step}, but "
+                         "quant.qat.folded_flag=true keeps QAT off (records 03-21/03-22: the compiled flag was folded)")
+            return {"qat/enabled": 0.0}
         if not self.enabled and lr_scale < self.threshold <= self.peak:
             self.enabled = True
             set_qat_enabled(model, True)

@@ -1,0 +1,138 @@
+"""One RecordSpec per record folder golf reproduces (the oracle is the record's own script, loaded on CPU).
+
+Each spec: the reduced scale (record env vars and the same golf overrides), how to build and run the record's
+GPT, the parameter name map record -> golf, the hyperparameters that must agree, and the record's quantizer
+and serializer. See oracle.py.
+"""
+
+from __future__ import annotations
+
+import io
+import types
+
+import torch
+from torch import Tensor, nn
+
+from records.oracle import HParam, RecordSpec
+
+# Reduced width shared by the forward checks: d 128, 4 heads / 2 KV heads (head_dim 32 >= 16 rotated dims).
+SMALL_ENV = {"MODEL_DIM": "128", "NUM_HEADS": "4", "NUM_KV_HEADS": "2"}
+SMALL_GOLF = ["model.model_dim=128", "model.num_heads=4", "model.num_kv_heads=2"]
+
+
+def _ints(csv: object) -> list[int]:
+    return [int(x) for x in str(csv).split(",") if x.strip()]
+
+
+def _split_meta(result: dict[str, Tensor], meta: dict[str, object]) -> dict[str, dict]:
+    """The 03-2x records' (result, meta) of mixed_quantize_int6 -> {name: {"q", "scale"} | {"passthrough"}}."""
+    out: dict[str, dict] = {}
+    for name, info in meta.items():
+        if isinstance(info, dict):
+            out[name] = {"q": result[name + ".q"], "scale": result[name + ".scale"]}
+        else:
+            out[name] = {"passthrough": result[name]}
+    return out
+
+
+# --- 2026-03-22 (PR #374 stack + EMA + GPTQ-lite) -----------------------------------------------------------
+def _build_0322(mod: types.ModuleType) -> nn.Module:
+    h = mod.Hyperparameters
+    return mod.GPT(
+        vocab_size=h.vocab_size, num_layers=h.num_layers, model_dim=h.model_dim, num_heads=h.num_heads,
+        num_kv_heads=h.num_kv_heads, mlp_mult=h.mlp_mult, tie_embeddings=h.tie_embeddings,
+        tied_embed_init_std=h.tied_embed_init_std, logit_softcap=h.logit_softcap, rope_base=h.rope_base,
+        qk_gain_init=h.qk_gain_init, mtp_num_heads=0, mtp_loss_weight=0.0, bigram_vocab_size=h.bigram_vocab_size,
+        bigram_dim=h.bigram_dim, xsa_last_n=h.xsa_last_n, rope_dims=h.rope_dims, ln_scale=h.ln_scale,
+        dtg=h.dtg_enabled, ve_enabled=h.ve_enabled, ve_dim=h.ve_dim, ve_layers=h.ve_layers)
+
+
+def _quantize_0322(mod: types.ModuleType, sd: dict[str, Tensor]) -> dict[str, dict]:
+    return _split_meta(*mod.mixed_quantize_int6(sd, {"mlp", "attn"}))
+
+
+def _serialize_0322(mod: types.ModuleType, sd: dict[str, Tensor]) -> int:
+    import zstandard
+
+    result, meta = mod.mixed_quantize_int6(sd, {"mlp", "attn"})
+    buf = io.BytesIO()
+    torch.save({"w": result, "m": meta}, buf)
+    return len(zstandard.ZstdCompressor(level=22).compress(buf.getvalue()))
+
+
+PR374_NAME_MAP = [
+    (r"bigram\.embed\.weight", "bigram.table.weight"),
+    (r"ve_shared\.(.*)", r"value_embed.\1"),
+    (r"ve_layer_scales\.(\d+)", r"value_embed.layer_scales.\1"),
+]
+# Record SmearGate: (1 - σ(θ')) x + σ(θ') x_prev; golf v1: σ(θ) x + (1 - σ(θ)) x_prev -> θ = -θ'.
+PR374_TRANSFORMS = {"smear.gate": lambda t: -t}
+
+
+def _hp_common() -> list[HParam]:
+    """Hyperparameters every 03-2x record defines with the same name and meaning."""
+    names = {
+        "matrix_lr": "optim.matrix_lr", "scalar_lr": "optim.scalar_lr", "tied_embed_lr": "optim.tied_embed_lr",
+        "tied_embed_init_std": "model.tied_embed_init_std", "muon_momentum": "optim.muon_momentum",
+        "muon_momentum_warmup_start": "optim.muon_momentum_warmup_start",
+        "muon_momentum_warmup_steps": "optim.muon_momentum_warmup_steps",
+        "muon_backend_steps": "optim.muon_backend_steps", "beta1": "optim.beta1", "beta2": "optim.beta2",
+        "adam_eps": "optim.adam_eps", "grad_clip_norm": "optim.grad_clip_norm", "muon_wd": "optim.muon_wd",
+        "warmdown_iters": "schedule.warmdown_iters", "warmup_steps": "schedule.warmup_steps",
+        "iterations": "schedule.iterations", "max_wallclock_seconds": "schedule.max_wallclock_seconds",
+        "train_batch_tokens": "trainer.train_batch_tokens", "train_seq_len": "trainer.train_seq_len",
+        "eval_stride": "eval.stride", "seed": "seed", "vocab_size": "model.vocab_size",
+        "num_layers": "model.num_layers", "model_dim": "model.model_dim", "num_heads": "model.num_heads",
+        "num_kv_heads": "model.num_kv_heads", "mlp_mult": "model.mlp_mult", "tie_embeddings": "model.tie_embeddings",
+        "rope_base": "model.rope_base", "logit_softcap": "model.logit_softcap", "qk_gain_init": "model.qk_gain_init",
+    }
+    return [HParam(k, v) for k, v in names.items()]
+
+
+def _hp_pr374() -> list[HParam]:
+    return [
+        *_hp_common(),
+        HParam("adam_wd", "optim.embed_wd"), HParam("adam_wd", "optim.scalar_wd"),
+        HParam("bigram_vocab_size", "model.bigram_buckets"), HParam("bigram_dim", "model.bigram_dim"),
+        HParam("xsa_last_n", "model.xsa_last_n"), HParam("rope_dims", "model.rope_dims"),
+        HParam("ln_scale", "model.ln_scale"), HParam("ve_dim", "model.value_embed_dim"),
+        HParam("ve_layers", "model.value_embed_layers", _ints),
+        HParam("late_qat_threshold", "quant.qat.late_threshold"),
+        HParam(r"src:Rotary\(head_dim, base=rope_base, train_seq_len=(\d+)", "model.rope_train_seq_len", int),
+        HParam(r"src:ema_decay = ([0-9.]+)", "averaging.ema_decay"),
+    ]
+
+
+# The 03-2x logs print the token-embedding lr as embed_lr (tied_embed_lr when tied) and head_lr 0.0 when tied.
+LOG_ALIASES_0320: dict[str, str | None] = {"embed_lr": "tied_embed_lr", "head_lr": None}
+
+
+def _logits_forward_logits(model: nn.Module, ids: Tensor) -> Tensor:
+    return model.forward_logits(ids)
+
+
+RECORD_0322 = RecordSpec(
+    key="0322",
+    folder="2026-03-22_11L_EMA_GPTQ-lite_warmdown3500_QAT015_1.1233",
+    script="train_gpt.py",
+    log="train_seed1337.log",
+    preset="record_0322_gptq_lite_ema",
+    published_bpb=1.1228,
+    vocab=1024,
+    small_env=SMALL_ENV,
+    small_overrides=SMALL_GOLF,
+    build=_build_0322,
+    logits=_logits_forward_logits,
+    name_map=PR374_NAME_MAP,
+    transforms=PR374_TRANSFORMS,
+    hparams=_hp_pr374(),
+    quantize=_quantize_0322,
+    serialize=_serialize_0322,
+    # Full width (every tensor on the same side of the 65,536-element passthrough line as at full scale), 2 layers.
+    quant_env={"NUM_LAYERS": "2", "VE_LAYERS": "0,1", "XSA_LAST_N": "1"},
+    quant_overrides=["model.num_layers=2", "model.value_embed_layers=[0,1]", "model.xsa_last_n=1"],
+    seq_len=2048,
+    log_aliases=LOG_ALIASES_0320,
+)
+
+SPECS: dict[str, RecordSpec] = {s.key: s for s in (RECORD_0322,)}
