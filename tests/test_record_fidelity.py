@@ -115,3 +115,35 @@ def test_quantizer_matches_the_record(key):
     qstate = quantize_state_dict({k: v.detach().clone() for k, v in golf.state_dict().items()}, cfg.quant)
     problems = compare_quantizers(expected, qstate, mapping, spec.transforms)
     assert not problems, "\n".join(problems)
+
+
+def test_qat_rowmax31_is_the_records_fake_quantization():
+    """quant.qat.rule=rowmax31 gives the records' CastedLinear QAT forward (and its STE gradient) exactly."""
+    from torch import nn
+
+    from golf.model.layers import CastedLinear
+    from golf.quant.qat import install_qat
+
+    spec = _spec("0322")
+    mod = spec.module({})
+    ref = mod.CastedLinear(256, 512, bias=False)
+    ours = nn.Sequential(CastedLinear(256, 512, bias=False))
+    randomize_(ref, seed=3)
+    with torch.no_grad():
+        ref.weight.mul_(40.0)  # rows above and below the 1/31 floor
+        ours[0].weight.copy_(ref.weight)
+    cfg = golf_config("record_0322_gptq_lite_ema", [])
+    assert install_qat(ours, cfg.quant, enabled=True) == ["0.weight"]
+    x = fineweb_tokens(1024, 64)[:64].float().reshape(1, 64, 1).expand(1, 64, 256) / 1024.0
+    x = x + torch.linspace(-1, 1, 256)
+    mod.CastedLinear._qat_enabled = True
+    try:
+        ref.train()
+        y_ref = ref(x)
+    finally:
+        mod.CastedLinear._qat_enabled = False
+    y = ours(x)
+    assert torch.equal(y, y_ref)
+    y_ref.square().sum().backward()
+    y.square().sum().backward()
+    assert torch.equal(ours[0].weight.grad, ref.weight.grad)

@@ -194,6 +194,10 @@ def source_constant(folder: str, script: str, pattern: str) -> str:
 
 
 def resolve(cfg: object, dotted: str) -> object:
+    """Value at a dotted path of a config; "a|b" = the first non-zero of a and b."""
+    if "|" in dotted:
+        values = [resolve(cfg, d) for d in dotted.split("|")]
+        return next((v for v in values if v), values[-1])
     for part in dotted.split("."):
         cfg = getattr(cfg, part)
     return cfg
@@ -217,6 +221,7 @@ class HParam:
 
     record: str
     golf: str
+    """Dotted path; "a|b" = the first of a, b that is non-zero (e.g. eval.seq_len 0 means the train length)."""
     convert: Callable[[object], object] | None = None
 
 

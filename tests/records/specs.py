@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import types
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -81,7 +82,7 @@ def _hp_common() -> list[HParam]:
         "warmdown_iters": "schedule.warmdown_iters", "warmup_steps": "schedule.warmup_steps",
         "iterations": "schedule.iterations", "max_wallclock_seconds": "schedule.max_wallclock_seconds",
         "train_batch_tokens": "trainer.train_batch_tokens", "train_seq_len": "trainer.train_seq_len",
-        "eval_stride": "eval.stride", "seed": "seed", "vocab_size": "model.vocab_size",
+        "eval_stride": "eval.stride", "eval_seq_len": "eval.seq_len|trainer.train_seq_len", "seed": "seed", "vocab_size": "model.vocab_size",
         "num_layers": "model.num_layers", "model_dim": "model.model_dim", "num_heads": "model.num_heads",
         "num_kv_heads": "model.num_kv_heads", "mlp_mult": "model.mlp_mult", "tie_embeddings": "model.tie_embeddings",
         "rope_base": "model.rope_base", "logit_softcap": "model.logit_softcap", "qk_gain_init": "model.qk_gain_init",
@@ -135,4 +136,17 @@ RECORD_0322 = RecordSpec(
     log_aliases=LOG_ALIASES_0320,
 )
 
-SPECS: dict[str, RecordSpec] = {s.key: s for s in (RECORD_0322,)}
+# Seed 002 (PR #379) = the PR #374 stack + GPTQ-lite; record 03-22 is PR #374 + EMA/warmdown 3500/QAT 0.15 +
+# GPTQ-lite, so it is the oracle of everything but those three and the clip candidates.
+PR374 = replace(
+    RECORD_0322, key="pr374", preset="pr374_gptq_lite", published_bpb=1.1257,
+    deliberate={
+        "warmdown_iters": "PR #374 / seed 002 warm down over 3000 steps; 03-22 changed it to 3500",
+        "late_qat_threshold": "PR #374 / seed 002 switch late QAT at lr scale 0.1; 03-22 at 0.15",
+    },
+    # The quantizer check uses 03-22's candidates; the preset uses seed 002's (100/99.9/99.5/99/98).
+    extra_overrides=["quant.groups.attn.clip_candidates=[99.9,99.95,99.99,99.999]",
+                     "quant.groups.mlp.clip_candidates=[99.9,99.95,99.99,99.999]"],
+)
+
+SPECS: dict[str, RecordSpec] = {s.key: s for s in (RECORD_0322, PR374)}
