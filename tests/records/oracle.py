@@ -175,7 +175,11 @@ def log_values(folder: str, log: str) -> dict[str, str]:
     """`key:value` pairs of a record log's header lines (`model_params:26993756`, `matrix_lr:0.025`, ...) and
     the `  key: value` Hyperparameters block of the 04-xx logs. Later lines never override earlier ones."""
     out: dict[str, str] = {}
-    for line in (record_dir(folder) / log).read_text(encoding="utf-8", errors="replace").splitlines():
+    lines = (record_dir(folder) / log).read_text(encoding="utf-8", errors="replace").splitlines()
+    seps = [i for i, line in enumerate(lines) if line.startswith("=====")]
+    if seps:  # logs that start with the script's own source: the run's lines follow the last separator
+        lines = lines[seps[-1] + 1:]
+    for line in lines:
         if line.startswith(("step:", "warmup_step", "W0", "Running")):
             continue
         m = re.fullmatch(r"\s+(\w+): (\S+)", line)

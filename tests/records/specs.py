@@ -78,11 +78,11 @@ def _hp_common() -> list[HParam]:
         "muon_momentum_warmup_start": "optim.muon_momentum_warmup_start",
         "muon_momentum_warmup_steps": "optim.muon_momentum_warmup_steps",
         "muon_backend_steps": "optim.muon_backend_steps", "beta1": "optim.beta1", "beta2": "optim.beta2",
-        "adam_eps": "optim.adam_eps", "grad_clip_norm": "optim.grad_clip_norm", "muon_wd": "optim.muon_wd",
+        "adam_eps": "optim.adam_eps", "grad_clip_norm": "optim.grad_clip_norm",
         "warmdown_iters": "schedule.warmdown_iters", "warmup_steps": "schedule.warmup_steps",
         "iterations": "schedule.iterations", "max_wallclock_seconds": "schedule.max_wallclock_seconds",
         "train_batch_tokens": "trainer.train_batch_tokens", "train_seq_len": "trainer.train_seq_len",
-        "eval_stride": "eval.stride", "eval_seq_len": "eval.seq_len|trainer.train_seq_len", "seed": "seed", "vocab_size": "model.vocab_size",
+        "eval_stride": "eval.stride", "seed": "seed", "vocab_size": "model.vocab_size",
         "num_layers": "model.num_layers", "model_dim": "model.model_dim", "num_heads": "model.num_heads",
         "num_kv_heads": "model.num_kv_heads", "mlp_mult": "model.mlp_mult", "tie_embeddings": "model.tie_embeddings",
         "rope_base": "model.rope_base", "logit_softcap": "model.logit_softcap", "qk_gain_init": "model.qk_gain_init",
@@ -93,6 +93,7 @@ def _hp_common() -> list[HParam]:
 def _hp_pr374() -> list[HParam]:
     return [
         *_hp_common(),
+        HParam("muon_wd", "optim.muon_wd"), HParam("eval_seq_len", "eval.seq_len|trainer.train_seq_len"),
         HParam("adam_wd", "optim.embed_wd"), HParam("adam_wd", "optim.scalar_wd"),
         HParam("bigram_vocab_size", "model.bigram_buckets"), HParam("bigram_dim", "model.bigram_dim"),
         HParam("xsa_last_n", "model.xsa_last_n"), HParam("rope_dims", "model.rope_dims"),
@@ -136,6 +137,62 @@ RECORD_0322 = RecordSpec(
     log_aliases=LOG_ALIASES_0320,
 )
 
+# --- 2026-03-19 (PR #65, seed 003) ------------------------------------------------------------------------------
+def _build_0319(mod: types.ModuleType) -> nn.Module:
+    h = mod.Hyperparameters
+    return mod.GPT(
+        vocab_size=h.vocab_size, num_layers=h.num_layers, model_dim=h.model_dim, num_heads=h.num_heads,
+        num_kv_heads=h.num_kv_heads, mlp_mult=h.mlp_mult, tie_embeddings=h.tie_embeddings,
+        tied_embed_init_std=h.tied_embed_init_std, logit_softcap=h.logit_softcap, rope_base=h.rope_base,
+        qk_gain_init=h.qk_gain_init, bigram_hash_buckets=h.bigram_hash_buckets, bigram_hash_dim=h.bigram_hash_dim,
+        use_smeargate=h.use_smeargate)
+
+
+def _quantize_0319(mod: types.ModuleType, sd: dict[str, Tensor]) -> dict[str, dict]:
+    obj, _ = mod.quantize_state_dict_int8(sd)
+    out = {name: {"q": q, "scale": obj["scales"][name]} for name, q in obj["quantized"].items()}
+    out.update({name: {"passthrough": t} for name, t in obj["passthrough"].items()})
+    return out
+
+
+def _serialize_0319(mod: types.ModuleType, sd: dict[str, Tensor]) -> int:
+    import zstandard
+
+    obj, _ = mod.quantize_state_dict_int8(sd)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return len(zstandard.ZstdCompressor(level=22).compress(buf.getvalue()))
+
+
+RECORD_0319 = RecordSpec(
+    key="0319",
+    folder="2026-03-19_smeargate_orthoinit_muonwd",
+    script="train_gpt_v5.py",
+    log="train.log",
+    preset="smeargate_pr65",
+    published_bpb=1.1556,
+    vocab=1024,
+    small_env=SMALL_ENV,
+    small_overrides=SMALL_GOLF,
+    build=_build_0319,
+    logits=_logits_forward_logits,
+    name_map=[(r"bigram_hash\.(.*)", r"bigram.\1"), (r"smeargate\.gate", "smear.gate")],
+    hparams=[
+        *_hp_common(),
+        HParam("muon_weight_decay", "optim.muon_wd"),
+        HParam("bigram_hash_buckets", "model.bigram_buckets"), HParam("bigram_hash_dim", "model.bigram_dim"),
+        HParam("src:INT6_CLIP_Q = ([0-9.]+)", "quant.groups.mlp.clip_percentile", lambda q: 100.0 * float(q)),
+        HParam("src:INT6_CLIP_Q = ([0-9.]+)", "quant.groups.attn.clip_percentile", lambda q: 100.0 * float(q)),
+    ],
+    quantize=_quantize_0319,
+    serialize=_serialize_0319,
+    quant_env={"NUM_LAYERS": "2"},
+    quant_overrides=["model.num_layers=2"],
+    seq_len=1024,
+    log_aliases=LOG_ALIASES_0320,
+)
+
+
 # Seed 002 (PR #379) = the PR #374 stack + GPTQ-lite; record 03-22 is PR #374 + EMA/warmdown 3500/QAT 0.15 +
 # GPTQ-lite, so it is the oracle of everything but those three and the clip candidates.
 PR374 = replace(
@@ -149,4 +206,4 @@ PR374 = replace(
                      "quant.groups.mlp.clip_candidates=[99.9,99.95,99.99,99.999]"],
 )
 
-SPECS: dict[str, RecordSpec] = {s.key: s for s in (RECORD_0322, PR374)}
+SPECS: dict[str, RecordSpec] = {s.key: s for s in (RECORD_0319, RECORD_0322, PR374)}
