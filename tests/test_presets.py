@@ -29,7 +29,10 @@ PARAMS = {
 }
 # Presets whose published artifact fits but whose Gaussian-noise estimate (an upper bound for int6 row-max /
 # clip-search codes, see golf/quant/estimate.py) does not: checked against that bound instead.
-ESTIMATE_UPPER_BOUND_ONLY = {"nanoforge_int6_ptq", "nanoforge_int6_qat", "pr374_gptq_lite", "record_0322_gptq_lite_ema"}
+# smeargate_pr65 keeps the embedding and bigram table fp16 as the record does: its model estimate (15.91 MB) is
+# above the record's measured 15,817,180 bytes, and with golf's code (~121 KB) the estimate crosses 16 MB.
+ESTIMATE_UPPER_BOUND_ONLY = {"nanoforge_int6_ptq", "nanoforge_int6_qat", "pr374_gptq_lite", "record_0322_gptq_lite_ema",
+                             "smeargate_pr65"}
 
 
 def preset(name: str, *overrides: str) -> TrainRunConfig:

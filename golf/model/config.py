@@ -74,6 +74,8 @@ class ModelConfig:
     """v1: init logit θ of the current-token weight σ(θ) (PR #65: 3.0 -> 0.95; PR #162/#374 form: 0.0 -> 0.5)."""
     smear_gate_after_norm: bool = False
     """v1: apply after the embedding RMSNorm (PR #162/#374) instead of before it (PR #65)."""
+    smear_gate_before_bigram: bool = False
+    """v1: smear the token embedding before BigramHash is added (seed 001 `_trunk`) instead of after (PR #65)."""
     smear_gate_width: int = 12
     """v2: number of leading embedding dims feeding the gate projection (GATE_WINDOW, 04-16/04-27)."""
     bos_id: int = 1
@@ -163,6 +165,9 @@ class ModelConfig:
                  f"model.smear_gate_width={self.smear_gate_width} must be in [1, model_dim={self.model_dim}]")
         _require(0 <= self.bos_id < self.vocab_size,
                  f"model.bos_id={self.bos_id} must be a token id in [0, model.vocab_size={self.vocab_size})")
+        if self.smear_gate_before_bigram:
+            _require(self.smear_gate == "v1" and not self.smear_gate_after_norm,
+                     "model.smear_gate_before_bigram=true needs model.smear_gate=v1 and smear_gate_after_norm=false")
         _require(self.bigram_buckets >= 0, f"model.bigram_buckets={self.bigram_buckets} must be >= 0 (0 = off)")
         _choice("bigram_hash", self.bigram_hash, BIGRAM_HASHES)
         _require(self.bigram_dim >= 1, f"model.bigram_dim={self.bigram_dim} must be >= 1")

@@ -180,15 +180,19 @@ class GPT(nn.Module):
 
     # --- forward --------------------------------------------------------------------------------------------
     def embed(self, input_ids: Tensor) -> Tensor:
-        """Normed input embedding x0 [B, T, d]: tok_emb (+ embed_proj) (+ bigram) -> SmearGate -> RMSNorm."""
+        """Normed input embedding x0 [B, T, d]: tok_emb (+ embed_proj) (+ bigram) -> SmearGate -> RMSNorm
+        (SmearGate before the bigram with smear_gate_before_bigram, after the norm with smear_gate_after_norm)."""
         x = self.tok_emb(input_ids)
         if self.factored is not None:
             x = self.factored.embed_proj(x)
+        before_bigram = self.cfg.smear_gate_before_bigram
+        if before_bigram:
+            x = self.smear(x)
         if self.bigram is not None:
             x = x + self.bigram(input_ids)
         if isinstance(self.smear, SmearGateV2):
             x = self.smear(x, input_ids)
-        elif self.smear is not None and not self.cfg.smear_gate_after_norm:
+        elif self.smear is not None and not self.cfg.smear_gate_after_norm and not before_bigram:
             x = self.smear(x)
         x = rms_norm(x)
         if self.smear is not None and self.cfg.smear_gate_after_norm and isinstance(self.smear, SmearGateV1):

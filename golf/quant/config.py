@@ -28,6 +28,8 @@ CODE_MODES: tuple[str, ...] = ("raw", "lzma")
 GROUP_NAMES: tuple[str, ...] = ("embed", "attn", "mlp", "other", "small")
 CLIP_MODES: tuple[str, ...] = ("percentile", "rowmax", "search", "std")
 CLIP_SEARCH: tuple[str, ...] = ("matrix", "row")
+CLIP_SEARCH_SCALES: tuple[str, ...] = ("stored", "fp32")
+CLIP_SCOPES: tuple[str, ...] = ("row", "tensor")
 SCALE_FLOORS: tuple[str, ...] = ("auto", "qmax", "none")
 PASSTHROUGH: tuple[str, ...] = ("", "keep", *FLOAT_STORE_DTYPES)
 METHODS: tuple[str, ...] = ("rtn", "gptq")
@@ -70,10 +72,18 @@ class GroupQuant:
     candidate percentile with least ||W - dequant(quant(W))||^2), std (SDClip, record 04-05: k * row std)."""
     clip_percentile: float = 99.99984
     """Percentile of |w| per row for clip=percentile (official INT8_CLIP_PERCENTILE)."""
+    clip_scope: str = "row"
+    """clip=percentile: row = quantile of each row's |w| (official); tensor = one quantile of the whole matrix's
+    |w| and so one scale for every row (seed 000's code `torch.quantile(w.abs().flatten(), 0.9999984)`, whose
+    text says per row)."""
     clip_candidates: list[float] = field(default_factory=lambda: list(GPTQ_LITE_PERCENTILES))
     """Percentiles tried by clip=search; row max (100) is always tried first, so search is never worse."""
     clip_search: str = "matrix"
-    """clip=search picks one percentile per matrix (record 03-22) or per row."""
+    """clip=search picks one percentile per matrix (record 03-22) or per row (seed 001)."""
+    clip_search_scale: str = "stored"
+    """clip=search: stored = codes and error from the stored (scale_dtype-rounded) scale (record 03-22);
+    fp32 = w clamped to ±clip, codes and error from the fp32 scale, rounded to scale_dtype only when stored
+    (seed 001 `quantize_float_tensor`)."""
     clip_sigmas: float = 12.85
     """k of clip=std: clip = k * std(row) (record 04-05: 12.85 matrices, 20 embeddings)."""
     scale_floor: str = "auto"
@@ -90,6 +100,10 @@ class GroupQuant:
         _check_choice(key, "passthrough", self.passthrough, PASSTHROUGH)
         _check_choice(key, "clip", self.clip, CLIP_MODES)
         _check_choice(key, "clip_search", self.clip_search, CLIP_SEARCH)
+        _check_choice(key, "clip_scope", self.clip_scope, CLIP_SCOPES)
+        _check(self.clip_scope == "row" or self.clip == "percentile", f"{key}.clip_scope", self.clip_scope,
+               "needs clip=percentile (tensor scope is one quantile of the whole matrix)")
+        _check_choice(key, "clip_search_scale", self.clip_search_scale, CLIP_SEARCH_SCALES)
         _check_choice(key, "scale_floor", self.scale_floor, SCALE_FLOORS)
         _check_choice(key, "method", self.method, METHODS)
         _check(0.0 < float(self.clip_percentile) <= 100.0, f"{key}.clip_percentile", self.clip_percentile,

@@ -54,9 +54,16 @@ def quantize_rows_tensors(w: Tensor, rule: GroupQuant, scale_dtype: torch.dtype)
         return q.to(torch.int8), scale32.to(scale_dtype), torch.zeros((), dtype=torch.long, device=w.device)
     qs, ss, errs = [], [], []
     for clip in cands:
-        s = (clip / float(qmax)).clamp_min(floor).to(scale_dtype)
-        sf = s.float()[:, None]
-        q = torch.clamp(torch.round(w / sf), -qmax, qmax)
+        if rule.clip_search_scale == "fp32":  # seed 001: clamp to the clip, quantize and judge with fp32 scale
+            s32 = (clip / float(qmax)).clamp_min(floor)
+            sf = s32[:, None]
+            c = clip[:, None]
+            q = torch.clamp(torch.round(torch.maximum(torch.minimum(w, c), -c) / sf), -qmax, qmax)
+            s = s32.to(scale_dtype)
+        else:
+            s = (clip / float(qmax)).clamp_min(floor).to(scale_dtype)
+            sf = s.float()[:, None]
+            q = torch.clamp(torch.round(w / sf), -qmax, qmax)
         qs.append(q)
         ss.append(s)
         errs.append((w - q * sf).square().sum(dim=1))
