@@ -241,7 +241,7 @@ class RecordSpec:
     published_bpb: float
     vocab: int
     small_env: dict[str, str]
-    """Record env vars of the reduced scale (width/depth)."""
+    """Record env vars of the reduced scale (width/depth), on top of run_env."""
     small_overrides: list[str]
     """golf overrides of the same reduced scale."""
     build: Callable[[types.ModuleType], nn.Module]
@@ -261,13 +261,16 @@ class RecordSpec:
     """Record env of the quantizer check (full width so the same tensors cross the passthrough threshold)."""
     quant_overrides: list[str] = field(default_factory=list)
     seq_len: int = 1024
+    run_env: dict[str, str] = field(default_factory=dict)
+    """Env vars of the published run command (README), under which the record's hyperparameters are read."""
     log_aliases: dict[str, str | None] = field(default_factory=dict)
     """Logged key -> the Hyperparameters attribute it prints (None = not a hyperparameter, e.g. a derived value)."""
     extra_overrides: list[str] = field(default_factory=list)
     """golf overrides the comparison needs beyond the preset (none for a faithful preset)."""
 
     def module(self, env: dict[str, str] | None = None) -> types.ModuleType:
-        return load_record(self.folder, self.script, {**(env if env is not None else self.small_env)})
+        """The record module under run_env + `env` (default: the reduced scale's small_env)."""
+        return load_record(self.folder, self.script, {**self.run_env, **(env if env is not None else self.small_env)})
 
     def record_value(self, module: types.ModuleType, key: str) -> object:
         if key.startswith("src:"):

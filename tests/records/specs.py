@@ -193,6 +193,57 @@ RECORD_0319 = RecordSpec(
 )
 
 
+# --- 2026-03-21 (PR #315 line: XSA4, EMA, partial RoPE, LN scale) -----------------------------------------------
+def _build_0321(mod: types.ModuleType) -> nn.Module:
+    h = mod.Hyperparameters
+    return mod.GPT(
+        vocab_size=h.vocab_size, num_layers=h.num_layers, model_dim=h.model_dim, num_heads=h.num_heads,
+        num_kv_heads=h.num_kv_heads, mlp_mult=h.mlp_mult, tie_embeddings=h.tie_embeddings,
+        tied_embed_init_std=h.tied_embed_init_std, logit_softcap=h.logit_softcap, rope_base=h.rope_base,
+        qk_gain_init=h.qk_gain_init, mtp_num_heads=0, mtp_loss_weight=0.0, bigram_vocab_size=h.bigram_vocab_size,
+        bigram_dim=h.bigram_dim, xsa_last_n=h.xsa_last_n, rope_dims=h.rope_dims, ln_scale=h.ln_scale)
+
+
+RECORD_0321 = RecordSpec(
+    key="0321",
+    folder="2026-03-21_11L_XSA4_EMA_PartialRoPE_LateQAT_1.1248",
+    script="train_gpt.py",
+    log="train_seed1337.log",
+    preset="record_0321_xsa_partialrope",
+    published_bpb=1.1248,
+    vocab=1024,
+    # README "Configuration": the published run's environment.
+    run_env={"NUM_LAYERS": "11", "BIGRAM_VOCAB_SIZE": "2048", "XSA_LAST_N": "4", "EMA_ENABLED": "1",
+             "EMA_DECAY": "0.997", "SWA_ENABLED": "0", "ROPE_DIMS": "16", "LN_SCALE": "1", "LATE_QAT": "1",
+             "QAT_THRESHOLD": "0.1", "MUON_WD": "0.04", "ADAM_WD": "0.04", "MATRIX_LR": "0.025",
+             "SCALAR_LR": "0.025", "TIED_EMBED_LR": "0.035", "MUON_MOMENTUM": "0.99",
+             "MUON_MOMENTUM_WARMUP_START": "0.92", "MUON_MOMENTUM_WARMUP_STEPS": "1500", "WARMDOWN_ITERS": "3000",
+             "ITERATIONS": "9000", "MAX_WALLCLOCK_SECONDS": "600", "EVAL_STRIDE": "64"},
+    small_env=SMALL_ENV,
+    small_overrides=SMALL_GOLF,
+    build=_build_0321,
+    logits=_logits_forward_logits,
+    name_map=PR374_NAME_MAP,
+    transforms=PR374_TRANSFORMS,
+    hparams=[
+        *_hp_common(),
+        HParam("muon_wd", "optim.muon_wd"), HParam("eval_seq_len", "eval.seq_len|trainer.train_seq_len"),
+        HParam("adam_wd", "optim.embed_wd"), HParam("adam_wd", "optim.scalar_wd"),
+        HParam("bigram_vocab_size", "model.bigram_buckets"), HParam("bigram_dim", "model.bigram_dim"),
+        HParam("xsa_last_n", "model.xsa_last_n"), HParam("rope_dims", "model.rope_dims"),
+        HParam("ln_scale", "model.ln_scale"), HParam("ema_decay", "averaging.ema_decay"),
+        HParam(r'src:os\.environ\.get\("QAT_THRESHOLD", "([0-9.]+)"\)', "quant.qat.late_threshold"),
+        HParam(r"src:Rotary\(self\.head_dim, base=rope_base, train_seq_len=(\d+)", "model.rope_train_seq_len", int),
+    ],
+    quantize=_quantize_0322,
+    serialize=_serialize_0322,
+    quant_env={"NUM_LAYERS": "2", "XSA_LAST_N": "1"},
+    quant_overrides=["model.num_layers=2", "model.xsa_last_n=1"],
+    seq_len=2048,
+    log_aliases={**LOG_ALIASES_0320, "late_qat": None},  # "late_qat:enabled step:..." is an event line
+)
+
+
 # Seed 002 (PR #379) = the PR #374 stack + GPTQ-lite; record 03-22 is PR #374 + EMA/warmdown 3500/QAT 0.15 +
 # GPTQ-lite, so it is the oracle of everything but those three and the clip candidates.
 PR374 = replace(
@@ -206,4 +257,4 @@ PR374 = replace(
                      "quant.groups.mlp.clip_candidates=[99.9,99.95,99.99,99.999]"],
 )
 
-SPECS: dict[str, RecordSpec] = {s.key: s for s in (RECORD_0319, RECORD_0322, PR374)}
+SPECS: dict[str, RecordSpec] = {s.key: s for s in (RECORD_0319, RECORD_0321, RECORD_0322, PR374)}
