@@ -26,7 +26,7 @@ PARAMS = {
     "baseline": 17_059_912, "smoke": 2_101_776, "nanoforge_int8": 17_059_912,
     "nanoforge_int6_ptq": 26_501_720, "nanoforge_int6_qat": 26_501_720, "depth_recurrent": 6_365_720,
     "pr374_gptq_lite": 26_993_756, "smeargate_pr65": 22_368_840, "record_0322_gptq_lite_ema": 26_993_756,
-    "record_0321_xsa_partialrope": 26_829_913,
+    "record_0321_xsa_partialrope": 26_829_913, "record_0409_sp8192_recur": 35_944_536,
 }
 # Presets whose published artifact fits but whose Gaussian-noise estimate (an upper bound for int6 row-max /
 # clip-search codes, see golf/quant/estimate.py) does not: checked against that bound instead.
@@ -56,7 +56,20 @@ def test_estimate_matches_the_published_baseline_artifact():
     assert abs(estimate_artifact_bytes(cfg.model, cfg.quant) - published) / published < 0.02
 
 
-@pytest.mark.parametrize("name", [p for p in PRESETS if p not in ESTIMATE_UPPER_BOUND_ONLY])
+# Record 04-09's own model is 15,976,325 bytes (log, seed 42) next to 16,594 bytes of lzma-wrapped code; golf's
+# counted code (~121 KB) does not fit beside a model that size. Kept faithful (the preset is the record), and the
+# overflow is asserted below so it is seen, not hidden.
+OVER_BUDGET_WITH_GOLF_CODE = {"record_0409_sp8192_recur"}
+
+
+@pytest.mark.parametrize("name", sorted(OVER_BUDGET_WITH_GOLF_CODE))
+def test_record_model_plus_golf_code_is_over_budget(name):
+    cfg = preset(name)
+    code_bytes, _ = code_bytes_for(cfg.budget)
+    assert 15_976_325 + code_bytes > cfg.budget.target_bytes
+
+
+@pytest.mark.parametrize("name", [p for p in PRESETS if p not in ESTIMATE_UPPER_BOUND_ONLY | OVER_BUDGET_WITH_GOLF_CODE])
 def test_estimated_artifact_fits_the_budget(name):
     cfg = preset(name)
     code_bytes, _ = code_bytes_for(cfg.budget)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from records import specs
 from records.oracle import (
     compare_quantizers,
     copy_weights,
@@ -110,9 +111,15 @@ def test_hyperparameters_equal_the_preset_or_are_deliberate(key):
 def test_quantizer_matches_the_record(key):
     spec = _spec(key)
     record, golf, mapping, cfg = _pair(spec, spec.quant_env, spec.quant_overrides)
+    module = spec.module(spec.quant_env)
+    hessians = None
+    if spec.hessians is not None:  # GPTQ: both quantizers get the record's own calibration Hessians
+        specs.HESSIANS.clear()
+        specs.HESSIANS.update(spec.hessians(module, record))
+        hessians = {mapping.get(k, k): v for k, v in specs.HESSIANS.items()}
     sd = {k: v.detach().clone() for k, v in record.state_dict().items()}
-    expected = spec.quantize(spec.module(spec.quant_env), sd)
-    qstate = quantize_state_dict({k: v.detach().clone() for k, v in golf.state_dict().items()}, cfg.quant)
+    expected = spec.quantize(module, sd)
+    qstate = quantize_state_dict({k: v.detach().clone() for k, v in golf.state_dict().items()}, cfg.quant, hessians)
     problems = compare_quantizers(expected, qstate, mapping, spec.transforms)
     assert not problems, "\n".join(problems)
 

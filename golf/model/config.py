@@ -134,6 +134,10 @@ class ModelConfig:
     """Training fraction in [0, 1) from which the loop runs (0 = always; 04-05: 0.5, 04-09+: 0.35)."""
     parallel_start_layer: int = 0
     """Two-lane parallel residuals on decoder layers with physical index >= this (0 = off; 04-27: 8)."""
+    parallel_block_start: int = -1
+    """GPT-J-style parallel blocks from this physical layer on (-1 = off): attention and MLP both read the mixed
+    input, x <- x + attn_scale·Attn(norm(x)) + mlp_scale·MLP(norm(x)) (record 04-09 PARALLEL_RESIDUAL_START=7,
+    from PR #1204/#1331)."""
     parallel_final_lane: str = "mean"
     """Hidden state read out of the lanes: mean (04-27) | mlp (03-31) | attn."""
     parallel_resid_init: float = 1.1
@@ -218,6 +222,11 @@ class ModelConfig:
         _require(0 <= self.parallel_start_layer < self.num_layers,
                  f"model.parallel_start_layer={self.parallel_start_layer} must be in [0, {self.num_layers}) (0 = off)")
         _choice("parallel_final_lane", self.parallel_final_lane, PARALLEL_FINAL_LANES)
+        _require(-1 <= self.parallel_block_start < self.num_layers,
+                 f"model.parallel_block_start={self.parallel_block_start} must be -1 (off) or in [0, {self.num_layers})")
+        _require(self.parallel_block_start < 0 or self.parallel_start_layer == 0,
+                 "model.parallel_block_start (one-lane parallel blocks) and model.parallel_start_layer (two lanes) "
+                 "are two parallel-residual forms; choose one")
         if self.parallel_start_layer > 0:
             _require(self.block_repeats == 1, "model.parallel_start_layer > 0 needs model.block_repeats=1")
             _require(self.skip_placement == "before",

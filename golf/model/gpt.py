@@ -52,8 +52,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """One transformer block with resid_mix (x0 mixing) and per-dimension attn/mlp output scales.
 
-    `layer` is the physical index: it selects XSA (last `xsa_last_n` layers) and the LN-scale factor
-    1/√(layer+1) applied to the normed attention and MLP inputs (PR #315).
+    `layer` is the physical index: it selects XSA (last `xsa_last_n` layers), the LN-scale factor
+    1/√(layer+1) applied to the normed attention and MLP inputs (PR #315) and GPT-J parallel branches
+    (layer >= `parallel_block_start`, record 04-09).
     """
 
     def __init__(self, cfg: ModelConfig, layer: int = 0):
@@ -71,6 +72,7 @@ class Block(nn.Module):
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
         self.ln_scale = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else None
+        self.parallel_branches = 0 <= cfg.parallel_block_start <= layer
 
     def mix(self, x: Tensor, x0: Tensor) -> Tensor:
         """resid_mix: m0 ⊙ x + m1 ⊙ x0."""
@@ -93,6 +95,8 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, x0: Tensor, v_embed: Tensor | None = None) -> Tensor:
         x = self.mix(x, x0)
+        if self.parallel_branches:  # GPT-J form: both branches read the same input
+            return x + self.attn_branch(x, v_embed) + self.mlp_branch(x)
         x = x + self.attn_branch(x, v_embed)
         return x + self.mlp_branch(x)
 

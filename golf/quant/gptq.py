@@ -7,7 +7,7 @@ through the inverse Hessian H^-1, H = X^T X / tokens:
 
 1. dead columns (diag H == 0) get H_jj = 1 and W_:j = 0;
 2. damping: H += damp * mean(diag H) * I;
-3. act-order (optional): columns permuted by descending diag H;
+3. act-order (optional): columns permuted by descending (damped) diag H;
 4. U = upper Cholesky factor of H^-1 (H^-1 = U^T U);
 5. blocks of ``block_size`` columns: q_j = clamp(round(w_j / s), -qmax, qmax) with the per-row scales s chosen
    beforehand by the group's clip rule; err_j = (w_j - q_j s) / U_jj; w_{j+1..} -= err_j U_{j, j+1..} inside
@@ -37,14 +37,20 @@ class GPTQError(GolfError, ValueError):
     """A Hessian is malformed or cannot be inverted even after extra damping; names the tensor."""
 
 
-def _inverse_cholesky_upper(name: str, h: Tensor, damp: float) -> Tensor:
-    """Upper Cholesky factor of (H + damp * mean(diag H) I)^-1; retries with 10x, 100x damping."""
-    mean_diag = float(h.diagonal().mean())
-    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+def _damped_order_and_factor(name: str, h: Tensor, damp: float, act_order: bool) -> tuple[Tensor, Tensor]:
+    """(column order, upper Cholesky factor of the permuted damped H^-1), retrying with 10x, 100x damping.
+
+    As records 03-29/04-09 `gptq_quantize_weight`: H_jj += damp · mean(diag H) (fp32 tensor arithmetic) first,
+    then the act-order permutation by the damped diagonal, then U = chol(chol_inverse(chol(H_perm)), upper).
+    """
+    mean_diag = torch.diag(h).mean()  # of a contiguous copy, as the records (a strided mean sums in another order)
     for factor in (1.0, 10.0, 100.0):
+        hd = h.clone()
+        hd.diagonal().add_((damp * factor) * mean_diag)
+        perm = torch.argsort(hd.diagonal(), descending=True) if act_order else torch.arange(h.shape[0])
         try:
-            lower = torch.linalg.cholesky(h + (damp * factor * mean_diag) * eye)
-            return torch.linalg.cholesky(torch.cholesky_inverse(lower), upper=True)
+            lower = torch.linalg.cholesky(hd[perm][:, perm])
+            return perm, torch.linalg.cholesky(torch.cholesky_inverse(lower), upper=True)
         except torch.linalg.LinAlgError:
             log.info(f"gptq: {name}: Hessian not positive definite at damp {damp * factor:g}; retrying")
     raise GPTQError(f"gptq: Hessian of {name!r} is not positive definite even with damp {damp * 100:g}")
@@ -71,9 +77,8 @@ def gptq_quantize(name: str, w: Tensor, hessian: Tensor, scale: Tensor, qmax: in
     dead = h.diagonal() == 0
     h[dead, dead] = 1.0
     W[:, dead] = 0.0
-    perm = torch.argsort(h.diagonal(), descending=True) if cfg.act_order else torch.arange(cols)
-    W, h = W[:, perm], h[perm][:, perm]
-    U = _inverse_cholesky_upper(name, h, cfg.damp)
+    perm, U = _damped_order_and_factor(name, h, cfg.damp, cfg.act_order)
+    W = W[:, perm]
     Q = torch.zeros(rows, cols, dtype=torch.int8)
     for i1 in range(0, cols, cfg.block_size):
         i2 = min(i1 + cfg.block_size, cols)

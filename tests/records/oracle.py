@@ -17,7 +17,6 @@ record-side calls. Nothing of a record's code is copied here: it is imported and
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -57,6 +56,13 @@ def record_dir(folder: str) -> Path:
     return RECORDS / folder
 
 
+# Python 3.12 f-strings (PEP 701: the same quote inside a replacement field) that Python 3.11 cannot parse, in
+# log messages only. Loading swaps those inner quotes; nothing else of a record's source is touched.
+PY311_PATCHES: dict[str, list[tuple[str, str]]] = {
+    "train_gpt.decompressed.py": [('{", ".join(', "{', '.join("), ('glob("fineweb_train_*.bin")', "glob('fineweb_train_*.bin')")],
+}
+
+
 @cache
 def _load(path: str, env_items: tuple[tuple[str, str], ...]) -> types.ModuleType:
     saved_env = {k: os.environ.get(k) for k, _ in env_items}
@@ -65,9 +71,16 @@ def _load(path: str, env_items: tuple[tuple[str, str], ...]) -> types.ModuleType
         os.environ.update(dict(env_items))
         sys.modules.update(_stand_ins())
         name = "record_" + re.sub(r"\W", "_", Path(path).parent.name) + f"_{abs(hash(env_items)) % 10**8}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        source = Path(path).read_text(encoding="utf-8")
+        if sys.version_info < (3, 12):
+            for old, new in PY311_PATCHES.get(Path(path).name, []):
+                if old not in source:
+                    raise AssertionError(f"{path}: expected {old!r} for the Python 3.11 patch")
+                source = source.replace(old, new)
+        module = types.ModuleType(name)
+        module.__file__ = path
+        sys.modules[name] = module  # dataclasses / typing resolve the module by name while it executes
+        exec(compile(source, path, "exec"), module.__dict__)
         return module
     finally:
         for k, v in saved_env.items():
@@ -255,6 +268,9 @@ class RecordSpec:
     """Record hyperparameter -> why golf's preset differs (documented, deliberate)."""
     quantize: Callable[[types.ModuleType, dict[str, Tensor]], dict[str, dict]] | None = None
     """Record module + state dict -> {name: {"q": codes, "scale": s} | {"passthrough": tensor}}."""
+    hessians: Callable[[types.ModuleType, nn.Module], dict[str, Tensor]] | None = None
+    """GPTQ records: record module + record model -> the record's own calibration Hessians (weight name ->
+    [cols, cols]); `quantize` then reads them from `spec_hessians[...]` and golf gets the same (mapped) ones."""
     serialize: Callable[[types.ModuleType, dict[str, Tensor]], int] | None = None
     """Record module + state dict -> compressed artifact bytes of the record's own serializer."""
     quant_env: dict[str, str] = field(default_factory=dict)

@@ -26,10 +26,11 @@ def _ints(csv: object) -> list[int]:
 
 
 def _split_meta(result: dict[str, Tensor], meta: dict[str, object]) -> dict[str, dict]:
-    """The 03-2x records' (result, meta) of mixed_quantize_int6 -> {name: {"q", "scale"} | {"passthrough"}}."""
+    """The records' (result, meta) of mixed_quantize_int6 / gptq_mixed_quantize -> {name: {"q", "scale"} |
+    {"passthrough"}} (a quantized tensor stores `<name>.q` and `<name>.scale`)."""
     out: dict[str, dict] = {}
-    for name, info in meta.items():
-        if isinstance(info, dict):
+    for name in meta:
+        if name + ".q" in result:
             out[name] = {"q": result[name + ".q"], "scale": result[name + ".scale"]}
         else:
             out[name] = {"passthrough": result[name]}
@@ -244,6 +245,116 @@ RECORD_0321 = RecordSpec(
 )
 
 
+# --- 2026-04-09 (SP8192, 3-layer recurrence, parallel residuals, QK 5.25, legal TTT) -----------------------------
+def _build_0409(mod: types.ModuleType) -> nn.Module:
+    model = mod.GPT(mod.Hyperparameters())
+    model.looping_active = mod.Hyperparameters.num_loops > 0  # the trained (and evaluated) schedule
+    return model
+
+
+class _TokenBatches:
+    """Stand-in for the record's train loader in its own `collect_hessians`: real FineWeb sp8192 sequences."""
+
+    def __init__(self, seq_len: int = 512):
+        from records.oracle import fineweb_tokens
+
+        self.tokens = fineweb_tokens(8192, 4 * seq_len)
+        self.seq_len, self.i = seq_len, 0
+
+    def next_batch(self, *_: object) -> tuple[Tensor, Tensor]:
+        s = self.i * self.seq_len
+        self.i = (self.i + 1) % 4
+        chunk = self.tokens[s : s + self.seq_len + 1]
+        return chunk[:-1][None], chunk[1:][None]
+
+
+def _hessians_0409(mod: types.ModuleType, model: nn.Module) -> dict[str, Tensor]:
+    return mod.collect_hessians(model, _TokenBatches(), mod.Hyperparameters(), torch.device("cpu"),
+                                n_calibration_batches=2)
+
+
+HESSIANS: dict[str, Tensor] = {}
+
+
+def _quantize_0409(mod: types.ModuleType, sd: dict[str, Tensor]) -> dict[str, dict]:
+    return _split_meta(*mod.gptq_mixed_quantize(sd, HESSIANS, mod.Hyperparameters()))
+
+
+def _serialize_0409(mod: types.ModuleType, sd: dict[str, Tensor]) -> int:
+    result, meta = mod.gptq_mixed_quantize(sd, HESSIANS, mod.Hyperparameters())
+    buf = io.BytesIO()
+    torch.save({"w": result, "m": meta}, buf)
+    return len(mod._compress(buf.getvalue(), mod.Hyperparameters.compressor))
+
+
+def _embedding_dim(v: object) -> int:
+    return 0 if int(v) == 512 else int(v)  # golf: 0 = no factored embedding (EMBEDDING_DIM == MODEL_DIM)
+
+
+RECORD_0409 = RecordSpec(
+    key="0409",
+    folder="2026-04-09_SP8192_3LayerRecur_ParResid_QK525_LegalTTT",
+    script="train_gpt.decompressed.py",
+    log="train_seed42.log",
+    preset="record_0409_sp8192_recur",
+    published_bpb=1.0810,
+    vocab=8192,
+    run_env={"SEED": "42", "QK_GAIN_INIT": "5.25", "TTT_ENABLED": "1", "TTT_LR": "0.005", "TTT_EPOCHS": "3"},
+    small_env={**SMALL_ENV, "EMBEDDING_DIM": "128"},
+    small_overrides=SMALL_GOLF,
+    build=_build_0409,
+    logits=_logits_forward_logits,
+    name_map=[],
+    hparams=[
+        *[HParam(k, v) for k, v in {
+            "matrix_lr": "optim.matrix_lr", "scalar_lr": "optim.scalar_lr", "tied_embed_lr": "optim.tied_embed_lr",
+            "embed_lr": "optim.embed_lr", "head_lr": "optim.head_lr",
+            "tied_embed_init_std": "model.tied_embed_init_std", "muon_momentum": "optim.muon_momentum",
+            "muon_momentum_warmup_start": "optim.muon_momentum_warmup_start",
+            "muon_momentum_warmup_steps": "optim.muon_momentum_warmup_steps",
+            "muon_backend_steps": "optim.muon_backend_steps", "muon_row_normalize": "optim.muon_row_normalize",
+            "beta1": "optim.beta1", "beta2": "optim.beta2", "adam_eps": "optim.adam_eps",
+            "grad_clip_norm": "optim.grad_clip_norm", "muon_wd": "optim.muon_wd", "embed_wd": "optim.embed_wd",
+            "adam_wd": "optim.scalar_wd", "warmdown_frac": "schedule.warmdown_frac", "min_lr": "schedule.min_lr",
+            "gptq_reserve_seconds": "schedule.gptq_reserve_seconds", "warmup_steps": "schedule.warmup_steps",
+            "iterations": "schedule.iterations", "max_wallclock_seconds": "schedule.max_wallclock_seconds",
+            "train_batch_tokens": "trainer.train_batch_tokens", "train_seq_len": "trainer.train_seq_len",
+            "eval_seq_len": "eval.seq_len|trainer.train_seq_len", "eval_stride": "eval.stride", "seed": "seed",
+            "ema_decay": "averaging.ema_decay", "vocab_size": "model.vocab_size", "num_layers": "model.num_layers",
+            "model_dim": "model.model_dim", "num_heads": "model.num_heads", "num_kv_heads": "model.num_kv_heads",
+            "mlp_mult": "model.mlp_mult", "tie_embeddings": "model.tie_embeddings", "rope_base": "model.rope_base",
+            "rope_dims": "model.rope_dims", "rope_train_seq_len": "model.rope_train_seq_len",
+            "logit_softcap": "model.logit_softcap", "qk_gain_init": "model.qk_gain_init", "ln_scale": "model.ln_scale",
+            "xsa_last_n": "model.xsa_last_n", "num_loops": "model.num_loops", "loop_start": "model.loop_start",
+            "loop_end": "model.loop_end", "enable_looping_at": "model.enable_looping_at",
+            "parallel_residual_start": "model.parallel_block_start", "skip_gates_enabled": "model.skip_gates",
+            "matrix_bits": "quant.groups.attn.bits", "embed_bits": "quant.groups.embed.bits",
+            "matrix_clip_sigmas": "quant.groups.mlp.clip_sigmas", "embed_clip_sigmas": "quant.groups.embed.clip_sigmas",
+            "gptq_calibration_batches": "quant.gptq.calib_batches", "compressor": "quant.codec",
+            "ttt_lr": "eval.ttt.lr", "ttt_epochs": "eval.ttt.epochs", "ttt_momentum": "eval.ttt.momentum",
+            "ttt_chunk_tokens": "eval.ttt.chunk_tokens",
+        }.items()],
+        HParam("embedding_dim", "model.embed_dim", _embedding_dim),
+        HParam("ttt_enabled", "eval.mode", lambda v: "ttt" if v else "sliding"),
+        HParam("src:bits=h.embed_bits if'tok_emb'in name else h.(matrix)_bits", "quant.groups.mlp.bits",
+               lambda _: 6),
+    ],
+    deliberate={
+        "seed": "golf presets keep seed 1337; the published runs are seed=42 / 314 / 999 overrides",
+    },
+    quantize=_quantize_0409,
+    hessians=_hessians_0409,
+    serialize=_serialize_0409,
+    # Full width, 2 layers (no loop range fits): same tensors cross the 65,536-element line as at full scale.
+    quant_env={"NUM_LAYERS": "2", "NUM_LOOPS": "0", "XSA_LAST_N": "2", "PARALLEL_RESIDUAL_START": "1"},
+    quant_overrides=["model.num_layers=2", "model.num_loops=0", "model.loop_start=0", "model.loop_end=0",
+                     "model.enable_looping_at=0", "model.xsa_last_n=2", "model.parallel_block_start=1"],
+    seq_len=1024,  # RoPE tables are built for 2048 (no NTK below it); 17 virtual layers x 8192-way logits
+    log_aliases={"grad_accum_steps": None, "world_size": None, "rank": None, "local_rank": None,
+                 "is_main_process": None, "distributed": None},
+)
+
+
 # Seed 002 (PR #379) = the PR #374 stack + GPTQ-lite; record 03-22 is PR #374 + EMA/warmdown 3500/QAT 0.15 +
 # GPTQ-lite, so it is the oracle of everything but those three and the clip candidates.
 PR374 = replace(
@@ -257,4 +368,4 @@ PR374 = replace(
                      "quant.groups.mlp.clip_candidates=[99.9,99.95,99.99,99.999]"],
 )
 
-SPECS: dict[str, RecordSpec] = {s.key: s for s in (RECORD_0319, RECORD_0321, RECORD_0322, PR374)}
+SPECS: dict[str, RecordSpec] = {s.key: s for s in (RECORD_0319, RECORD_0321, RECORD_0322, PR374, RECORD_0409)}
