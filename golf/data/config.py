@@ -11,7 +11,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from golf.errors import ConfigError
+
 _SP_VARIANT = re.compile(r"^sp(\d+)$")
+TRAIN_LOADERS: tuple[str, ...] = ("sequential", "shuffled", "coprime")
 
 
 def variant_vocab_size(variant: str) -> int | None:
@@ -40,6 +43,13 @@ class DataConfig:
     """Model vocabulary size; must equal the tokenizer's vocab size."""
     bos_id: int = 1
     """Id of the BOS token that starts every document (no EOS is written)."""
+    loader: str = "sequential"
+    """Train loader: sequential (official: shards in order, one stream cut across ranks), shuffled (record 04-09
+    ShuffledSequenceLoader) or coprime (record 03-29 coprime-stride multi-shard loader); golf.data.samplers."""
+
+    def __post_init__(self) -> None:
+        if self.loader not in TRAIN_LOADERS:
+            raise ConfigError(f"data.loader={self.loader!r}; allowed: {', '.join(TRAIN_LOADERS)}")
 
     def resolve_dataset_dir(self) -> Path:
         """Shard folder: ``dataset_dir`` or ``{root}/datasets/fineweb10B_{variant}``."""

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from golf.data.loader import DistributedTokenLoader
+from golf.data.samplers import build_train_loader
 from golf.errors import ConfigError
 from golf.eval.bpb import load_tokenizer
 from golf.eval.standard import autocast_for, evaluate_standard
@@ -139,8 +140,8 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
              f"max_wallclock_seconds:{cfg.schedule.max_wallclock_seconds:.3f}")
     log.info(f"seed:{cfg.seed}")
 
-    def new_loader() -> DistributedTokenLoader:
-        return DistributedTokenLoader(cfg.data.train_glob(), ctx.rank, ctx.world_size, device)
+    def new_loader() -> DistributedTokenLoader:  # or a sampling loader (data.loader), same next_batch
+        return build_train_loader(cfg.data, ctx.rank, ctx.world_size, device, t.train_seq_len)
 
     def train_step(loader: DistributedTokenLoader) -> torch.Tensor:
         for opt in optimizers:
