@@ -40,11 +40,13 @@ def _spec(key: str):
 def _pair(spec, env, overrides):
     """(record model, golf model, record->golf names) with the same randomized weights, both in eval mode."""
     torch.manual_seed(0)
-    record = spec.build(spec.module(env)).float().eval()
+    module = spec.module(env)
+    record = spec.build(module).float().eval()
     randomize_(record, seed=1)
     cfg = golf_config(spec.preset, [*overrides, *spec.extra_overrides])
     golf = build_model(cfg.model).float().eval()
-    mapping = copy_weights(record, golf, spec.name_map, spec.transforms)
+    mapping = copy_weights(record, golf, spec.name_map, spec.transforms,
+                           spec.record_state(module, record, params_only=True))
     return record, golf, mapping, cfg
 
 
@@ -52,6 +54,7 @@ def _pair(spec, env, overrides):
 def test_forward_matches_the_record(key):
     spec = _spec(key)
     record, golf, _, _ = _pair(spec, spec.small_env, spec.small_overrides)
+    record, golf = record.to(spec.forward_dtype), golf.to(spec.forward_dtype)
     tokens = fineweb_tokens(spec.vocab, spec.seq_len)
     x, y = tokens[:-1][None], tokens[1:][None]
     with torch.no_grad():
@@ -107,7 +110,8 @@ def test_hyperparameters_equal_the_preset_or_are_deliberate(key):
     assert all(k in {r[0] for r in rows} for k in spec.deliberate), "a deliberate entry names no checked key"
 
 
-@pytest.mark.parametrize("key", [k for k in KEYS if SPECS[k].quantize is not None])
+@pytest.mark.parametrize("key", [pytest.param(k, marks=[pytest.mark.slow] if SPECS[k].quant_slow else [])
+                                 for k in KEYS if SPECS[k].quantize is not None])
 def test_quantizer_matches_the_record(key):
     spec = _spec(key)
     record, golf, mapping, cfg = _pair(spec, spec.quant_env, spec.quant_overrides)
@@ -117,7 +121,7 @@ def test_quantizer_matches_the_record(key):
         specs.HESSIANS.clear()
         specs.HESSIANS.update(spec.hessians(module, record))
         hessians = {mapping.get(k, k): v for k, v in specs.HESSIANS.items()}
-    sd = {k: v.detach().clone() for k, v in record.state_dict().items()}
+    sd = {k: v.detach().clone() for k, v in spec.record_state(module, record).items()}
     expected = spec.quantize(module, sd)
     qstate = quantize_state_dict({k: v.detach().clone() for k, v in golf.state_dict().items()}, cfg.quant, hessians)
     problems = compare_quantizers(expected, qstate, mapping, spec.transforms)

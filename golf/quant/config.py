@@ -37,6 +37,7 @@ PACKINGS: tuple[str, ...] = ("auto", "int8", "bitpack")
 FIT_METRICS: tuple[str, ...] = ("loss", "recon")
 BEST_CODEC = "best"
 QAT_RULES: tuple[str, ...] = ("export", "rowmax31")
+GPTQ_CLIP_SELECTION: tuple[str, ...] = ("rtn", "gptq")
 # Record 03-22 (GPTQ-lite, train_gpt.py quantize_int6_per_row): row quantiles 0.999, 0.9995, 0.9999, 0.99999, 1.0.
 GPTQ_LITE_PERCENTILES: tuple[float, ...] = (99.9, 99.95, 99.99, 99.999, 100.0)
 
@@ -151,6 +152,10 @@ class GPTQConfig:
     """Columns quantized per block before the lazy error update of the remaining columns."""
     act_order: bool = True
     """Quantize columns in descending diag(H) order (act-order)."""
+    select_clip_by: str = "rtn"
+    """clip=search groups: rtn = the candidate with the least round-to-nearest error sets the scales and GPTQ runs
+    once (records 04-05+); gptq = GPTQ runs with every candidate's scales and the least mean ||W - Q·s||²
+    wins (record 03-29 `gptq_quantize_weight`)."""
 
 
 @dataclass
@@ -232,6 +237,7 @@ class QuantConfig:
         _check(g.calib_seq_len >= 0, "quant.gptq.calib_seq_len", g.calib_seq_len, "must be >= 0")
         _check(0.0 <= float(g.damp) < 1.0, "quant.gptq.damp", g.damp, "is not in [0, 1)")
         _check(g.block_size >= 1, "quant.gptq.block_size", g.block_size, "must be >= 1")
+        _check_choice("quant.gptq", "select_clip_by", g.select_clip_by, GPTQ_CLIP_SELECTION)
         _check(0.0 <= float(self.qat.late_threshold) <= 1.0, "quant.qat.late_threshold", self.qat.late_threshold,
                "is not in [0, 1]")
         _check_choice("quant.qat", "rule", self.qat.rule, QAT_RULES)

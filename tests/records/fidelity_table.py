@@ -39,16 +39,19 @@ from records.oracle import (  # noqa: E402
 
 def _pair(spec, env, overrides):
     torch.manual_seed(0)
-    record = spec.build(spec.module(env)).float().eval()
+    module = spec.module(env)
+    record = spec.build(module).float().eval()
     randomize_(record, seed=1)
     cfg = golf_config(spec.preset, [*overrides, *spec.extra_overrides])
     golf = build_model(cfg.model).float().eval()
-    mapping = copy_weights(record, golf, spec.name_map, spec.transforms)
+    mapping = copy_weights(record, golf, spec.name_map, spec.transforms,
+                           spec.record_state(module, record, params_only=True))
     return record, golf, mapping, cfg
 
 
 def forward_delta(spec) -> tuple[float, float]:
     record, golf, _, _ = _pair(spec, spec.small_env, spec.small_overrides)
+    record, golf = record.to(spec.forward_dtype), golf.to(spec.forward_dtype)
     tokens = fineweb_tokens(spec.vocab, spec.seq_len)
     x = tokens[:-1][None]
     with torch.no_grad():
@@ -74,18 +77,23 @@ def quant_and_bytes(spec, steps: int) -> tuple[str, int, int]:
     if steps:
         train_briefly(golf, spec.vocab, steps)
         golf_params = dict(golf.named_parameters())
+        module = spec.module(spec.quant_env)
         with torch.no_grad():  # back into the record model (every transform is its own inverse)
-            for name, p in record.named_parameters():
+            flat = {}
+            for name in spec.record_state(module, record, params_only=True):
                 target = mapping[name]
-                value = golf_params[target].detach()
-                p.copy_(spec.transforms[target](value) if target in spec.transforms else value)
+                value = golf_params[target].detach().clone()
+                flat[name] = spec.transforms[target](value) if target in spec.transforms else value
+            if spec.rebank is not None:
+                flat = spec.rebank(module, flat, record.state_dict())
+            record.load_state_dict(flat, strict=False)
     module = spec.module(spec.quant_env)
     hessians = None
     if spec.hessians is not None:
         specs.HESSIANS.clear()
         specs.HESSIANS.update(spec.hessians(module, record))
         hessians = {mapping.get(k, k): v for k, v in specs.HESSIANS.items()}
-    sd = {k: v.detach().clone() for k, v in record.state_dict().items()}
+    sd = {k: v.detach().clone() for k, v in spec.record_state(module, record).items()}
     expected = spec.quantize(module, sd)
     qstate = quantize_state_dict({k: v.detach().clone() for k, v in golf.state_dict().items()}, cfg.quant, hessians)
     problems = compare_quantizers(expected, qstate, mapping, spec.transforms)

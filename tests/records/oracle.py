@@ -151,15 +151,18 @@ def map_name(name: str, name_map: NameMap) -> str:
 
 @torch.no_grad()
 def copy_weights(record: nn.Module, golf: nn.Module, name_map: NameMap,
-                 transforms: dict[str, Callable[[Tensor], Tensor]] | None = None) -> dict[str, str]:
+                 transforms: dict[str, Callable[[Tensor], Tensor]] | None = None,
+                 record_params: dict[str, Tensor] | None = None) -> dict[str, str]:
     """Copy every record parameter into golf's by name map; returns record name -> golf name.
 
     Fails when a record parameter has no golf counterpart, shapes differ, or a golf parameter is left unset.
     `transforms` (golf name -> fn) converts a value between two parametrizations of the same map.
+    `record_params` replaces `record.named_parameters()` (e.g. the record's own unbanked view of its banks).
     """
     golf_params = dict(golf.named_parameters())
     mapping: dict[str, str] = {}
-    for name, p in record.named_parameters():
+    source = record_params if record_params is not None else dict(record.named_parameters())
+    for name, p in source.items():
         target = map_name(name, name_map)
         if target not in golf_params:
             raise AssertionError(f"record parameter {name} -> {target}: no such golf parameter")
@@ -273,12 +276,22 @@ class RecordSpec:
     [cols, cols]); `quantize` then reads them from `spec_hessians[...]` and golf gets the same (mapped) ones."""
     serialize: Callable[[types.ModuleType, dict[str, Tensor]], int] | None = None
     """Record module + state dict -> compressed artifact bytes of the record's own serializer."""
+    unbank: Callable[[types.ModuleType, dict[str, Tensor]], dict[str, Tensor]] | None = None
+    """Banked records (03-23, 03-29): record module + its state dict -> per-layer 2-D tensors (its own
+    `_unbank_state_dict`), the view that is name-mapped, quantized and compared."""
+    rebank: Callable[[types.ModuleType, dict[str, Tensor], dict[str, Tensor]], dict[str, Tensor]] | None = None
+    """Inverse of unbank (record's `_rebank_state_dict`): (module, unbanked, template) -> banked state dict."""
     quant_env: dict[str, str] = field(default_factory=dict)
     """Record env of the quantizer check (full width so the same tensors cross the passthrough threshold)."""
     quant_overrides: list[str] = field(default_factory=list)
+    quant_slow: bool = False
+    """The quantizer check takes over ~20 s on a shared 2-core CPU (marked slow)."""
     seq_len: int = 1024
     run_env: dict[str, str] = field(default_factory=dict)
     """Env vars of the published run command (README), under which the record's hyperparameters are read."""
+    forward_dtype: torch.dtype = torch.float32
+    """dtype of the forward check. float64 only where fp32 rounding, amplified by the architecture, exceeds 1e-5
+    with identical math (03-29: XSA on all 11 layers; the spec says what fp32 gives)."""
     log_aliases: dict[str, str | None] = field(default_factory=dict)
     """Logged key -> the Hyperparameters attribute it prints (None = not a hyperparameter, e.g. a derived value)."""
     extra_overrides: list[str] = field(default_factory=list)
@@ -287,6 +300,11 @@ class RecordSpec:
     def module(self, env: dict[str, str] | None = None) -> types.ModuleType:
         """The record module under run_env + `env` (default: the reduced scale's small_env)."""
         return load_record(self.folder, self.script, {**self.run_env, **(env if env is not None else self.small_env)})
+
+    def record_state(self, module: types.ModuleType, record: nn.Module, params_only: bool = False) -> dict[str, Tensor]:
+        """The record's parameters (or state dict) in the per-layer view that is name-mapped."""
+        sd = dict(record.named_parameters()) if params_only else record.state_dict()
+        return self.unbank(module, sd) if self.unbank is not None else sd
 
     def record_value(self, module: types.ModuleType, key: str) -> object:
         if key.startswith("src:"):
