@@ -441,6 +441,73 @@ RECORD_0329 = RecordSpec(
 )
 
 
+# --- 2026-03-23 (LeakyReLU(0.5)², legal score-first TTT, parameter-banked parallel Muon) -------------------------
+def _build_0323(mod: types.ModuleType) -> nn.Module:
+    h = mod.Hyperparameters
+    return mod.GPT(
+        vocab_size=h.vocab_size, num_layers=h.num_layers, model_dim=h.model_dim, num_heads=h.num_heads,
+        num_kv_heads=h.num_kv_heads, mlp_mult=h.mlp_mult, tie_embeddings=h.tie_embeddings,
+        tied_embed_init_std=h.tied_embed_init_std, logit_softcap=h.logit_softcap, rope_base=h.rope_base,
+        qk_gain_init=h.qk_gain_init, mtp_num_heads=0, mtp_loss_weight=0.0, bigram_vocab_size=h.bigram_vocab_size,
+        bigram_dim=h.bigram_dim, xsa_last_n=h.xsa_last_n, rope_dims=h.rope_dims, ln_scale=h.ln_scale,
+        dtg=h.dtg_enabled, ve_enabled=h.ve_enabled, ve_dim=h.ve_dim, ve_layers=h.ve_layers,
+        gated_attention=h.gated_attention, value_residual=h.value_residual)
+
+
+def _serialize_0323(mod: types.ModuleType, sd: dict[str, Tensor]) -> int:
+    import lzma
+
+    result, meta = mod.mixed_quantize_int6(sd, {"mlp", "attn"})
+    buf = io.BytesIO()
+    torch.save({"w": result, "m": meta}, buf)
+    return len(lzma.compress(buf.getvalue(), preset=6))
+
+
+RECORD_0323 = RecordSpec(
+    key="0323",
+    folder="2026-03-23_LeakyReLU_LegalTTT_ParallelMuon",
+    script="train_gpt.py",
+    log="train_seed1337.log",
+    preset="record_0323_legal_ttt",
+    published_bpb=1.1194,
+    vocab=1024,
+    # README "Run Command" environment.
+    run_env={"NUM_LAYERS": "11", "BIGRAM_VOCAB_SIZE": "1536", "XSA_LAST_N": "4", "EMA_ENABLED": "1",
+             "EMA_DECAY": "0.997", "SWA_ENABLED": "1", "SWA_EVERY": "50", "ROPE_DIMS": "16", "LN_SCALE": "1",
+             "LATE_QAT": "1", "LATE_QAT_THRESHOLD": "0.15", "VE_ENABLED": "1", "VE_DIM": "128", "VE_LAYERS": "9,10",
+             "TTT_ENABLED": "1", "TTT_LR": "0.002", "TTT_EPOCHS": "3", "TTT_CHUNK_TOKENS": "32768",
+             "TTT_FREEZE_BLOCKS": "0", "TTT_MOMENTUM": "0.9", "TTT_BATCH_SEQS": "32", "TTT_GRAD_CLIP": "1.0",
+             "MUON_WD": "0.04", "ADAM_WD": "0.04", "MATRIX_LR": "0.025", "SCALAR_LR": "0.025",
+             "TIED_EMBED_LR": "0.035", "MUON_MOMENTUM": "0.99", "MUON_MOMENTUM_WARMUP_START": "0.92",
+             "MUON_MOMENTUM_WARMUP_STEPS": "1500", "WARMDOWN_ITERS": "3500", "ITERATIONS": "9000",
+             "MAX_WALLCLOCK_SECONDS": "600", "EVAL_STRIDE": "64", "SEED": "1337"},
+    small_env=SMALL_ENV,
+    small_overrides=SMALL_GOLF,
+    build=_build_0323,
+    logits=_logits_forward_logits,
+    name_map=PR374_NAME_MAP,
+    transforms=PR374_TRANSFORMS,
+    unbank=_unbank_0329,
+    rebank=_rebank_0329,
+    hparams=[
+        *_hp_pr374(),
+        HParam("ttt_lr", "eval.ttt.lr"), HParam("ttt_epochs", "eval.ttt.epochs"),
+        HParam("ttt_chunk_tokens", "eval.ttt.chunk_tokens"), HParam("ttt_freeze_blocks", "eval.ttt.freeze_blocks"),
+        HParam("ttt_momentum", "eval.ttt.momentum"), HParam("ttt_batch_seqs", "eval.ttt.batch_seqs"),
+        HParam("ttt_grad_clip", "eval.ttt.grad_clip"), HParam("ttt_enabled", "eval.mode", lambda v: "ttt" if v else "sliding"),
+        HParam(r"src:F\.leaky_relu\(F\.linear\(x, up_w\.to\(x\.dtype\)\), negative_slope=([0-9.]+)\)",
+               "model.mlp_leaky_slope"),
+        HParam(r"src:lzma\.compress\(quant_raw, preset=(\d+)\)", "quant.level", int),
+    ],
+    quantize=_quantize_0322,
+    serialize=_serialize_0323,
+    quant_env={"NUM_LAYERS": "2", "VE_LAYERS": "0,1", "XSA_LAST_N": "1"},
+    quant_overrides=["model.num_layers=2", "model.value_embed_layers=[0,1]", "model.xsa_last_n=1"],
+    seq_len=2048,
+    log_aliases={**LOG_ALIASES_0320, "late_qat": None},
+)
+
+
 # Seed 002 (PR #379) = the PR #374 stack + GPTQ-lite; record 03-22 is PR #374 + EMA/warmdown 3500/QAT 0.15 +
 # GPTQ-lite, so it is the oracle of everything but those three and the clip candidates.
 PR374 = replace(
@@ -454,4 +521,4 @@ PR374 = replace(
                      "quant.groups.mlp.clip_candidates=[99.9,99.95,99.99,99.999]"],
 )
 
-SPECS: dict[str, RecordSpec] = {s.key: s for s in (RECORD_0319, RECORD_0321, RECORD_0322, PR374, RECORD_0329, RECORD_0409)}
+SPECS: dict[str, RecordSpec] = {s.key: s for s in (RECORD_0319, RECORD_0321, RECORD_0322, PR374, RECORD_0323, RECORD_0329, RECORD_0409)}
