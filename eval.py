@@ -20,9 +20,11 @@ import hydra
 from omegaconf import DictConfig
 
 from golf.config import EvalRunConfig, register_configs
+from golf.device import pick_device
 from golf.entry import run_entry
-from golf.evaluate import load_for_eval, load_val_data, run_modes
-from golf.train.dist import pick_device
+from golf.eval.data import load_val_data
+from golf.eval.run import EvalContext, run_modes
+from golf.train.load import load_for_eval
 from golf.train.tracking import Tracker, write_json
 
 register_configs()
@@ -32,9 +34,9 @@ def _eval(cfg: EvalRunConfig, ctx: dict) -> float:
     t0 = time.perf_counter()
     device = pick_device(cfg.device)
     loaded = load_for_eval(cfg.path, device)
-    seq_len = cfg.eval.seq_len or loaded.run_config.get("train_seq_len") or loaded.run_config["trainer"]["train_seq_len"]
+    seq_len = cfg.eval.seq_len or loaded.run_config.trainer.train_seq_len
     val = load_val_data(cfg.data, loaded.model_cfg.vocab_size, seq_len, cfg.eval.max_tokens)
-    results = run_modes(loaded.model, val, cfg.eval, device)
+    results = run_modes(loaded.model, val, cfg.eval, EvalContext(device, progress=True))
     for r in results:
         print(f"{r.mode} val_loss:{r.val_loss:.8f} val_bpb:{r.val_bpb:.8f} tokens:{r.tokens} "
               f"bytes:{r.bytes} eval_time:{r.seconds:.2f}s ({loaded.kind} {loaded.path})")

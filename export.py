@@ -14,9 +14,9 @@ import hydra
 from omegaconf import DictConfig
 
 from golf.config import ExportRunConfig, register_configs
+from golf.device import pick_device
 from golf.entry import run_entry
 from golf.export_run import export_run
-from golf.train.dist import pick_device
 from golf.train.tracking import Tracker
 
 register_configs()

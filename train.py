@@ -18,10 +18,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from golf.config import TrainRunConfig, register_configs
+from golf.config import register_configs
 from golf.entry import run_entry, run_group, run_name
 from golf.sweep.job import after_train_for
 from golf.sweep.launch import needs_torchrun, run_under_torchrun
+from golf.train.config import TrainRunConfig
 from golf.train.loop import RunInfo, train
 
 register_configs()

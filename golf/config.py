@@ -1,8 +1,8 @@
-"""Hydra-facing configuration: schema registration, validation and the run-directory resolver.
+"""Hydra glue: schema registration, DictConfig -> typed conversion and the run-directory resolver.
 
-Every config group has one dataclass schema, defined next to the component it configures (the core packages
-import no Hydra). `register_configs()` stores them in Hydra's ConfigStore as `base_<group>`; each YAML option
-starts with `defaults: [base_<group>]`, so composition type-checks values. `to_typed()` then rejects keys the
+Every config group has one dataclass schema, defined next to the component it configures; the run config
+`TrainRunConfig` lives in the core (golf/train/config.py), which imports no Hydra. `register_configs()` stores
+them in Hydra's ConfigStore as `base_<group>`; each YAML option starts with `defaults: [base_<group>]`, so composition type-checks values. `to_typed()` then rejects keys the
 schema does not know (Hydra accepts `+model.modle_dim=3` silently) and runs every `__post_init__` rule.
 """
 
@@ -13,10 +13,10 @@ import datetime as _dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from golf.data.config import DataConfig
 from golf.errors import ConfigError
@@ -24,41 +24,10 @@ from golf.eval.config import EvalConfig
 from golf.model.config import ModelConfig
 from golf.optim.config import OptimConfig, ScheduleConfig
 from golf.quant.config import BudgetConfig, QuantConfig
-from golf.sweep.launch import DistConfig
-from golf.train.averaging import AveragingConfig
-from golf.train.config import LoggerConfig, TrainerConfig
+from golf.schema import build_dataclass, field_types
+from golf.train.config import AveragingConfig, LoggerConfig, TrainerConfig, TrainRunConfig
 
 T = TypeVar("T")
-
-
-@dataclass
-class TrainRunConfig:
-    """Primary config of `train.py`."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    averaging: AveragingConfig = field(default_factory=AveragingConfig)
-    quant: QuantConfig = field(default_factory=QuantConfig)
-    budget: BudgetConfig = field(default_factory=BudgetConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    experiment_name: str = "adhoc"
-    """Name of the preset (W&B group unless logger.group is set)."""
-    sweep_name: str = "adhoc"
-    """Name of the sweep this run belongs to (multirun directory suffix)."""
-    seed: int = 1337
-    """Seeds python, numpy and torch."""
-    dist: DistConfig = field(default_factory=DistConfig)
-    """Processes per node; > 1 outside torchrun re-launches the run under torchrun (golf.sweep.launch)."""
-    export_after: bool = False
-    """Export the artifact right after training, in the same job (bytes_total into metrics.json and W&B)."""
-
-    def __post_init__(self) -> None:
-        if self.export_after and not self.trainer.checkpoint:
-            raise ValueError("export_after=true needs trainer.checkpoint=true (the export reads checkpoint.pt)")
 
 
 @dataclass
@@ -152,7 +121,7 @@ def _unknown_keys(node: Any, schema: Any, prefix: str) -> list[tuple[str, list[s
     """Keys present in `node` that the dataclass `schema` does not declare, with the allowed names."""
     if not (dataclasses.is_dataclass(schema) and isinstance(node, DictConfig)):
         return []
-    hints = _field_types(schema)
+    hints = field_types(schema)
     bad: list[tuple[str, list[str]]] = []
     for key in node.keys():
         if key == "hydra":
@@ -162,12 +131,6 @@ def _unknown_keys(node: Any, schema: Any, prefix: str) -> list[tuple[str, list[s
         elif dataclasses.is_dataclass(hints[key]):
             bad += _unknown_keys(node._get_node(key), hints[key], f"{prefix}{key}.")
     return bad
-
-
-def _field_types(schema: Any) -> dict[str, Any]:
-    """Resolved field types of a dataclass (annotations are strings under `from __future__ import annotations`)."""
-    hints = get_type_hints(schema)
-    return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
 
 
 def to_typed(cfg: DictConfig, schema: type[T]) -> T:
@@ -181,43 +144,4 @@ def to_typed(cfg: DictConfig, schema: type[T]) -> T:
         raise ConfigError(f"unknown config key '{key}'; allowed here: {', '.join(allowed)}")
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     plain.pop("hydra", None)
-    try:
-        return _build(schema, plain, "")
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(str(exc).splitlines()[0]) from None
-
-
-def build_dataclass(schema: type[T], values: dict, prefix: str = "") -> T:
-    """Typed dataclass (nested ones included) from plain values; raises ConfigError naming the key."""
-    try:
-        return _build(schema, values, prefix)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(str(exc).splitlines()[0]) from None
-
-
-def _build(schema: Any, values: Any, prefix: str) -> Any:
-    """Instantiate `schema` from plain values, recursing into nested dataclasses (runs __post_init__)."""
-    if not dataclasses.is_dataclass(schema):
-        return values
-    kwargs = {}
-    for name, ftype in _field_types(schema).items():
-        if name not in values:
-            continue
-        value = values[name]
-        if value == "???":
-            raise ConfigError(f"missing required config value '{prefix}{name}' (set it on the command line)")
-        kwargs[name] = _build(ftype, value, f"{prefix}{name}.") if dataclasses.is_dataclass(ftype) else value
-    return schema(**kwargs)
-
-
-def as_plain(obj: Any) -> Any:
-    """Typed config -> plain dict/list (JSON-serializable)."""
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, DictConfig | ListConfig):
-        return OmegaConf.to_container(obj, resolve=True)
-    return obj
+    return build_dataclass(schema, plain, "", strict=False)  # unknown keys were reported above, with the path

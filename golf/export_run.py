@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from golf.data.config import DataConfig
-from golf.eval.standard import autocast_for
-from golf.evaluate import ARTIFACT_NAME, load_for_eval, load_val_data, run_evaluation
+from golf.device import autocast_for
+from golf.eval.data import load_val_data
+from golf.eval.run import EvalContext, run_evaluation
 from golf.quant.artifact import HEADER_BYTES, write_artifact
 from golf.quant.budget import (
     BudgetExceededError,
@@ -35,6 +35,8 @@ from golf.quant.gptq import calibration_batches, collect_hessians
 from golf.quant.groups import tensor_group
 from golf.quant.int8 import quantize_state_dict
 from golf.train.checkpoint import CHECKPOINT_NAME
+from golf.train.config import TrainRunConfig
+from golf.train.load import ARTIFACT_NAME, RUN_SECTION, load_for_eval
 from golf.train.tracking import write_json
 
 log = logging.getLogger("golf.export")
@@ -61,7 +63,7 @@ def _gptq_names(state: dict, quant: QuantConfig) -> set[str]:
             and rules.groups.get(tensor_group(n, t, rules)).method == "gptq"}
 
 
-def _calibration(model_on_device, run_cfg: dict, quant: QuantConfig, budget: BudgetConfig, device: torch.device,
+def _calibration(model_on_device, run_cfg: TrainRunConfig, quant: QuantConfig, budget: BudgetConfig, device: torch.device,
                  state: dict, timings: dict) -> tuple[dict | None, object]:
     """Hessians for GPTQ groups and the fitter's loss function (each only when needed)."""
     need_h = quant.scheme != "none" and bool(_gptq_names(state, quant)) and (quant.uses_gptq() or budget.fit)
@@ -69,11 +71,11 @@ def _calibration(model_on_device, run_cfg: dict, quant: QuantConfig, budget: Bud
     if not (need_h or need_loss):
         return None, None
     g = quant.gptq
-    seq_len = g.calib_seq_len or run_cfg["trainer"]["train_seq_len"]
-    batch_tokens = g.calib_batch_tokens or run_cfg["trainer"]["train_batch_tokens"]
+    seq_len = g.calib_seq_len or run_cfg.trainer.train_seq_len
+    batch_tokens = g.calib_batch_tokens or run_cfg.trainer.train_batch_tokens
     n_h = g.calib_batches if need_h else 0
     t0 = time.perf_counter()
-    batches = calibration_batches(DataConfig(**run_cfg["data"]).train_glob(), n_h + budget.fit_batches * need_loss,
+    batches = calibration_batches(run_cfg.data.train_glob(), n_h + budget.fit_batches * need_loss,
                                   batch_tokens, seq_len, device)
     model = model_on_device()
     hessians = None
@@ -85,13 +87,6 @@ def _calibration(model_on_device, run_cfg: dict, quant: QuantConfig, budget: Bud
                  f"in {timings['gptq_hessian_s']:.2f}s (counts toward the 600 s training budget)")
     loss_fn = loss_function(model, batches[n_h:], autocast=lambda: autocast_for(device)) if need_loss else None
     return hessians, loss_fn
-
-
-def run_quant_config(run_cfg: dict) -> QuantConfig:
-    """The `quant` section a run was trained with (its QAT rule is the one to export with)."""
-    from golf.config import build_dataclass  # the typed builder; golf.config is the Hydra-facing layer
-
-    return build_dataclass(QuantConfig, run_cfg.get("quant", {}), "quant.")
 
 
 def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetConfig, eval_cfg, device: torch.device,
@@ -107,7 +102,7 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
     out = Path(out) if out else run_dir / ARTIFACT_NAME
     loaded = load_for_eval(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
     run_cfg = loaded.run_config
-    quant = quant or run_quant_config(run_cfg)
+    quant = quant or run_cfg.quant  # the run's own rule (e.g. its QAT clip) unless told otherwise
     state = {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()}
 
     @functools.cache
@@ -135,11 +130,10 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
             t0 = time.perf_counter()
             qstate = quantize_state_dict(state, quant, hessians)
             timings["quantize_s"] = time.perf_counter() - t0
-            extra = {"model": asdict(loaded.model_cfg), "train_seq_len": run_cfg["trainer"]["train_seq_len"],
-                     "data": {"variant": run_cfg["data"]["variant"], "vocab_size": run_cfg["data"]["vocab_size"]},
-                     "quant": asdict(quant), "fit": fit.to_dict() if fit else None}
+            extra = {RUN_SECTION: run_cfg.to_dict(),
+                     "export": {"quant": asdict(quant), "fit": fit.to_dict() if fit else None}}
             t0 = time.perf_counter()
-            info = write_artifact(tmp, qstate, codec=quant.codec, level=quant.level, config=run_cfg, extra=extra,
+            info = write_artifact(tmp, qstate, codec=quant.codec, level=quant.level, config=run_cfg.to_dict(), extra=extra,
                                   byte_shuffle=quant.byte_shuffle)
             timings["compress_s"] = time.perf_counter() - t0
             report = build_budget_report(qstate, info, code_bytes, code_files, budget.target_bytes, budget.code_mode)
@@ -169,13 +163,14 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
     return result
 
 
-def roundtrip(checkpoint_model: torch.nn.Module, artifact: Path, run_cfg: dict, eval_cfg, device: torch.device) -> dict:
+def roundtrip(checkpoint_model: torch.nn.Module, artifact: Path, run_cfg: TrainRunConfig, eval_cfg,
+              device: torch.device) -> dict:
     """Evaluate the checkpoint's model and the re-loaded artifact on the same tokens; return both and the gap."""
-    data = DataConfig(**run_cfg["data"])
-    seq_len = eval_cfg.seq_len or run_cfg["trainer"]["train_seq_len"]
-    val = load_val_data(data, run_cfg["model"]["vocab_size"], seq_len, eval_cfg.max_tokens)
-    pre = run_evaluation(checkpoint_model, val, eval_cfg, device)
-    post = run_evaluation(load_for_eval(artifact, device).model, val, eval_cfg, device)
+    seq_len = eval_cfg.seq_len or run_cfg.trainer.train_seq_len
+    val = load_val_data(run_cfg.data, run_cfg.model.vocab_size, seq_len, eval_cfg.max_tokens)
+    ctx = EvalContext(device, progress=True)
+    pre = run_evaluation(checkpoint_model, val, eval_cfg, ctx)
+    post = run_evaluation(load_for_eval(artifact, device).model, val, eval_cfg, ctx)
     log.info(f"pre-quant val_loss:{pre.val_loss:.4f} val_bpb:{pre.val_bpb:.4f}")
     log.info(f"final_roundtrip val_loss:{post.val_loss:.4f} val_bpb:{post.val_bpb:.4f} "
              f"eval_time:{post.seconds * 1000:.0f}ms")

@@ -12,14 +12,12 @@ import sentencepiece as spm
 import torch
 
 from golf.data.loader import load_validation_tokens
+from golf.data.tokenizer import TokenizerError, VocabMismatchError, load_tokenizer
 from golf.errors import GolfError
 from golf.eval.bpb import (
     BpbAccumulator,
-    TokenizerError,
-    VocabMismatchError,
     bits_per_byte,
     build_byte_luts,
-    load_tokenizer,
     token_bytes,
 )
 

@@ -11,11 +11,12 @@ import pytest
 import torch
 from conftest import run_golf
 
-from golf.data.config import DataConfig
-from golf.evaluate import load_for_eval
-from golf.quant import BudgetConfig, QuantConfig, quantize_state_dict, write_artifact
+from golf.quant.artifact import write_artifact
+from golf.quant.config import BudgetConfig, QuantConfig
 from golf.quant.fitter import FitError, choose_allocation, loss_function, measure_options, with_group_bits
 from golf.quant.gptq import calibration_batches
+from golf.quant.int8 import quantize_state_dict
+from golf.train.load import load_for_eval
 
 # The tiny model's matrices are all <= 65,536 elements; a 4,096 threshold puts them in the attn/mlp groups.
 SMALL_KEEP = 4096
@@ -52,7 +53,7 @@ def test_fitter_recon_metric_respects_limit_and_prefers_precision(tiny_state, tm
 def test_fitter_loss_metric_measures_calibration_loss(tiny_state):
     loaded, state = tiny_state
     cfg = loaded.run_config
-    batches = calibration_batches(DataConfig(**cfg["data"]).train_glob(), 1, 2048, cfg["trainer"]["train_seq_len"],
+    batches = calibration_batches(cfg.data.train_glob(), 1, 2048, cfg.trainer.train_seq_len,
                                   torch.device("cpu"))
     loss = loss_function(loaded.model, batches)
     table = measure_options(state, QuantConfig(keep_float_max_numel=SMALL_KEEP),

@@ -14,6 +14,7 @@ from golf.model import ModelConfig, build_model
 from golf.optim import build_optimizers
 from golf.optim.config import OptimConfig
 from golf.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from golf.train.config import TrainRunConfig
 
 
 class _Exploit:
@@ -24,11 +25,13 @@ class _Exploit:
 def test_round_trip(tmp_path: Path):
     model = build_model(ModelConfig(num_layers=1, model_dim=64, num_heads=2, num_kv_heads=1))
     opts = build_optimizers(model, OptimConfig(), True)
-    path = save_checkpoint(tmp_path / "c.pt", model, opts, 7, {"model": {"num_layers": 1}})
+    cfg = TrainRunConfig()
+    cfg.model.num_layers = 1
+    path = save_checkpoint(tmp_path / "c.pt", model, opts, 7, cfg)
     ckpt = load_checkpoint(path)
-    assert ckpt["step"] == 7 and ckpt["config"] == {"model": {"num_layers": 1}}
+    assert ckpt.step == 7 and ckpt.config == cfg and isinstance(ckpt.config, TrainRunConfig)
     for k, v in model.state_dict().items():
-        assert torch.equal(ckpt["model"][k], v)
+        assert torch.equal(ckpt.model[k], v)
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -46,7 +49,7 @@ def test_arbitrary_objects_are_refused(tmp_path: Path, capsys):
 
 def test_truncated_and_foreign_files(tmp_path: Path):
     model = build_model(ModelConfig(num_layers=1, model_dim=64, num_heads=2, num_kv_heads=1))
-    path = save_checkpoint(tmp_path / "c.pt", model, [], 0, {})
+    path = save_checkpoint(tmp_path / "c.pt", model, [], 0, TrainRunConfig())
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="c.pt"):
         load_checkpoint(path)
@@ -55,6 +58,21 @@ def test_truncated_and_foreign_files(tmp_path: Path):
         load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_stored_config_from_a_newer_golf_is_one_line(tmp_path: Path):
+    """A config key this golf does not know (e.g. written by a newer version) is refused, naming the key."""
+    import json
+
+    model = build_model(ModelConfig(num_layers=1, model_dim=64, num_heads=2, num_kv_heads=1))
+    path = save_checkpoint(tmp_path / "c.pt", model, [], 0, TrainRunConfig())
+    payload = torch.load(path, weights_only=True)
+    config = json.loads(payload["config_json"])
+    config["model"]["future_option"] = 1
+    payload["config_json"] = json.dumps(config)
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="unknown config key 'model.future_option'"):
+        load_checkpoint(path)
 
 
 def test_corrupt_shard_stops_training_with_one_line(data_root: Path, tmp_path: Path):

@@ -10,23 +10,26 @@ import pytest
 import torch
 from test_quant import realish_state_dict
 
-from golf.quant import (
-    CODECS,
+from golf.quant.artifact import (
+    HEADER_BYTES,
     ArtifactError,
+    decode_manifest,
+    encode_manifest,
+    read_artifact,
+    write_artifact,
+)
+from golf.quant.compress import (
+    CODECS,
     CodecError,
-    QuantConfig,
+    best_candidates,
     byte_shuffle,
     byte_unshuffle,
     compress,
     compress_best,
     decompress,
-    dequantize_state,
-    quantize_state_dict,
-    read_artifact,
-    write_artifact,
 )
-from golf.quant.artifact import HEADER_BYTES, decode_manifest, encode_manifest
-from golf.quant.compress import best_candidates
+from golf.quant.config import QuantConfig
+from golf.quant.int8 import dequantize_state, quantize_state_dict
 
 REAL_CODECS = ["zlib", "zstd", "lzma", "lzma_extreme", "brotli"]
 SMALL = QuantConfig(keep_float_max_numel=4096)  # official rules, but every matrix below is quantized

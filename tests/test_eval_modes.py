@@ -18,15 +18,18 @@ import torch
 from conftest import run_golf
 
 from golf.data.loader import load_validation_tokens
-from golf.eval.bpb import build_byte_luts, load_tokenizer, token_bytes
+from golf.data.tokenizer import load_tokenizer
+from golf.eval.bpb import build_byte_luts, token_bytes
 from golf.eval.config import EvalConfig, TTTConfig
+from golf.eval.data import ValData
 from golf.eval.lora import LoRAAdapters
+from golf.eval.run import EvalContext, run_evaluation
 from golf.eval.sliding import evaluate_sliding, sliding_plan
 from golf.eval.standard import evaluate_standard
 from golf.eval.ttt import evaluate_ttt
 from golf.eval.windows import EvalModeError, target_coverage
-from golf.evaluate import ValData, load_for_eval, run_evaluation
 from golf.model import ModelConfig, build_model
+from golf.train.load import load_for_eval
 
 SEQ = 32
 BOS = 1
@@ -139,7 +142,7 @@ def test_sliding_rejects_a_stride_longer_than_the_window(model, val_stream, luts
 
 def test_sliding_beats_standard_on_a_trained_model(tiny_run: Path, data_root: Path, luts):
     loaded = load_for_eval(tiny_run, torch.device("cpu"))
-    seq = loaded.run_config["trainer"]["train_seq_len"]
+    seq = loaded.run_config.trainer.train_seq_len
     tokens = load_validation_tokens(str(data_root / "datasets" / "fineweb10B_sp1024" / "fineweb_val_*.bin"),
                                     seq, 1024)[: 32 * seq + 1]
     std = evaluate_standard(loaded.model, tokens, luts, seq, 16 * seq)
@@ -283,7 +286,7 @@ def test_time_budget_overrun_warns(model, val_stream, luts, caplog):
     val = ValData(val_stream[: 4 * SEQ + 1], luts, SEQ, BOS)
     cfg = EvalConfig(mode="sliding", stride=16, batch_tokens=4 * SEQ, time_budget_s=1e-6)
     with caplog.at_level(logging.WARNING, logger="golf.eval"):
-        result = run_evaluation(model, val, cfg, torch.device("cpu"), progress=False)
+        result = run_evaluation(model, val, cfg, EvalContext(torch.device("cpu")))
     assert result.over_budget and result.seconds > 0
     assert "over the" in caplog.text and "eval.time_budget_s" in caplog.text
 

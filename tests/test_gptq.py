@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from golf.data.config import DataConfig
-from golf.evaluate import load_for_eval
-from golf.quant import GPTQConfig, GroupQuant, QuantConfig, QuantGroups, dequantize_state, quantize_state_dict
+from golf.quant.config import GPTQConfig, GroupQuant, QuantConfig, QuantGroups
 from golf.quant.gptq import GPTQError, calibration_batches, collect_hessians, gptq_quantize, hessian_sources
+from golf.quant.int8 import dequantize_state, quantize_state_dict
 from golf.quant.intn import quantize_rows_tensors
 from golf.quant.packing import qmax_for
+from golf.train.load import load_for_eval
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def calibrated(tiny_run: Path):
     """(model, state dict, Hessians of every matrix incl. the tied embedding) from 4 train batches."""
     loaded = load_for_eval(tiny_run / "checkpoint.pt", torch.device("cpu"))
     cfg = loaded.run_config
-    batches = calibration_batches(DataConfig(**cfg["data"]).train_glob(), 4, 4096, cfg["trainer"]["train_seq_len"],
+    batches = calibration_batches(cfg.data.train_glob(), 4, 4096, cfg.trainer.train_seq_len,
                                   torch.device("cpu"))
     hessians, seconds = collect_hessians(loaded.model, batches)
     return loaded.model, {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}, hessians, seconds

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from golf.config import TrainRunConfig, register_configs, to_typed
+from golf.config import register_configs, to_typed
 from golf.model import ModelConfig, build_model, count_params, count_params_for
+from golf.train.config import TrainRunConfig
 
 
 def tiny(**overrides) -> ModelConfig:

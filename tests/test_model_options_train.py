@@ -8,12 +8,12 @@ import time
 import pytest
 import torch
 
-from golf.config import TrainRunConfig
 from golf.data.loader import DistributedTokenLoader
 from golf.model import ModelConfig, build_model
 from golf.optim import OptimConfig, build_optimizers, muon_momentum_at, set_muon_momentum
-from golf.train.hooks import build_hooks
+from golf.train.config import TrainRunConfig
 from golf.train.looping import EnableLoopingHook
+from golf.train.techniques import build_hooks
 
 SEQ, BATCH_TOKENS, STEPS = 64, 1024, 10
 

@@ -16,7 +16,8 @@ from golf.model.layers import ntk_base
 from golf.optim.muon import NS_COEFFICIENTS, POLAR_EXPRESS_COEFFS, compiled_zeropower
 from golf.quant.config import GroupQuant
 from golf.quant.intn import quantize_rows_tensors
-from golf.train.averaging import AveragingConfig, build_averager
+from golf.train.averaging import build_averager
+from golf.train.config import AveragingConfig
 
 SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -10,10 +10,11 @@ import pytest
 from conftest import run_golf
 from hydra import compose, initialize_config_dir
 
-from golf.config import TrainRunConfig, register_configs, to_typed
+from golf.config import register_configs, to_typed
 from golf.export_run import code_bytes_for
 from golf.model import count_params_for
 from golf.quant.estimate import estimate_artifact_bytes
+from golf.train.config import TrainRunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))

@@ -10,9 +10,11 @@ from torch._dynamo.testing import CompileCounter
 from golf.model import build_model
 from golf.model.config import ModelConfig
 from golf.model.layers import CastedLinear
-from golf.quant import GroupQuant, QuantConfig, QuantGroups, dequantize_state, quantize_state_dict
+from golf.quant.config import GroupQuant, QuantConfig, QuantGroups
+from golf.quant.int8 import dequantize_state, quantize_state_dict
 from golf.quant.intn import fake_quantize_rows
-from golf.quant.qat import QATHook, install_qat, remove_qat, set_qat_enabled
+from golf.quant.qat import install_qat, remove_qat, set_qat_enabled
+from golf.train.qat import QATHook
 
 # keep_float_max_numel=64: every matrix of the tiny model (d=32) is quantized, every vector is passed through
 # (the default 65,536 would pass the matrices through as well); the embedding stays fp32.
@@ -145,8 +147,8 @@ def test_late_qat_hook_switches_when_lr_scale_drops(threshold, switch_step):
 
 
 def test_build_hooks_registers_qat_only_when_enabled():
-    from golf.config import TrainRunConfig
-    from golf.train.hooks import build_hooks
+    from golf.train.config import TrainRunConfig
+    from golf.train.techniques import build_hooks
 
     cfg = TrainRunConfig()
     assert not any(isinstance(h, QATHook) for h in build_hooks(cfg))
@@ -157,7 +159,7 @@ def test_build_hooks_registers_qat_only_when_enabled():
 def test_qat_that_would_cover_nothing_is_an_error():
     """Regression: at d 128 every matrix sat below the 65,536-element passthrough threshold and QAT silently
     fake-quantized 0 weights."""
-    from golf.quant.qat import QATConfigError
+    from golf.train.qat import QATConfigError
 
     model = tiny_model()
     quant = QuantConfig(**{**INT3.__dict__, "keep_float_max_numel": 10**9,

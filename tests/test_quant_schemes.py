@@ -7,19 +7,10 @@ import pytest
 import torch
 from test_quant import odd_state_dict, realish_state_dict
 
-from golf.quant import (
-    GroupQuant,
-    QuantConfig,
-    QuantConfigError,
-    QuantGroups,
-    dequantize_state,
-    quantize_state_dict,
-    quantize_state_dict_int8,
-    read_artifact,
-    write_artifact,
-)
-from golf.quant.config import BudgetConfig
+from golf.quant.artifact import read_artifact, write_artifact
+from golf.quant.config import BudgetConfig, GroupQuant, QuantConfig, QuantConfigError, QuantGroups
 from golf.quant.groups import rule_for, tensor_group
+from golf.quant.int8 import dequantize_state, quantize_state_dict, quantize_state_dict_int8
 from golf.quant.intn import quantize_rows_tensors
 from golf.quant.packing import PackingError, pack_codes, packed_nbytes, qmax_for, unpack_codes
 
@@ -175,7 +166,7 @@ def test_config_validation_names_quant_keys():
         (dict(groups=QuantGroups(mlp=GroupQuant(clip_candidates=[]))), r"quant\.groups\.mlp\.clip_candidates"),
         (dict(packing="nibble"), r"quant\.packing='nibble'"),
         (dict(byte_shuffle=-1), r"quant\.byte_shuffle=-1"),
-        (dict(codec="zstd", level=23), r"level 23"),
+        (dict(codec="zstd", level=23), r"quant\.level=23"),
     ]
     for kwargs, pattern in cases:
         with pytest.raises(ValueError, match=pattern):

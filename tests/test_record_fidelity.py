@@ -143,7 +143,7 @@ def test_qat_rowmax31_is_the_records_fake_quantization():
     with torch.no_grad():
         ref.weight.mul_(40.0)  # rows above and below the 1/31 floor
         ours[0].weight.copy_(ref.weight)
-    cfg = golf_config("record_0322_gptq_lite_ema", [])
+    cfg = golf_config("record_0322_gptq_lite_ema", ["quant.qat.folded_flag=false"])
     assert install_qat(ours, cfg.quant, enabled=True) == ["0.weight"]
     x = fineweb_tokens(1024, 64)[:64].float().reshape(1, 64, 1).expand(1, 64, 256) / 1024.0
     x = x + torch.linspace(-1, 1, 256)
@@ -158,3 +158,20 @@ def test_qat_rowmax31_is_the_records_fake_quantization():
     y_ref.square().sum().backward()
     y.square().sum().backward()
     assert torch.equal(ours[0].weight.grad, ref.weight.grad)
+
+
+def test_folded_qat_flag_never_switches_on():
+    """quant.qat.folded_flag=true (the records' published runs): installed, but set_qat_enabled leaves it off."""
+    from torch import nn
+
+    from golf.model.layers import CastedLinear
+    from golf.quant.qat import install_qat, set_qat_enabled
+
+    model = nn.Sequential(CastedLinear(256, 512, bias=False))
+    randomize_(model, seed=4)
+    x = torch.randn(2, 8, 256, generator=torch.Generator().manual_seed(0))
+    plain = model(x)
+    cfg = golf_config("record_0322_gptq_lite_ema", [])
+    assert cfg.quant.qat.folded_flag and install_qat(model, cfg.quant, enabled=True) == ["0.weight"]
+    assert set_qat_enabled(model, True) == 0
+    assert torch.equal(model(x), plain)

@@ -11,8 +11,9 @@ import yaml
 from scipy import stats as sstats
 
 from golf.report import main, write_report
-from golf.sweep.records import collect_jobs, read_job, write_status, write_summary
+from golf.sweep.records import collect_jobs, read_job, write_status
 from golf.sweep.stats import ConfigStats, config_key, group_by_config, welch_compare
+from golf.sweep.summary import write_summary
 
 
 def make_job(root: Path, name: str, overrides: list[str], val_loss: float | None, status: str | None = None,

@@ -20,7 +20,7 @@ from golf.report import BYTES_PNG, LOSS_PNG, REPORT_MD, write_report
 from golf.sweep.job import JobFailed
 from golf.sweep.launch import TorchrunJobError, torchrun_command
 from golf.sweep.records import collect_jobs
-from golf.train.wandb_records import run_file, run_info, summary_of
+from golf.sweep.wandb_records import run_file, run_info, summary_of
 
 # Smaller than TINY_OVERRIDES: a 2-layer d64 model, 1,024 tokens/step, 4 steps, 4,096 val tokens.
 CHANGES = {"model.model_dim": "64", "model.num_heads": "2", "model.num_kv_heads": "1", "trainer.train_seq_len": "64",
@@ -86,7 +86,8 @@ def compose_train(overrides: list[str], with_hydra: bool = False):
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (REPO / "conf" / "sweep").glob("*.yaml")))
 def test_every_sweep_preset_composes_and_validates(preset):
-    from golf.config import TrainRunConfig, to_typed
+    from golf.config import to_typed
+    from golf.train.config import TrainRunConfig
 
     typed = to_typed(compose_train([f"sweep={preset}", "experiment=smoke"]), TrainRunConfig)
     cfg = compose_train([f"sweep={preset}", "experiment=smoke"], with_hydra=True)
@@ -108,8 +109,9 @@ def test_slurm_launcher_preset_runs_one_task_per_node():
     ("trainer.checkpoint=false", "export_after=true needs trainer.checkpoint=true"),
 ])
 def test_sweep_options_are_validated(override, message):
-    from golf.config import TrainRunConfig, to_typed
+    from golf.config import to_typed
     from golf.errors import ConfigError
+    from golf.train.config import TrainRunConfig
 
     with pytest.raises(ConfigError, match=message):
         to_typed(compose_train(["export_after=true", override]), TrainRunConfig)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_OVERRIDES, run_golf
 
-from golf.train.wandb_records import WandbFileError, iter_records, run_file, run_info, summary_of
+from golf.sweep.wandb_records import WandbFileError, iter_records, run_file, run_info, summary_of
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,12 @@ from golf.optim import (
     zeropower_via_newtonschulz5,
 )
 from golf.train.averaging import (
-    AveragingConfig,
-    AveragingConfigError,
     EMAAverager,
     LAWAAverager,
     SWAAverager,
     build_averager,
 )
+from golf.train.config import AveragingConfig, AveragingConfigError
 
 # ----------------------------------------------------------------------------------------------
 # Muon: decoupled and cautious weight decay
@@ -408,8 +407,9 @@ def test_build_averager_and_config_rules():
 def test_yaml_options_compose_and_validate(overrides):
     from hydra import compose, initialize_config_dir
 
-    from golf.config import TrainRunConfig, register_configs, to_typed
-    from golf.train.hooks import build_hooks
+    from golf.config import register_configs, to_typed
+    from golf.train.config import TrainRunConfig
+    from golf.train.techniques import build_hooks
 
     register_configs()
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
@@ -472,7 +472,7 @@ def test_ema_weights_are_what_the_loop_checkpoints(data_root: Path, tmp_path: Pa
              f"hydra.run.dir={run}", data_root=data_root)
     from golf.train.checkpoint import load_checkpoint
 
-    saved = load_checkpoint(run / "checkpoint.pt")["model"]
+    saved = load_checkpoint(run / "checkpoint.pt").model
     init = _initial_weights()
     drift = max((saved[k] - init[k]).abs().max().item() for k in init)
     assert 0 < drift < 2e-3, drift

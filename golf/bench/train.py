@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from golf.config import TrainRunConfig, register_configs, to_typed
+from golf.config import register_configs, to_typed
+from golf.train.config import TrainRunConfig
 from golf.train.loop import RunInfo, train
 
 ROOT = Path(__file__).resolve().parents[2]

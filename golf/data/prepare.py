@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from golf.data.shards import MAX_SHARD_TOKENS, UINT16_LIMIT, umask_mode, write_shard
 from golf.errors import GolfError
-from golf.eval.bpb import byte_lut_arrays, load_tokenizer, sha256_file
+from golf.data.tokenizer import byte_lut_arrays, load_tokenizer, sha256_file
 
 DEFAULT_SHARD_TOKENS = 10**8  # official SHARD_SIZE
 OFFICIAL_VAL_DOCS = 50_000  # official NUM_VAL_DOCS
@@ -241,7 +241,7 @@ def prepare_shards(input: str | os.PathLike, tokenizer: str | os.PathLike, out: 
         lut_bytes (val_bpb byte denominator of all its targets) / shards / files; official-style
         ``stats``; tokenizer path, sha256, vocab_size, bos_id.
     Raises:
-        PrepareError, golf.eval.bpb.TokenizerError, golf.data.shards.ShardError, OSError.
+        PrepareError, golf.data.tokenizer.TokenizerError, golf.data.shards.ShardError, OSError.
     """
     input, tokenizer, out = Path(input), Path(tokenizer), Path(out)
     if val_docs < 0:

@@ -13,8 +13,9 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from golf.device import autocast_for
 from golf.eval.bpb import ByteLUTs, bits_per_byte
-from golf.eval.standard import EvalResult, autocast_for
+from golf.eval.standard import EvalResult
 from golf.eval.windows import EvalModeError, ScoreSums, WindowPlan, document_segments, plan_range, score_plan
 
 
@@ -81,3 +82,12 @@ def evaluate_sliding(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_l
     details = {"seq_len": seq_len, "stride": stride, "doc_aware": doc_aware, "windows": len(full_plan)}
     return EvalResult("sliding", val_loss, val_bpb, int(n_tokens), int(n_bytes), time.perf_counter() - t0,
                       details=details)
+
+
+def score(model: nn.Module, val, cfg, ctx) -> EvalResult:
+    """eval mode `sliding` (golf.eval.run): windows of val.seq_len every cfg.stride tokens, each target once.
+
+    Args: val: golf.eval.data.ValData; cfg: golf.eval.config.EvalConfig; ctx: golf.eval.run.EvalContext.
+    """
+    return evaluate_sliding(model, val.tokens, val.luts, val.seq_len, cfg.stride, cfg.batch_tokens, cfg.doc_aware,
+                            val.bos_id, ctx.rank, ctx.world_size, ctx.device, ctx.progress)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -10,7 +10,10 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from golf.device import autocast_for
 from golf.eval.bpb import BpbAccumulator, ByteLUTs
+
+log = logging.getLogger("golf.eval")
 
 
 @dataclass
@@ -33,13 +36,6 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA; nothing on CPU (bf16 on CPU is ~35x slower than fp32 here)."""
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: int, batch_tokens: int,
@@ -78,3 +74,14 @@ def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_
     val_loss, val_bpb = acc.result()
     return EvalResult("standard", val_loss, val_bpb, int(acc.token_count.item()), int(acc.byte_count.item()),
                       time.perf_counter() - t0, details={"seq_len": seq_len, "windows": total_seqs})
+
+
+def score(model: nn.Module, val, cfg, ctx) -> EvalResult:
+    """eval mode `standard` (golf.eval.run): the official non-overlapping windows of val.seq_len tokens.
+
+    Args: val: golf.eval.data.ValData; cfg: golf.eval.config.EvalConfig; ctx: golf.eval.run.EvalContext.
+    """
+    if cfg.doc_aware:
+        log.info("eval.doc_aware applies to sliding and ttt; standard stays the official evaluation")
+    return evaluate_standard(model, val.tokens, val.luts, val.seq_len, cfg.batch_tokens, ctx.rank, ctx.world_size,
+                             device=ctx.device, progress=ctx.progress)

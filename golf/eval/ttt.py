@@ -31,11 +31,12 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from golf.device import autocast_for
 from golf.eval.bpb import ByteLUTs, bits_per_byte
 from golf.eval.config import TTTConfig
 from golf.eval.lora import LoRAAdapters
 from golf.eval.sliding import check_stride, stream_segments
-from golf.eval.standard import EvalResult, autocast_for
+from golf.eval.standard import EvalResult
 from golf.eval.windows import (
     EvalModeError,
     ScoreSums,
@@ -234,3 +235,12 @@ def evaluate_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: 
         details.update(lora_rank=cfg.lora_rank, lora_targets=list(cfg.lora_targets))
     return EvalResult("ttt", val_loss, val_bpb, int(n_tokens), int(n_bytes), time.perf_counter() - t0,
                       details=details)
+
+
+def score(model: nn.Module, val, cfg, ctx) -> EvalResult:
+    """eval mode `ttt` (golf.eval.run): score-first test-time training with cfg.ttt.
+
+    Args: val: golf.eval.data.ValData; cfg: golf.eval.config.EvalConfig; ctx: golf.eval.run.EvalContext.
+    """
+    return evaluate_ttt(model, val.tokens, val.luts, val.seq_len, cfg.stride, cfg.batch_tokens, cfg.ttt,
+                        cfg.doc_aware, val.bos_id, ctx.rank, ctx.world_size, ctx.device, ctx.progress)

@@ -38,6 +38,14 @@ FIT_METRICS: tuple[str, ...] = ("loss", "recon")
 BEST_CODEC = "best"
 QAT_RULES: tuple[str, ...] = ("export", "rowmax31")
 GPTQ_CLIP_SELECTION: tuple[str, ...] = ("rtn", "gptq")
+SCHEME_NAMES: tuple[str, ...] = ("int8", "none", "mixed")
+"""Quantization schemes (golf.quant.int8.SCHEMES registers their implementations; a test keeps both equal)."""
+CODEC_LEVELS: dict[str, tuple[int | None, int | None, int | None]] = {
+    "zlib": (9, -1, 9), "zstd": (22, 1, 22), "lzma": (9, 0, 9), "lzma_extreme": (9, 0, 9), "brotli": (11, 0, 11),
+    "none": (None, None, None),
+}
+"""Codec name -> (default level, min level, max level); None = level-less. golf.quant.compress builds its
+CODECS from this table, so the config checks names and levels without importing the codec libraries."""
 # Record 03-22 (GPTQ-lite, train_gpt.py quantize_int6_per_row): row quantiles 0.999, 0.9995, 0.9999, 0.99999, 1.0.
 GPTQ_LITE_PERCENTILES: tuple[float, ...] = (99.9, 99.95, 99.99, 99.999, 100.0)
 
@@ -49,6 +57,18 @@ class QuantConfigError(GolfError, ValueError):
 def _check_choice(owner: str, key: str, value: object, allowed: tuple[str, ...] | list[str]) -> None:
     if value not in allowed:
         raise QuantConfigError(f"{owner}.{key}={value!r} is not one of {sorted(allowed)}")
+
+
+def check_codec_level(codec: str, level: int | None, key: str = "quant.level") -> int | None:
+    """The effective level of `codec` (its default when None). Raises QuantConfigError outside its range."""
+    default, lo, hi = CODEC_LEVELS[codec]
+    if lo is None or hi is None:
+        return None
+    if level is None:
+        return default
+    if isinstance(level, bool) or not isinstance(level, int) or not lo <= level <= hi:
+        raise QuantConfigError(f"{key}={level!r} is not an int in [{lo}, {hi}] (codec {codec!r})")
+    return level
 
 
 def _check(ok: bool, key: str, value: object, why: str) -> None:
@@ -174,7 +194,8 @@ class QATConfig:
     folded_flag: bool = False
     """Reproduce records 03-21/03-22 (README of 03-21, "Note on Late QAT"): torch.compile constant-folded their
     class-attribute QAT flag at the first trace, so late QAT never switched on and the published numbers were
-    trained without it. true = late QAT stays off (logged); false = it switches on as configured."""
+    trained without it. true = late QAT stays off (golf.quant.qat.install_qat folds the flag off, logged);
+    false = it switches on as configured."""
 
 
 @dataclass
@@ -210,18 +231,13 @@ class QuantConfig:
     """Fake-quantization during training (read by train.py through golf.train.hooks.build_hooks)."""
 
     def __post_init__(self) -> None:
-        # Lazy: the registries' modules import this one.
-        import golf.quant.intn  # noqa: F401  (registers scheme "mixed")
-        from golf.quant.compress import CODECS
-        from golf.quant.int8 import SCHEMES
-
-        _check_choice("quant", "scheme", self.scheme, list(SCHEMES))
-        _check_choice("quant", "codec", self.codec, [*CODECS, BEST_CODEC])
+        _check_choice("quant", "scheme", self.scheme, list(SCHEME_NAMES))
+        _check_choice("quant", "codec", self.codec, [*CODEC_LEVELS, BEST_CODEC])
         _check_choice("quant", "keep_float_dtype", self.keep_float_dtype, FLOAT_STORE_DTYPES)
         _check_choice("quant", "scale_dtype", self.scale_dtype, FLOAT_STORE_DTYPES)
         _check_choice("quant", "packing", self.packing, PACKINGS)
         if self.codec != BEST_CODEC:
-            CODECS[self.codec].check_level(self.level)
+            check_codec_level(self.codec, self.level)
         _check(0.0 < float(self.clip_percentile) <= 100.0, "quant.clip_percentile", self.clip_percentile,
                "is not in (0, 100]")
         _check(int(self.keep_float_max_numel) >= 0, "quant.keep_float_max_numel", self.keep_float_max_numel,
@@ -274,8 +290,6 @@ class BudgetConfig:
     """Codec used to predict group sizes; empty = quant.codec (zstd when quant.codec=best)."""
 
     def __post_init__(self) -> None:
-        from golf.quant.compress import CODECS
-
         _check_choice("budget", "code_mode", self.code_mode, CODE_MODES)
         _check(int(self.target_bytes) > 0, "budget.target_bytes", self.target_bytes, "must be positive")
         _check_choice("budget", "fit_metric", self.fit_metric, FIT_METRICS)
@@ -285,4 +299,4 @@ class BudgetConfig:
             _check_choice("budget", "fit_groups", g, [x for x in GROUP_NAMES if x != "small"])
         _check(self.fit_batches >= 1, "budget.fit_batches", self.fit_batches, "must be >= 1")
         if self.fit_codec:
-            _check_choice("budget", "fit_codec", self.fit_codec, list(CODECS))
+            _check_choice("budget", "fit_codec", self.fit_codec, list(CODEC_LEVELS))

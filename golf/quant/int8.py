@@ -19,6 +19,7 @@ Schemes are registered by name in ``SCHEMES`` (``QuantConfig.scheme``): "int8" (
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -107,6 +108,8 @@ class QuantizedState:
 SchemeFn = Callable[..., QuantizedState]
 """``fn(state_dict, cfg, hessians=None) -> QuantizedState``."""
 SCHEMES: dict[str, SchemeFn] = {}
+SCHEME_MODULES: dict[str, str] = {"int8": "golf.quant.int8", "none": "golf.quant.int8", "mixed": "golf.quant.intn"}
+"""Scheme -> the module that registers it, imported on first use (keys equal golf.quant.config.SCHEME_NAMES)."""
 
 
 def register_scheme(name: str) -> Callable[[SchemeFn], SchemeFn]:
@@ -125,10 +128,10 @@ def quantize_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig,
                         hessians: dict[str, Tensor] | None = None) -> QuantizedState:
     """Quantize ``state_dict`` with the scheme named by ``cfg.scheme``; ``hessians`` (weight name -> [cols, cols])
     feed GPTQ groups of scheme "mixed" and are ignored by the other schemes."""
-    try:
-        fn = SCHEMES[cfg.scheme]
-    except KeyError:
-        raise QuantizationError(f"unknown quantization scheme {cfg.scheme!r}; allowed: {sorted(SCHEMES)}") from None
+    if cfg.scheme not in SCHEME_MODULES:
+        raise QuantizationError(f"unknown quantization scheme {cfg.scheme!r}; allowed: {sorted(SCHEME_MODULES)}")
+    importlib.import_module(SCHEME_MODULES[cfg.scheme])  # registers it in SCHEMES
+    fn = SCHEMES[cfg.scheme]
     return fn(state_dict, cfg, hessians=hessians)
 
 

@@ -19,7 +19,7 @@ kernel, which would skip the fp16 rounding of the scales that export applies; ``
 ``torch._inductor.config.emulate_precision_casts = True`` (process-wide, read at compile time), after which the
 compiled fake-quantized weights equal the exported ones bit for bit (tested).
 
-``QATHook`` (registered by golf.train.hooks.build_hooks when quant.qat.enabled) installs QAT at train start,
+``golf.train.qat.QATHook`` (registered by golf.train.hooks.build_hooks when quant.qat.enabled) installs QAT,
 switches it on immediately or once the lr multiplier falls below quant.qat.late_threshold (record 03-22: 0.15),
 and removes it before the final validation and checkpoint.
 """
@@ -32,13 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from golf.errors import GolfError
 from golf.model.layers import CastedLinear
 from golf.quant.config import GroupQuant, QuantConfig
 from golf.quant.groups import rule_for
 from golf.quant.int8 import DTYPES
 from golf.quant.intn import fake_quantize_rows
-from golf.train.hooks import TrainHook
 
 log = logging.getLogger("golf.quant")
 _QAT_CLASSES: dict[type, type] = {}
@@ -90,8 +88,15 @@ def install_qat(model: nn.Module, quant: QuantConfig, enabled: bool = False) -> 
     """Fake-quantize every CastedLinear weight that export quantizes; return the weight names covered.
 
     The flag starts at ``enabled``. Idempotent: already-installed modules keep their flag.
+    With ``quant.qat.folded_flag`` and a late threshold > 0 the flag is "folded" as torch.compile folded the
+    records' class attribute (03-21/03-22/03-23): it stays off whatever ``enabled`` / ``set_qat_enabled`` say.
     """
     _emulate_precision_casts()
+    folded = bool(quant.qat.folded_flag) and float(quant.qat.late_threshold) > 0.0
+    if folded:
+        log.info("qat: quant.qat.folded_flag=true: late QAT stays off (records 03-21/03-22/03-23: torch.compile "
+                 "folded their flag at the first trace)")
+        enabled = False
     covered = []
     for mod_name, mod in model.named_modules():
         if not isinstance(mod, CastedLinear) or isinstance(mod, _FakeQuantLinear):
@@ -103,17 +108,20 @@ def install_qat(model: nn.Module, quant: QuantConfig, enabled: bool = False) -> 
         mod.register_buffer("qat_flag", torch.tensor(float(enabled), device=mod.weight.device), persistent=False)
         mod._qat_rule = "rowmax31" if quant.qat.rule == "rowmax31" else rule
         mod._qat_scale_dtype = DTYPES[quant.scale_dtype]
+        mod._qat_folded = folded
         mod.__class__ = _qat_class(type(mod))
         covered.append(name)
     return covered
 
 
 def set_qat_enabled(model: nn.Module, on: bool) -> int:
-    """Set every installed ``qat_flag`` in place (no recompile); return how many modules were switched."""
+    """Set every installed ``qat_flag`` in place (no recompile); return how many modules were switched.
+
+    Folded flags (``quant.qat.folded_flag``, see ``install_qat``) stay off and are not counted."""
     n = 0
     with torch.no_grad():
         for mod in model.modules():
-            if isinstance(mod, _FakeQuantLinear):
+            if isinstance(mod, _FakeQuantLinear) and not mod._qat_folded:
                 mod.qat_flag.fill_(1.0 if on else 0.0)
                 n += 1
     return n
@@ -126,55 +134,6 @@ def remove_qat(model: nn.Module) -> int:
         if isinstance(mod, _FakeQuantLinear):
             mod.__class__ = mod._qat_base
             del mod._buffers["qat_flag"]
-            del mod._qat_rule, mod._qat_scale_dtype
+            del mod._qat_rule, mod._qat_scale_dtype, mod._qat_folded
             n += 1
     return n
-
-
-class QATConfigError(GolfError):
-    """QAT is enabled but would fake-quantize nothing."""
-
-
-class QATHook(TrainHook):
-    """Install QAT on the built model; enable at once (late_threshold 0) or when lr_scale < late_threshold."""
-
-    def __init__(self, quant: QuantConfig):
-        self.quant = quant
-        self.threshold = float(quant.qat.late_threshold)
-        self.enabled = False
-        # quant.qat.folded_flag: the records' late QAT that torch.compile folded away never switches on.
-        self.folded = bool(quant.qat.folded_flag) and self.threshold > 0.0
-
-    def on_model_built(self, model: nn.Module) -> None:
-        # Installed before compile/priming (the flag is a buffer read in the graph, so switching it later
-        # never recompiles); priming runs with the flag as training will start.
-        covered = install_qat(model, self.quant, enabled=self.threshold <= 0.0)
-        if not covered:  # e.g. every matrix below keep_float_max_numel: QAT would silently do nothing
-            raise QATConfigError(
-                "quant.qat.enabled=true but the export rule quantizes no CastedLinear weight (all are passed "
-                f"through: quant.keep_float_max_numel={self.quant.keep_float_max_numel}); lower it or disable QAT")
-        log.info(f"qat: fake-quantizing {len(covered)} CastedLinear weights "
-                 f"({'from step 0' if self.threshold <= 0.0 else f'once lr_scale < {self.threshold:g}'})")
-
-    def on_train_start(self, model: nn.Module, optimizers: list) -> None:
-        self.peak = 0.0
-        self.enabled = self.threshold <= 0.0
-        set_qat_enabled(model, self.enabled)
-
-    def on_step_end(self, step: int, lr_scale: float, model: nn.Module) -> dict[str, float]:
-        # "Late" means on the way down: an lr warmup (WSD-S) also starts below the threshold.
-        self.peak = max(getattr(self, "peak", 0.0), lr_scale)
-        if self.folded:
-            if lr_scale < self.threshold <= self.peak and not getattr(self, "_folded_logged", False):
-                self._folded_logged = True
-                log.info(f"qat: lr_scale {lr_scale:.4f} < {self.threshold:g} after step {step}, but "
-                         "quant.qat.folded_flag=true keeps QAT off (records 03-21/03-22: the compiled flag was folded)")
-            return {"qat/enabled": 0.0}
-        if not self.enabled and lr_scale < self.threshold <= self.peak:
-            self.enabled = True
-            set_qat_enabled(model, True)
-            log.info(f"qat: enabled after step {step} (lr_scale {lr_scale:.4f} < {self.threshold:g})")
-        return {"qat/enabled": float(self.enabled)}
-
-    def on_train_end(self, model: nn.Module) -> None:
-        remove_qat(model)

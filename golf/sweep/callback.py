@@ -24,7 +24,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from golf.sweep.job import JobFailed
-from golf.sweep.records import COMPLETED, FAILED, SUMMARY_MD, write_status, write_summary
+from golf.sweep.records import COMPLETED, FAILED, SUMMARY_MD, write_status
+from golf.sweep.summary import write_summary
 
 log = logging.getLogger("golf.sweep")
 

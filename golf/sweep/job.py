@@ -101,8 +101,8 @@ def after_train_for(cfg, run_dir: str | Path) -> Callable[[dict, nn.Module, Trac
 
 def _export(cfg, run_dir: Path) -> dict:
     """Export the job's checkpoint into <run_dir>/model.golf; the byte and round-trip numbers for metrics."""
+    from golf.device import pick_device
     from golf.export_run import export_run
-    from golf.train.dist import pick_device
 
     device = pick_device(cfg.trainer.device, int(os.environ.get("LOCAL_RANK", "0")))
     result = export_run(run_dir, cfg.quant, cfg.budget, cfg.eval, device)

@@ -18,25 +18,13 @@ import logging
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from golf.errors import GolfError
+from golf.train.config import DistConfig
 from golf.train.tracking import METRICS_NAME, read_json
 
 log = logging.getLogger("golf.sweep")
-
-
-@dataclass
-class DistConfig:
-    """How many processes a run uses on its node (`dist.nproc_per_node`)."""
-
-    nproc_per_node: int = 1
-    """Processes (GPUs) per node. > 1 outside torchrun: the run re-launches itself under torchrun --standalone."""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.nproc_per_node, int) or self.nproc_per_node < 1:
-            raise ValueError(f"dist.nproc_per_node={self.nproc_per_node!r}; must be an integer >= 1")
 
 
 class TorchrunJobError(GolfError):

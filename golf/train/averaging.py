@@ -26,57 +26,15 @@ the embedding); golf accumulates in fp32 on the device, which only removes round
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from golf.errors import GolfError
+from golf.train.config import AveragingConfig
 from golf.train.hooks import TrainHook
 
 log = logging.getLogger("golf.train")
-
-AVERAGING_NAMES: tuple[str, ...] = ("none", "ema", "swa", "lawa", "ema_lawa")
-
-
-class AveragingConfigError(GolfError, ValueError):
-    """An `averaging.*` config value is outside its allowed range."""
-
-
-@dataclass
-class AveragingConfig:
-    """Weight averaging applied over training; the averaged weights replace the live ones at the end."""
-
-    name: str = "none"
-    """none, ema, swa, lawa, or ema_lawa (both composed: LAWA over snapshots of the EMA weights; seed 001
-    "EMA + LAWA weight averaging")."""
-    ema_decay: float = 0.997
-    """EMA decay δ per optimizer step, 0 <= δ < 1 (records: 0.997; 0.9965 from 2026-04-09)."""
-    swa_every: int = 50
-    """SWA: snapshot every N optimizer steps (SWA_EVERY)."""
-    swa_lr_threshold: float = 0.2
-    """SWA: only snapshot while the LR multiplier is below this, in (0, 1] (0.5 in PR #162, 0.2 = tight SWA)."""
-    lawa_k: int = 5
-    """LAWA: number of latest snapshots averaged."""
-    lawa_every: int = 200
-    """LAWA: snapshot every N optimizer steps (LAWA_INTERVAL)."""
-
-    def __post_init__(self) -> None:
-        if self.name not in AVERAGING_NAMES:
-            raise AveragingConfigError(f"averaging.name={self.name!r} must be one of {list(AVERAGING_NAMES)}")
-        decay = self.ema_decay
-        if not (isinstance(decay, (int, float)) and math.isfinite(decay) and 0.0 <= decay < 1.0):
-            raise AveragingConfigError(f"averaging.ema_decay={decay!r} must be in [0, 1)")
-        threshold = self.swa_lr_threshold
-        if not (isinstance(threshold, (int, float)) and 0.0 < threshold <= 1.0):
-            raise AveragingConfigError(f"averaging.swa_lr_threshold={threshold!r} must be in (0, 1]")
-        for key in ("swa_every", "lawa_k", "lawa_every"):
-            value = getattr(self, key)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                raise AveragingConfigError(f"averaging.{key}={value!r} must be an integer >= 1")
-
 
 def float_state(model: nn.Module) -> dict[str, Tensor]:
     """The floating-point entries of `model.state_dict()` (views sharing storage with the model)."""

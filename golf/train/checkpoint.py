@@ -1,19 +1,22 @@
-"""Checkpoints: model + optimizer state + step + config, loadable without unpickling arbitrary objects.
+"""Checkpoints: model + optimizer state + step + the typed run config, loadable without unpickling objects.
 
 The file is a `torch.save` of plain containers (tensors, numbers, strings, lists, dicts); loading uses
-`torch.load(weights_only=True)`, which refuses any other pickled object. Writes are atomic (tmp + rename).
+`torch.load(weights_only=True)`, which refuses any other pickled object. The run config is stored as the JSON
+text of `TrainRunConfig.to_dict()` and read back typed. Writes are atomic (tmp + fsync + rename).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from golf.errors import GolfError
+from golf.errors import ConfigError, GolfError
+from golf.train.config import TrainRunConfig
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "golf-checkpoint-v1"
@@ -23,30 +26,48 @@ class CheckpointError(GolfError):
     """A checkpoint is missing, truncated, not a golf checkpoint or holds disallowed objects."""
 
 
+@dataclass
+class Checkpoint:
+    """What `load_checkpoint` returns."""
+
+    model: dict[str, torch.Tensor]
+    """The model's state dict (CPU tensors)."""
+    optimizers: list[dict]
+    """Each optimizer's state dict, in build order."""
+    step: int
+    """Optimizer steps completed."""
+    config: TrainRunConfig
+    """The run's typed config."""
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.optim.Optimizer], step: int,
-                    config: dict) -> Path:
-    """Write `path` atomically. `config` is the resolved run config (stored as JSON text)."""
+                    config: TrainRunConfig) -> Path:
+    """Write `path` atomically (the previous file stays until the new one is complete)."""
     path = Path(path)
     payload = {
         "format": FORMAT,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizers": [opt.state_dict() for opt in optimizers],
         "step": int(step),
-        "config_json": json.dumps(config, sort_keys=True),
+        "config_json": json.dumps(config.to_dict(), sort_keys=True),
     }
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Return {"model": state_dict, "optimizers": [...], "step": int, "config": dict}.
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by `save_checkpoint`.
 
-    Raises CheckpointError (one line naming the file) for a missing, corrupt or foreign file.
+    Raises CheckpointError (one line naming the file) for a missing, corrupt or foreign file, or a stored config
+    that does not validate against TrainRunConfig (e.g. written by a newer golf).
     """
     path = Path(path)
     if not path.is_file():
@@ -58,5 +79,8 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: cannot load checkpoint ({first})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a golf checkpoint (expected format {FORMAT})")
-    return {"model": payload["model"], "optimizers": payload["optimizers"], "step": payload["step"],
-            "config": json.loads(payload["config_json"])}
+    try:
+        config = TrainRunConfig.from_dict(json.loads(payload["config_json"]))
+    except (ConfigError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: stored run config is invalid ({str(exc).splitlines()[0]})") from None
+    return Checkpoint(payload["model"], payload["optimizers"], int(payload["step"]), config)

@@ -1,12 +1,69 @@
-"""Trainer and logger schemas (plain dataclasses)."""
+"""The typed run config of a training run (`TrainRunConfig`) and the trainer, logger and dist schemas.
+
+Hydra-free: this is the one shape of a run's config everywhere below the entry points — the trainer takes it,
+the checkpoint stores `asdict(cfg)` and `load_checkpoint` returns it, the artifact manifest carries it as its
+`run` section, export and eval read it back typed. `golf.config` only registers these schemas with Hydra and
+converts a composed DictConfig into them (`to_typed`); `golf.schema.build_dataclass` does the same from plain
+dicts.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
 
-DEVICES = ("auto", "cpu", "cuda")
+from golf.data.config import DataConfig
+from golf.device import DEVICES
+from golf.errors import GolfError
+from golf.eval.config import EvalConfig
+from golf.model.config import ModelConfig
+from golf.optim.config import OptimConfig, ScheduleConfig
+from golf.quant.config import BudgetConfig, QuantConfig
+from golf.schema import build_dataclass
+
 SWITCHES = ("auto", "on", "off")
 LOGGERS = ("wandb", "none")
+
+
+AVERAGING_NAMES: tuple[str, ...] = ("none", "ema", "swa", "lawa", "ema_lawa")
+
+
+class AveragingConfigError(GolfError, ValueError):
+    """An `averaging.*` config value is outside its allowed range."""
+
+
+@dataclass
+class AveragingConfig:
+    """Weight averaging applied over training; the averaged weights replace the live ones at the end."""
+
+    name: str = "none"
+    """none, ema, swa, lawa, or ema_lawa (both composed: LAWA over snapshots of the EMA weights; seed 001
+    "EMA + LAWA weight averaging")."""
+    ema_decay: float = 0.997
+    """EMA decay δ per optimizer step, 0 <= δ < 1 (records: 0.997; 0.9965 from 2026-04-09)."""
+    swa_every: int = 50
+    """SWA: snapshot every N optimizer steps (SWA_EVERY)."""
+    swa_lr_threshold: float = 0.2
+    """SWA: only snapshot while the LR multiplier is below this, in (0, 1] (0.5 in PR #162, 0.2 = tight SWA)."""
+    lawa_k: int = 5
+    """LAWA: number of latest snapshots averaged."""
+    lawa_every: int = 200
+    """LAWA: snapshot every N optimizer steps (LAWA_INTERVAL)."""
+
+    def __post_init__(self) -> None:
+        if self.name not in AVERAGING_NAMES:
+            raise AveragingConfigError(f"averaging.name={self.name!r} must be one of {list(AVERAGING_NAMES)}")
+        decay = self.ema_decay
+        if not (isinstance(decay, (int, float)) and math.isfinite(decay) and 0.0 <= decay < 1.0):
+            raise AveragingConfigError(f"averaging.ema_decay={decay!r} must be in [0, 1)")
+        threshold = self.swa_lr_threshold
+        if not (isinstance(threshold, (int, float)) and 0.0 < threshold <= 1.0):
+            raise AveragingConfigError(f"averaging.swa_lr_threshold={threshold!r} must be in (0, 1]")
+        for key in ("swa_every", "lawa_k", "lawa_every"):
+            value = getattr(self, key)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise AveragingConfigError(f"averaging.{key}={value!r} must be an integer >= 1")
+
 
 
 @dataclass
@@ -57,3 +114,54 @@ class LoggerConfig:
             raise ValueError(f"logger.name={self.name!r}; allowed: {', '.join(LOGGERS)}")
         if self.mode not in ("offline", "online", "disabled"):
             raise ValueError(f"logger.mode={self.mode!r}; allowed: offline, online, disabled")
+
+
+@dataclass
+class DistConfig:
+    """How many processes a run uses on its node (`dist.nproc_per_node`)."""
+
+    nproc_per_node: int = 1
+    """Processes (GPUs) per node. > 1 outside torchrun: the run re-launches itself under torchrun --standalone."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.nproc_per_node, int) or self.nproc_per_node < 1:
+            raise ValueError(f"dist.nproc_per_node={self.nproc_per_node!r}; must be an integer >= 1")
+
+
+@dataclass
+class TrainRunConfig:
+    """Primary config of `train.py`: every group of a run, typed."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    averaging: AveragingConfig = field(default_factory=AveragingConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    experiment_name: str = "adhoc"
+    """Name of the preset (W&B group unless logger.group is set)."""
+    sweep_name: str = "adhoc"
+    """Name of the sweep this run belongs to (multirun directory suffix)."""
+    seed: int = 1337
+    """Seeds python, numpy and torch."""
+    dist: DistConfig = field(default_factory=DistConfig)
+    """Processes per node; > 1 outside torchrun re-launches the run under torchrun (golf.sweep.launch)."""
+    export_after: bool = False
+    """Export the artifact right after training, in the same job (bytes_total into metrics.json and W&B)."""
+
+    def __post_init__(self) -> None:
+        if self.export_after and not self.trainer.checkpoint:
+            raise ValueError("export_after=true needs trainer.checkpoint=true (the export reads checkpoint.pt)")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-serializable form (what checkpoints and artifact manifests store)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, strict: bool = True) -> TrainRunConfig:
+        """Typed config from its plain form. Raises ConfigError (one line naming the key)."""
+        return build_dataclass(cls, values, "", strict)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from golf.device import pick_device
+
 
 @dataclass
 class DistContext:
@@ -25,15 +27,6 @@ class DistContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """auto -> cuda:<local_rank> when CUDA is available, else cpu. Raises RuntimeError for cuda without CUDA."""
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("trainer.device=cuda but CUDA is not available; use device=cpu or auto")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
 
 
 def init_distributed(device_preference: str = "auto") -> DistContext:

@@ -1,7 +1,7 @@
 """Training hooks: techniques that act around the optimizer step without living in the loop body.
 
 Weight averaging (EMA/SWA/LAWA), late QAT switches and similar options implement `TrainHook` and are built
-from the config by `build_hooks`. The loop calls, in order: on_model_built before compiling, prime during the priming steps, on_train_start once after priming (priming steps
+from the config by `golf.train.techniques.build_hooks`. The loop calls, in order: on_model_built before compiling, prime during the priming steps, on_train_start once after priming (priming steps
 never reach the hooks), on_step_end after every optimizer step, and on_train_end before the final validation,
 checkpoint and export, so what the hooks leave in the model (e.g. averaged weights) is what gets evaluated.
 """
@@ -34,27 +34,3 @@ class TrainHook:
 
     def on_train_end(self, model: nn.Module) -> None:
         """Called after the last step, before the final validation and the checkpoint."""
-
-
-def build_hooks(cfg) -> list[TrainHook]:
-    """Hooks selected by a typed TrainRunConfig, in the order they run.
-
-    Weight averaging (`cfg.averaging`, golf/train/averaging.py) comes last, so its `on_train_end` swaps the
-    averaged weights in after every other hook has finished with the live ones.
-    """
-    from golf.train.averaging import build_averager  # averaging imports TrainHook from this module
-
-    hooks: list[TrainHook] = []
-    if cfg.model.num_loops > 0 and cfg.model.enable_looping_at > 0:
-        from golf.train.looping import EnableLoopingHook  # imports TrainHook from this module
-
-        hooks.append(EnableLoopingHook(cfg.model.enable_looping_at, cfg.schedule.iterations,
-                                       cfg.schedule.max_wallclock_seconds))
-    if cfg.quant.qat.enabled:
-        from golf.quant.qat import QATHook  # lazy: golf.quant.qat imports this module
-
-        hooks.append(QATHook(cfg.quant))
-    averager = build_averager(cfg.averaging)
-    if averager is not None:
-        hooks.append(averager)
-    return hooks

@@ -23,15 +23,16 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from golf.data.loader import DistributedTokenLoader
 from golf.data.samplers import build_train_loader
+from golf.data.tokenizer import load_tokenizer
+from golf.device import autocast_for
 from golf.errors import ConfigError
-from golf.eval.bpb import load_tokenizer
-from golf.eval.standard import autocast_for, evaluate_standard
-from golf.evaluate import load_val_data
+from golf.eval.data import load_val_data
+from golf.eval.standard import evaluate_standard
 from golf.model import build_model, cast_for_device, count_params
 from golf.optim import apply_lr_scale, build_optimizers, lr_multiplier, muon_momentum_at, set_muon_momentum
 from golf.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from golf.train.dist import DistContext, all_reduce_max, init_distributed, teardown
-from golf.train.hooks import build_hooks
+from golf.train.techniques import build_hooks
 from golf.train.tracking import METRICS_NAME, Tracker, write_json
 
 log = logging.getLogger("golf.train")
@@ -46,7 +47,7 @@ class RunInfo:
     group: str
     tags: list[str]
     config: dict
-    """Resolved config as plain containers (logged to W&B, stored in the checkpoint)."""
+    """Resolved config as plain containers (logged to W&B)."""
     after_train: Callable[[dict, nn.Module, Tracker], dict] | None = None
     """Called on every rank after training, before the W&B run closes: (metrics, model, tracker) -> metrics
     (golf.sweep.job: export inside the job, rank consistency check, W&B summary)."""
@@ -253,7 +254,7 @@ def _train(cfg, info: RunInfo, ctx: DistContext, tracker: Tracker) -> tuple[dict
     if ctx.is_main:
         write_json(info.run_dir / METRICS_NAME, metrics)
         if t.checkpoint:
-            save_checkpoint(info.run_dir / CHECKPOINT_NAME, base_model, optimizers, step, info.config)
+            save_checkpoint(info.run_dir / CHECKPOINT_NAME, base_model, optimizers, step, cfg)
     log.info(f"final val_loss:{metrics['val_loss']:.4f} val_bpb:{metrics['val_bpb']:.4f} steps:{step} "
              f"train_time:{train_ms:.0f}ms params:{n_params}")
     return metrics, base_model

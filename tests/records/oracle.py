@@ -317,7 +317,8 @@ def golf_config(preset: str, overrides: list[str]):
     """golf's typed TrainRunConfig of `experiment=<preset>` plus overrides (Hydra compose, as train.py)."""
     from hydra import compose, initialize_config_dir
 
-    from golf.config import TrainRunConfig, register_configs, to_typed
+    from golf.config import register_configs, to_typed
+    from golf.train.config import TrainRunConfig
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):

@@ -1,0 +1,36 @@
+"""Validation data for every eval mode: the val tokens, the tokenizer's byte tables and its BOS id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from golf.data.config import DataConfig
+from golf.data.loader import load_validation_tokens
+from golf.data.tokenizer import load_tokenizer
+from golf.eval.bpb import ByteLUTs, build_byte_luts
+
+
+@dataclass
+class ValData:
+    """What an eval mode scores: `tokens` (1-D int, N + 1 ids = N targets) with their byte tables."""
+
+    tokens: torch.Tensor
+    luts: ByteLUTs
+    seq_len: int
+    """Window length in tokens (eval.seq_len, default the run's train_seq_len)."""
+    bos_id: int = -1
+    """Tokenizer BOS id (start of every document), -1 when the tokenizer has none."""
+
+
+def load_val_data(data: DataConfig, vocab_size: int, seq_len: int, max_tokens: int = 0) -> ValData:
+    """Val tokens truncated to whole `seq_len` windows (optionally to the first `max_tokens`) and the byte LUTs.
+
+    Raises TokenizerError / VocabMismatchError (tokenizer), GolfError (missing or bad val shards).
+    """
+    sp = load_tokenizer(data.resolve_tokenizer_path(), vocab_size)
+    tokens = load_validation_tokens(data.val_glob(), seq_len, vocab_size)
+    if max_tokens:
+        tokens = tokens[: (min(max_tokens, tokens.numel() - 1) // seq_len) * seq_len + 1]
+    return ValData(tokens, build_byte_luts(sp, vocab_size), seq_len, int(sp.bos_id()))
