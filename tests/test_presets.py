@@ -79,8 +79,12 @@ def test_estimated_artifact_fits_the_budget(name):
     assert estimate_artifact_bytes(cfg.model, cfg.quant) + code_bytes < cfg.budget.target_bytes
 
 
+# The shared test data root holds sp1024 shards only; sp8192 presets are checked by their record oracle instead.
+SP8192_PRESETS = {"record_0409_sp8192_recur"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [p for p in PRESETS if p != "smoke"])
+@pytest.mark.parametrize("name", [p for p in PRESETS if p != "smoke" and p not in SP8192_PRESETS])
 def test_preset_runs_end_to_end_at_cpu_tiny(name, data_root: Path, tmp_path: Path):
     run = tmp_path / "run"
     tiny = ["scale=cpu_tiny", "logger=none", "schedule.iterations=6", "eval.max_tokens=4096"]
