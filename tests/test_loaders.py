@@ -67,3 +67,21 @@ def test_loader_option_selects_the_loader(small_shards):
     assert isinstance(build_train_loader(data, 0, 1, torch.device("cpu"), 128), DistributedTokenLoader)
     with pytest.raises(ConfigError, match="data.loader"):
         DataConfig(loader="random")
+
+
+@pytest.mark.parametrize("kind", ["shuffled", "coprime"])
+def test_sampling_loaders_resume_where_they_stopped(small_shards, kind):
+    """state_dict() after 3 batches + load_state_dict() into a fresh loader -> the same next batches (the
+    trainer's resume point stores loader.stream.state_dict())."""
+    def make():
+        if kind == "shuffled":
+            return ShuffledSequenceLoader(small_shards, 0, 1, torch.device("cpu"), seq_len=1024)
+        return CoprimeStrideLoader(small_shards, 0, 1, torch.device("cpu"))
+    a = make()
+    for _ in range(3):
+        a.next_batch(1024 * 16, 1024, 1)
+    state = a.stream.state_dict()
+    b = make()
+    b.stream.load_state_dict(state)
+    for _ in range(3):
+        assert torch.equal(a.next_batch(1024 * 16, 1024, 1)[0], b.next_batch(1024 * 16, 1024, 1)[0])

@@ -88,6 +88,24 @@ class ShuffledSequenceLoader:
         for si in range(len(files)):
             self._reshuffle(si)
 
+    @property
+    def stream(self) -> ShuffledSequenceLoader:
+        """The object whose state_dict() resumes the loader (the sequential loader's is its TokenStream)."""
+        return self
+
+    def state_dict(self) -> dict:
+        """Generator state and the remaining starts of every shard (int64 tensors), for resume."""
+        return {"rng": self.rng.bit_generator.state,
+                "starts": [torch.tensor(s, dtype=torch.int64) for s in self.starts]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from state_dict() (same shards, rank and seq_len)."""
+        if len(state["starts"]) != len(self.starts):
+            raise ValueError(f"ShuffledSequenceLoader state has {len(state['starts'])} shards, loader has "
+                             f"{len(self.starts)}")
+        self.rng.bit_generator.state = state["rng"]
+        self.starts = [t.tolist() for t in state["starts"]]
+
     def _reshuffle(self, si: int) -> None:
         n = self.shards.num_tokens[si]
         phase = _random_phase(self.rng, n, self.seq_len)
@@ -152,6 +170,29 @@ class CoprimeStrideLoader:
         self.ready = [False] * n
         self.steps = 0
         self.seq_len = 0
+
+    @property
+    def stream(self) -> CoprimeStrideLoader:
+        """The object whose state_dict() resumes the loader (the sequential loader's is its TokenStream)."""
+        return self
+
+    _CURSORS = ("phase", "blocks", "next", "start", "stride", "ready")
+
+    def state_dict(self) -> dict:
+        """Generator state, per-shard cursors, step count and seq_len, for resume."""
+        return {"rng": self.rng.bit_generator.state, "steps": self.steps, "seq_len": self.seq_len,
+                **{k: torch.tensor(getattr(self, k), dtype=torch.int64) for k in self._CURSORS}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from state_dict() (same shard files)."""
+        self.rng.bit_generator.state = state["rng"]
+        self.steps, self.seq_len = int(state["steps"]), int(state["seq_len"])
+        for k in self._CURSORS:
+            values = state[k].tolist()
+            if len(values) != len(self.shards.files):
+                raise ValueError(f"CoprimeStrideLoader state has {len(values)} shards, loader has "
+                                 f"{len(self.shards.files)}")
+            setattr(self, k, [bool(v) for v in values] if k == "ready" else values)
 
     def _coprime_stride(self, blocks: int) -> int:
         if blocks <= 1:
