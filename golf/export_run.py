@@ -36,12 +36,13 @@ from golf.quant.groups import tensor_group
 from golf.quant.int8 import quantize_state_dict
 from golf.train.checkpoint import CHECKPOINT_NAME
 from golf.train.config import TrainRunConfig
-from golf.train.load import ARTIFACT_NAME, RUN_SECTION, load_for_eval
+from golf.train.load import RUN_SECTION, load_for_eval
 from golf.train.tracking import write_json
 
 log = logging.getLogger("golf.export")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXPORT_REPORT = "export.json"
+EXPORT_MARKDOWN = "export_report.md"
 FIT_ATTEMPTS = 4
 # First guess of the (zlib-compressed) manifest: ~40-60 bytes per table entry + extra; a refit corrects a miss.
 MANIFEST_BYTES_PER_ENTRY = 64
@@ -99,10 +100,10 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
     allocation), CheckpointError, ArtifactError, GPTQError.
     """
     run_dir = Path(run_dir)
-    out = Path(out) if out else run_dir / ARTIFACT_NAME
     loaded = load_for_eval(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
     run_cfg = loaded.run_config
     quant = quant or run_cfg.quant  # the run's own rule (e.g. its QAT clip) unless told otherwise
+    out = Path(out) if out else run_dir / artifact_name(quant, budget.fit)
     state = {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()}
 
     @functools.cache
@@ -141,7 +142,7 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
                 break
             log.info(f"fit: attempt {attempt + 1} is {-report.headroom_bytes:,} bytes over; refitting")
             limit -= -report.headroom_bytes + 1
-        log.info("\n" + format_report(report))
+        log.info("\n" + format_report(report, show_tensors=False, show_files=False))
         check_budget(report)
         os.replace(tmp, out)
     finally:
@@ -160,7 +161,43 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
     if roundtrip_eval:
         result.update(roundtrip(model_on_device(), out, run_cfg, eval_cfg, device))
     write_json(run_dir / EXPORT_REPORT, result)
+    write_json(out.with_name(out.name + ".export.json"), result)  # one report per artifact (golf.compare)
+    write_text(run_dir / EXPORT_MARKDOWN, f"# export of {run_dir.name}: {out.name}\n\n```\n{format_report(report)}\n```\n")
     return result
+
+
+def artifact_name(quant: QuantConfig, fit: bool = False) -> str:
+    """File name of an artifact by scheme and codec, so exports with different schemes never overwrite:
+    model.int8+zlib.golf (official), model.int6-search+zstd.golf, model.e8-a6-m5-o6+brotli.golf (mixed bits),
+    model.fit+zstd.golf (budget.fit chooses the bits)."""
+    if quant.scheme == "int8":
+        label = "int8"
+    elif quant.scheme == "none":
+        label = "float"
+    elif fit:
+        label = "fit"
+    else:
+        rules = {g: quant.groups.get(g) for g in ("embed", "attn", "mlp", "other")}
+        bits = {g: (str(r.bits) if r.quantized else "f") for g, r in rules.items()}
+        label = f"int{bits['attn']}" if len(set(bits.values())) == 1 and bits["attn"] != "f" else \
+            "-".join(f"{g[0]}{b}" for g, b in bits.items())
+        clips = {r.clip for r in rules.values() if r.quantized}
+        methods = {r.method for r in rules.values() if r.quantized}
+        if "gptq" in methods:
+            label += "-gptq"
+        if len(clips) == 1 and clips != {"percentile"}:
+            label += f"-{clips.pop()}"
+    return f"model.{label}+{quant.codec}.golf"
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomic text write (temp file + fsync + rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def roundtrip(checkpoint_model: torch.nn.Module, artifact: Path, run_cfg: TrainRunConfig, eval_cfg,
