@@ -29,10 +29,11 @@ from golf.quant.budget import (
     count_code_bytes,
     format_report,
 )
+from golf.quant.calibrate import gptq_names as _gptq_names
+from golf.quant.calibrate import load_hessians
 from golf.quant.config import BudgetConfig, QuantConfig
 from golf.quant.fitter import choose_allocation, format_fit, loss_function, measure_options, with_group_bits
 from golf.quant.gptq import calibration_batches, collect_hessians
-from golf.quant.groups import tensor_group
 from golf.quant.int8 import quantize_state_dict
 from golf.train.checkpoint import CHECKPOINT_NAME
 from golf.train.config import TrainRunConfig
@@ -57,20 +58,21 @@ def code_bytes_for(budget: BudgetConfig) -> tuple[int, list]:
                for f, b in files]
 
 
-def _gptq_names(state: dict, quant: QuantConfig) -> set[str]:
-    """2-D tensors of groups with method=gptq (whatever their bits, so the fitter can vary them)."""
-    rules = with_group_bits(quant, {})
-    return {n for n, t in state.items() if t.ndim == 2 and t.is_floating_point()
-            and rules.groups.get(tensor_group(n, t, rules)).method == "gptq"}
-
-
-def _calibration(model_on_device, run_cfg: TrainRunConfig, quant: QuantConfig, budget: BudgetConfig, device: torch.device,
-                 state: dict, timings: dict) -> tuple[dict | None, object]:
-    """Hessians for GPTQ groups and the fitter's loss function (each only when needed)."""
+def _calibration(model_on_device, run_cfg: TrainRunConfig, quant: QuantConfig, budget: BudgetConfig,
+                 device: torch.device, state: dict, timings: dict,
+                 run_dir: Path | None = None) -> tuple[dict | None, object]:
+    """Hessians for GPTQ groups and the fitter's loss function (each only when needed). Hessians saved by the
+    training process (run_dir/hessians.pt, quant.gptq.calibrate_in_training) are used when they cover every
+    GPTQ matrix."""
     need_h = quant.scheme != "none" and bool(_gptq_names(state, quant)) and (quant.uses_gptq() or budget.fit)
     need_loss = budget.fit and budget.fit_metric == "loss"
     if not (need_h or need_loss):
         return None, None
+    saved = load_hessians(run_dir) if need_h and not need_loss and run_dir is not None else None
+    if saved is not None and _gptq_names(state, quant) <= set(saved[0]):
+        timings["gptq_hessian_s"] = saved[1]
+        log.info(f"gptq: using the {len(saved[0])} Hessians the training process collected in {saved[1]:.2f}s")
+        return saved[0], None
     g = quant.gptq
     seq_len = g.calib_seq_len or run_cfg.trainer.train_seq_len
     batch_tokens = g.calib_batch_tokens or run_cfg.trainer.train_batch_tokens
@@ -112,7 +114,7 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
         return loaded.model if device.type == "cpu" else load_for_eval(run_dir / CHECKPOINT_NAME, device).model
 
     timings: dict[str, float] = {}
-    hessians, loss_fn = _calibration(model_on_device, run_cfg, quant, budget, device, state, timings)
+    hessians, loss_fn = _calibration(model_on_device, run_cfg, quant, budget, device, state, timings, run_dir)
     code_bytes, code_files = code_bytes_for(budget)
     table, fit = None, None
     if budget.fit:

@@ -9,11 +9,10 @@ import pytest
 import torch
 from records.oracle import load_record, record_dir
 
-from golf.data.config import DataConfig
 from golf.data.loader import DistributedTokenLoader
 from golf.data.prepare import prepare_shards
 from golf.data.samplers import CoprimeStrideLoader, ShuffledSequenceLoader, build_train_loader
-from golf.errors import ConfigError
+from golf.train.config import TrainerConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 F0329 = "2026-03-29_Loader_FullGPTQ_XSA11_BigramHash2816"
@@ -59,14 +58,14 @@ def test_coprime_loader_is_record_0329s(small_shards, rank, world):
 
 
 def test_loader_option_selects_the_loader(small_shards):
-    data = DataConfig(dataset_dir=str(Path(small_shards).parent), loader="coprime")
-    assert isinstance(build_train_loader(data, 0, 1, torch.device("cpu"), 128), CoprimeStrideLoader)
-    data.loader = "shuffled"
-    assert isinstance(build_train_loader(data, 0, 1, torch.device("cpu"), 128), ShuffledSequenceLoader)
-    data.loader = "sequential"
-    assert isinstance(build_train_loader(data, 0, 1, torch.device("cpu"), 128), DistributedTokenLoader)
-    with pytest.raises(ConfigError, match="data.loader"):
-        DataConfig(loader="random")
+    def build(kind):
+        return build_train_loader(kind, small_shards, 0, 1, torch.device("cpu"), 128)
+    assert isinstance(build("coprime"), CoprimeStrideLoader)
+    assert isinstance(build("shuffled"), ShuffledSequenceLoader)
+    assert isinstance(build("sequential"), DistributedTokenLoader)
+    assert TrainerConfig(loader="coprime").loader == "coprime"
+    with pytest.raises(ValueError, match="trainer.loader"):
+        TrainerConfig(loader="random")
 
 
 @pytest.mark.parametrize("kind", ["shuffled", "coprime"])

@@ -279,13 +279,15 @@ class CoprimeStrideLoader:
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
-def build_train_loader(data, rank: int, world_size: int, device: torch.device, seq_len: int):
-    """The train loader `data.loader` names (a DataConfig): sequential (official DistributedTokenLoader),
-    shuffled (ShuffledSequenceLoader) or coprime (CoprimeStrideLoader). All have next_batch(tokens, seq_len, accum)."""
-    from golf.data.loader import DistributedTokenLoader
+def build_train_loader(kind: str, pattern: str, rank: int, world_size: int, device: torch.device, seq_len: int,
+                       bos_id: int = 1):
+    """The train loader `trainer.loader` names: shuffled (ShuffledSequenceLoader), coprime (CoprimeStrideLoader),
+    or sequential / doc_packing (golf.data.packing.train_loader). All have next_batch(tokens, seq_len, accum)
+    and a `stream` with state_dict()/load_state_dict() for resume."""
+    if kind == "shuffled":
+        return ShuffledSequenceLoader(pattern, rank, world_size, device, seq_len)
+    if kind == "coprime":
+        return CoprimeStrideLoader(pattern, rank, world_size, device)
+    from golf.data.packing import train_loader
 
-    if data.loader == "shuffled":
-        return ShuffledSequenceLoader(data.train_glob(), rank, world_size, device, seq_len)
-    if data.loader == "coprime":
-        return CoprimeStrideLoader(data.train_glob(), rank, world_size, device)
-    return DistributedTokenLoader(data.train_glob(), rank, world_size, device)
+    return train_loader(kind, pattern, rank, world_size, device, bos_id)

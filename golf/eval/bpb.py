@@ -96,12 +96,22 @@ class BpbAccumulator:
         self.token_count = torch.zeros((), device=device, dtype=torch.float64)
         self.byte_count = torch.zeros((), device=device, dtype=torch.float64)
 
-    def add(self, loss_sum_nats: torch.Tensor | float, prev_ids: torch.Tensor, target_ids: torch.Tensor) -> None:
-        """Add a batch: summed CE in nats over ``target_ids`` (all of them scored) and the ids."""
+    def add(self, loss_sum_nats: torch.Tensor | float, prev_ids: torch.Tensor, target_ids: torch.Tensor,
+            target_bytes: torch.Tensor | None = None) -> None:
+        """Add a batch: summed CE in nats over ``target_ids`` (all of them scored) and the ids.
+
+        ``target_bytes`` (same shape as target_ids, integer): bytes of each target taken from a byte sidecar
+        (CaseOps, 2026-04-27 record) instead of the LUTs; the record sums the sidecar slice in fp64.
+        """
         if isinstance(loss_sum_nats, torch.Tensor):
             loss_sum_nats = loss_sum_nats.detach().to(torch.float64)
         self.loss_sum += loss_sum_nats
         self.token_count += float(target_ids.numel())
+        if target_bytes is not None:
+            if target_bytes.shape != target_ids.shape:
+                raise ValueError(f"target_bytes shape {tuple(target_bytes.shape)} != targets {tuple(target_ids.shape)}")
+            self.byte_count += target_bytes.to(device=self.byte_count.device, dtype=torch.float64).sum()
+            return
         self.byte_count += token_bytes(prev_ids.reshape(-1), target_ids.reshape(-1), self.luts).to(torch.float64).sum()
 
     def all_reduce(self) -> None:

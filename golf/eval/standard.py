@@ -43,12 +43,15 @@ class EvalResult:
 
 def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: int, batch_tokens: int,
                       rank: int = 0, world_size: int = 1, grad_accum_steps: int = 1,
-                      device: torch.device | None = None, progress: bool = False) -> EvalResult:
+                      device: torch.device | None = None, progress: bool = False,
+                      byte_sidecar: Tensor | None = None) -> EvalResult:
     """Score every token of `val_tokens` (1-D, length k*seq_len + 1) in non-overlapping windows.
 
     Each rank takes a contiguous range of windows (`seq_start = total*r/W`) and processes
     batch_tokens // (world_size * grad_accum_steps) tokens per forward. The model must return the mean
     cross-entropy (nats) for `model(x, y)`. Loss sums are accumulated in fp64 and all-reduced.
+    `byte_sidecar` (int, shape [len(val_tokens)], CaseOps): bytes of target i+1 are byte_sidecar[i+1]
+    instead of the LUT count (2026-04-27 record `eval_val`).
     Raises ValueError when a batch would hold less than one window per rank.
     """
     device = device or next(model.parameters()).device
@@ -73,7 +76,10 @@ def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_
             x, y = local[:-1].reshape(-1, seq_len), local[1:].reshape(-1, seq_len)
             with autocast_for(device):
                 batch_loss = model(x, y).detach()
-            acc.add(batch_loss.double() * y.numel(), x, y)
+            tb = None
+            if byte_sidecar is not None:
+                tb = byte_sidecar[s * seq_len + 1: e * seq_len + 1].reshape(-1, seq_len)
+            acc.add(batch_loss.double() * y.numel(), x, y, tb)
             bar.update((e - s) * seq_len)
     model.train(was_training)
     acc.all_reduce()
@@ -90,4 +96,4 @@ def score(model: nn.Module, val, cfg, ctx) -> EvalResult:
     if cfg.doc_aware:
         log.info("eval.doc_aware applies to sliding and ttt; standard stays the official evaluation")
     return evaluate_standard(model, val.tokens, val.luts, val.seq_len, cfg.batch_tokens, ctx.rank, ctx.world_size,
-                             device=ctx.device, progress=ctx.progress)
+                             device=ctx.device, progress=ctx.progress, byte_sidecar=val.byte_sidecar)

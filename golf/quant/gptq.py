@@ -7,7 +7,7 @@ through the inverse Hessian H^-1, H = X^T X / tokens:
 
 1. dead columns (diag H == 0) get H_jj = 1 and W_:j = 0;
 2. damping: H += damp * mean(diag H) * I;
-3. act-order (optional): columns permuted by descending (damped) diag H;
+3. act-order (optional): columns permuted by descending diag of the damped H;
 4. U = upper Cholesky factor of H^-1 (H^-1 = U^T U);
 5. blocks of ``block_size`` columns: q_j = clamp(round(w_j / s), -qmax, qmax) with the per-row scales s chosen
    beforehand by the group's clip rule; err_j = (w_j - q_j s) / U_jj; w_{j+1..} -= err_j U_{j, j+1..} inside
@@ -38,19 +38,20 @@ class GPTQError(GolfError, ValueError):
 
 
 def _damped_order_and_factor(name: str, h: Tensor, damp: float, act_order: bool) -> tuple[Tensor, Tensor]:
-    """(column order, upper Cholesky factor of the permuted damped H^-1), retrying with 10x, 100x damping.
+    """(column order, upper Cholesky factor U of (H + damp * mean(diag H) I)[order][:, order]^-1).
 
-    As records 03-29/04-09 `gptq_quantize_weight`: H_jj += damp · mean(diag H) (fp32 tensor arithmetic) first,
-    then the act-order permutation by the damped diagonal, then U = chol(chol_inverse(chol(H_perm)), upper).
+    The damping is added to the diagonal in H's dtype before act-order sorts the DAMPED diagonal (fp32 rounding
+    can tie or swap close entries), exactly as the 2026-04-27 record's gptq_quantize_weight, so the codes are
+    bit-identical; retries with 10x and 100x damping (the record has no retry) when H is not positive definite.
     """
-    mean_diag = torch.diag(h).mean()  # of a contiguous copy, as the records (a strided mean sums in another order)
+    mean_diag = h.diag().mean()  # a contiguous copy: the mean of the strided view rounds differently
     for factor in (1.0, 10.0, 100.0):
-        hd = h.clone()
-        hd.diagonal().add_((damp * factor) * mean_diag)
-        perm = torch.argsort(hd.diagonal(), descending=True) if act_order else torch.arange(h.shape[0])
+        damped = h.clone()
+        damped.diagonal().add_(damp * factor * mean_diag)
+        order = torch.argsort(damped.diagonal(), descending=True) if act_order else torch.arange(h.shape[0])
         try:
-            lower = torch.linalg.cholesky(hd[perm][:, perm])
-            return perm, torch.linalg.cholesky(torch.cholesky_inverse(lower), upper=True)
+            lower = torch.linalg.cholesky(damped[order][:, order])
+            return order, torch.linalg.cholesky(torch.cholesky_inverse(lower), upper=True)
         except torch.linalg.LinAlgError:
             log.info(f"gptq: {name}: Hessian not positive definite at damp {damp * factor:g}; retrying")
     raise GPTQError(f"gptq: Hessian of {name!r} is not positive definite even with damp {damp * 100:g}")

@@ -24,6 +24,7 @@ from golf.schema import build_dataclass
 SWITCHES = ("auto", "on", "off")
 RESUME_POLICIES = ("auto", "never")
 LOGGERS = ("wandb", "none")
+LOADERS = ("sequential", "doc_packing", "shuffled", "coprime")
 
 
 AVERAGING_NAMES: tuple[str, ...] = ("none", "ema", "swa", "lawa", "ema_lawa")
@@ -89,12 +90,18 @@ class TrainerConfig:
     checkpoint_every_seconds: float = 0.0
     """Write the resume point when this much wall time (s) passed since the last one; 0 = off. Writing time is
     excluded from the training clock, like validation."""
+    loader: str = "sequential"
+    """Training batches: sequential (official DistributedTokenLoader, [B, seq_len] rows), doc_packing (one
+    packed row per rank from the first BOS of each shard, 2026-04-27 record; golf.data.packing), shuffled (record
+    04-09 ShuffledSequenceLoader) or coprime (record 03-29 coprime-stride multi-shard loader; golf.data.samplers)."""
 
     def __post_init__(self) -> None:
         if self.train_seq_len < 1 or self.train_batch_tokens < 1 or self.grad_accum_base < 1:
             raise ValueError("trainer.train_seq_len, train_batch_tokens and grad_accum_base must be >= 1")
         if self.device not in DEVICES:
             raise ValueError(f"trainer.device={self.device!r}; allowed: {', '.join(DEVICES)}")
+        if self.loader not in LOADERS:
+            raise ValueError(f"trainer.loader={self.loader!r}; allowed: {', '.join(LOADERS)}")
         if self.compile not in SWITCHES:
             raise ValueError(f"trainer.compile={self.compile!r}; allowed: {', '.join(SWITCHES)}")
         every = self.checkpoint_every_steps

@@ -30,12 +30,14 @@ import torch
 from torch import nn
 
 from golf.data.loader import DistributedTokenLoader
+from golf.data.packing import DocumentPackingLoader
 from golf.data.samplers import build_train_loader
 from golf.device import autocast_for, synchronize
 from golf.eval.data import load_val_data
 from golf.eval.standard import evaluate_standard
 from golf.model import build_model, cast_for_device, count_params
 from golf.optim import apply_lr_scale, build_optimizers, lr_multiplier, muon_momentum_at, set_muon_momentum
+from golf.quant.calibrate import calibrate_in_training
 from golf.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from golf.train.context import NullTracker, RunContext, check_vocab, grad_accum_steps_for, seed_everything
 from golf.train.dist import DistContext, init_distributed
@@ -104,7 +106,7 @@ class Trainer:
             hook.on_model_built(self.model)
         compiled = self.model
         if t.compile == "on" or (t.compile == "auto" and device.type == "cuda"):
-            compiled = torch.compile(self.model, dynamic=False, fullgraph=True)
+            compiled = torch.compile(self.model, dynamic=False, fullgraph=not cfg.model.attn_doc_mask)  # varlen
         if self.ctx.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -124,9 +126,9 @@ class Trainer:
         log.info(f"seed:{cfg.seed}")
         self.loader = self._new_loader()
 
-    def _new_loader(self) -> DistributedTokenLoader:  # or a sampling loader (data.loader), same interface
-        return build_train_loader(self.cfg.data, self.ctx.rank, self.ctx.world_size, self.device,
-                                  self.cfg.trainer.train_seq_len)
+    def _new_loader(self) -> DistributedTokenLoader | DocumentPackingLoader:  # or a sampling loader, same interface
+        return build_train_loader(self.cfg.trainer.loader, self.cfg.data.train_glob(), self.ctx.rank,
+                                  self.ctx.world_size, self.device, self.cfg.trainer.train_seq_len, self.cfg.model.bos_id)
 
     # -- prime ----------------------------------------------------------------------------------------------
     def prime(self) -> None:
@@ -229,7 +231,7 @@ class Trainer:
         self._lap()
         val = self.last_val = evaluate_standard(self.wrapped, self.val.tokens, self.val.luts, self.eval_seq,
                                                 self.cfg.eval.batch_tokens, self.ctx.rank, self.ctx.world_size,
-                                                self.accum, self.device)
+                                                self.accum, self.device, byte_sidecar=self.val.byte_sidecar)
         step, ms = self.step_count, self.train_ms
         log.info(f"step:{step}/{self.cfg.schedule.iterations} val_loss:{val.val_loss:.4f} val_bpb:{val.val_bpb:.4f} "
                  f"train_time:{ms:.0f}ms step_avg:{ms / max(step, 1):.2f}ms")
@@ -395,6 +397,8 @@ class Trainer:
             "ms_per_step": ms / max(step, 1), "val_tokens": val.tokens, "val_bytes": val.bytes,
             "world_size": self.ctx.world_size, "device": self.device.type,
         }
+        if self.ctx.is_main and self.cfg.quant.gptq.calibrate_in_training and self.cfg.quant.uses_gptq():
+            metrics.update(calibrate_in_training(self.cfg, self.model, self.device, self.run_ctx.run_dir))
         if self.ctx.is_main and self.cfg.trainer.checkpoint:
             save_checkpoint(Path(self.run_ctx.run_dir) / CHECKPOINT_NAME, self.model, self.optimizers, step, self.cfg)
         log.info(f"final val_loss:{val.val_loss:.4f} val_bpb:{val.val_bpb:.4f} steps:{step} "
