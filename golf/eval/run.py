@@ -37,6 +37,9 @@ class EvalContext:
     rank: int = 0
     world_size: int = 1
     progress: bool = False
+    target_losses: torch.Tensor | None = None
+    """Optional float64 [N] tensor that receives each target's loss in nats, for this rank's targets (tests
+    and analysis; the modes leave the other entries untouched)."""
 
 
 def run_evaluation(model: nn.Module, val: ValData, cfg: EvalConfig, ctx: EvalContext,

@@ -178,10 +178,11 @@ class GPTQConfig:
     """clip=search groups: rtn = the candidate with the least round-to-nearest error sets the scales and GPTQ runs
     once (records 04-05+); gptq = GPTQ runs with every candidate's scales and the least mean ||W - Q·s||²
     wins (record 03-29 `gptq_quantize_weight`)."""
-    calibrate_in_training: bool = False
+    calibrate_in_training: bool = True
     """The training process collects the Hessians right after training (inside schedule.gptq_reserve_seconds,
     as the 2026-04-27 record) and saves run_dir/hessians.pt; export then reads no training data
-    (golf.quant.calibrate)."""
+    (golf.train.calibration). false skips it: the export must then calibrate after training, a non-record run
+    (--non-record)."""
 
 
 @dataclass

@@ -120,6 +120,10 @@ def collect_hessians(model: nn.Module, batches: list[tuple[Tensor, Tensor]], wan
 
     Runs ``model(x, y)`` in eval mode with forward hooks (removed afterwards, also on error); ``autocast`` is
     an optional context-manager factory (e.g. bf16 on CUDA). Returns (hessians, seconds).
+
+    Under a process group each rank passes its share of the batches (``calibration_batches(..., rank,
+    world_size)``): the sums X^T X and the token counts are all-reduced before dividing, so every rank gets the
+    Hessians of all batches, as one process would (up to fp32 summation order).
     """
     t0 = time.perf_counter()
     sums: dict[str, Tensor] = {}
@@ -151,17 +155,45 @@ def collect_hessians(model: nn.Module, batches: list[tuple[Tensor, Tensor]], wan
         for h in handles:
             h.remove()
         model.train(was_training)
+    _all_reduce_sums(model, hessian_sources(model, wanted), sums, counts)
     hessians = {k: (v / max(counts[k], 1)).cpu() for k, v in sums.items()}
     return hessians, time.perf_counter() - t0
 
 
-def calibration_batches(train_glob: str, n: int, batch_tokens: int, seq_len: int,
-                        device: torch.device) -> list[tuple[Tensor, Tensor]]:
-    """The first ``n`` batches of the training stream (golf.data.loader, rank 0 of 1): (x, y) [B, seq_len].
+def _all_reduce_sums(model: nn.Module, sources: dict, sums: dict[str, Tensor], counts: dict[str, int]) -> None:
+    """Sum X^T X and token counts over ranks (no-op without a process group). A rank that saw no batch adds
+    zeros, so every rank takes part in the same collectives in the same (sorted) order."""
+    import torch.distributed as dist
 
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return
+    state = model.state_dict()
+    device = next(model.parameters()).device
+    for name in sorted(sources):
+        if name not in sums:
+            cols = state[name].shape[1]
+            sums[name] = torch.zeros(cols, cols, dtype=torch.float32, device=device)
+            counts[name] = 0
+        dist.all_reduce(sums[name], op=dist.ReduceOp.SUM)
+        n = torch.tensor([counts[name]], dtype=torch.float64, device=device)
+        dist.all_reduce(n, op=dist.ReduceOp.SUM)
+        counts[name] = int(n.item())
+
+
+def calibration_batches(train_glob: str, n: int, batch_tokens: int, seq_len: int, device: torch.device,
+                        rank: int = 0, world_size: int = 1) -> list[tuple[Tensor, Tensor]]:
+    """This rank's share of the first ``n`` batches of the training stream: (x, y) [B, seq_len] each.
+
+    The batches are those of one process reading the stream (golf.data.loader, rank 0 of 1); rank r keeps
+    batches r, r + W, r + 2W, ... so the ranks together hold exactly the single-process batches.
     Raises NoShardsFoundError / ShardError / ValueError (batch_tokens not a multiple of seq_len) from the loader.
     """
     from golf.data.loader import DistributedTokenLoader
 
-    loader = DistributedTokenLoader(train_glob, 0, 1, device)
-    return [loader.next_batch(batch_tokens, seq_len, 1) for _ in range(n)]
+    loader = DistributedTokenLoader(train_glob, 0, 1, torch.device("cpu"))
+    out = []
+    for i in range(n):
+        x, y = loader.next_batch(batch_tokens, seq_len, 1)
+        if i % world_size == rank:
+            out.append((x.to(device), y.to(device)))
+    return out

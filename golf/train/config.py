@@ -142,10 +142,16 @@ class DistConfig:
 
     nproc_per_node: int = 1
     """Processes (GPUs) per node. > 1 outside torchrun: the run re-launches itself under torchrun --standalone."""
+    timeout_s: float = 120.0
+    """Process-group timeout in seconds: a collective that waits longer (a stalled or dead peer rank) ends the
+    job with one line naming the rank, instead of gloo/NCCL's 30-minute default. Keep it well under the
+    challenge's 600 s limits, and above the longest gap between collectives (e.g. rank 0 writing files)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.nproc_per_node, int) or self.nproc_per_node < 1:
             raise ValueError(f"dist.nproc_per_node={self.nproc_per_node!r}; must be an integer >= 1")
+        if not (isinstance(self.timeout_s, (int, float)) and 0 < self.timeout_s < 1800):
+            raise ValueError(f"dist.timeout_s={self.timeout_s!r}; must be in (0, 1800) seconds")
 
 
 @dataclass

@@ -37,7 +37,6 @@ from golf.eval.data import load_val_data
 from golf.eval.standard import evaluate_standard
 from golf.model import build_model, cast_for_device, count_params
 from golf.optim import apply_lr_scale, build_optimizers, lr_multiplier, muon_momentum_at, set_muon_momentum
-from golf.quant.calibrate import calibrate_in_training
 from golf.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from golf.train.context import NullTracker, RunContext, check_vocab, grad_accum_steps_for, seed_everything
 from golf.train.dist import DistContext, init_distributed
@@ -88,7 +87,7 @@ class Trainer:
     def build(self) -> None:
         """Process group, val data, model (+ hooks' structural changes), compile/DDP, optimizers, loader."""
         cfg, t = self.cfg, self.cfg.trainer
-        self.ctx: DistContext = init_distributed(t.device)
+        self.ctx: DistContext = init_distributed(t.device, cfg.dist.timeout_s)
         device = self.device = self.ctx.device
         self.accum = grad_accum_steps_for(cfg, self.ctx.world_size)
         check_vocab(cfg)
@@ -391,14 +390,26 @@ class Trainer:
             log.info(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB "
                      f"reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB")
         step, ms, val = self.step_count, self.train_ms, self.last_val
+        # --- issue #12: GPTQ calibration on training data runs here, inside the training process, in the
+        # schedule.gptq_reserve_seconds the loop left before the wallclock cap (2026-04-27 record's arrangement).
+        from golf.train.calibration import calibrate_in_training
+        from golf.train.compliance import compliance_block, hardware
+
+        calibration = calibrate_in_training(self.model, self.cfg, self.ctx.rank, self.ctx.world_size, self.device,
+                                            Path(self.run_ctx.run_dir), self.ctx.is_main)
+        # ---
         metrics = {
             "val_loss": val.val_loss, "val_bpb": val.val_bpb, "steps": step, "train_time_s": ms / 1000.0,
             "tokens_seen": step * self.cfg.trainer.train_batch_tokens, "params": self.n_params,
             "ms_per_step": ms / max(step, 1), "val_tokens": val.tokens, "val_bytes": val.bytes,
-            "world_size": self.ctx.world_size, "device": self.device.type,
+            "world_size": self.ctx.world_size, "device": self.device.type, "calibration": calibration,
+            "compliance": compliance_block(
+                hardware(self.device, self.ctx.world_size), train_time_s=ms / 1000.0,
+                calibration_time_s=calibration["seconds"] if calibration else None,
+                calibration_where="in_training" if calibration else "none"),
         }
-        if self.ctx.is_main and self.cfg.quant.gptq.calibrate_in_training and self.cfg.quant.uses_gptq():
-            metrics.update(calibrate_in_training(self.cfg, self.model, self.device, self.run_ctx.run_dir))
+        if calibration:
+            metrics.update(gptq_calibration_s=calibration["seconds"], gptq_reserve_s=self.cfg.schedule.gptq_reserve_seconds)
         if self.ctx.is_main and self.cfg.trainer.checkpoint:
             save_checkpoint(Path(self.run_ctx.run_dir) / CHECKPOINT_NAME, self.model, self.optimizers, step, self.cfg)
         log.info(f"final val_loss:{val.val_loss:.4f} val_bpb:{val.val_bpb:.4f} steps:{step} "
