@@ -26,14 +26,20 @@ register_configs()
 PARAMS = {
     "baseline": 17_059_912, "smoke": 2_101_776, "nanoforge_int8": 17_059_912,
     "nanoforge_int6_ptq": 26_501_720, "nanoforge_int6_qat": 26_501_720, "depth_recurrent": 6_365_720,
-    "pr374_gptq_lite": 26_993_756, "smeargate_pr65": 22_368_840,
+    "pr374_gptq_lite": 26_993_756, "smeargate_pr65": 22_368_840, "record_0322_gptq_lite_ema": 26_993_756,
+    "record_0321_xsa_partialrope": 26_829_913, "record_0409_sp8192_recur": 35_944_536,
+    "record_0329_full_gptq": 27_038_812, "record_0323_legal_ttt": 26_928_220,
     "record_0427_sota": 35_945_671,  # the record's log (tests/test_record_0427.py checks it against the file)
 }
 # Presets whose published artifact fits but whose Gaussian-noise estimate (an upper bound for int6 row-max /
 # clip-search codes, see golf/quant/estimate.py) does not: checked against that bound instead.
 # record_0427_sota: the Gaussian estimate (brotli-11 for pergroup, no GPTQ) is 16,194,260 + code; the record
 # published 15,901,919 (3-seed mean) with GPTQ + pergroup lrzip on trained weights.
-ESTIMATE_UPPER_BOUND_ONLY = {"nanoforge_int6_ptq", "nanoforge_int6_qat", "pr374_gptq_lite", "record_0427_sota"}
+# smeargate_pr65 keeps the embedding and bigram table fp16 as the record does: its model estimate (15.91 MB) is
+# above the record's measured 15,817,180 bytes, and with golf's code (~121 KB) the estimate crosses 16 MB.
+ESTIMATE_UPPER_BOUND_ONLY = {"nanoforge_int6_ptq", "nanoforge_int6_qat", "pr374_gptq_lite", "record_0427_sota",
+                             "record_0322_gptq_lite_ema", "smeargate_pr65", "record_0321_xsa_partialrope",
+                             "record_0329_full_gptq", "record_0323_legal_ttt"}
 
 
 def preset(name: str, *overrides: str) -> TrainRunConfig:
@@ -56,15 +62,32 @@ def test_estimate_matches_the_published_baseline_artifact():
     assert abs(estimate_artifact_bytes(cfg.model, cfg.quant) - published) / published < 0.02
 
 
-@pytest.mark.parametrize("name", [p for p in PRESETS if p not in ESTIMATE_UPPER_BOUND_ONLY])
+# Record 04-09's own model is 15,976,325 bytes (log, seed 42) next to 16,594 bytes of lzma-wrapped code; golf's
+# counted code (~121 KB) does not fit beside a model that size. Kept faithful (the preset is the record), and the
+# overflow is asserted below so it is seen, not hidden.
+OVER_BUDGET_WITH_GOLF_CODE = {"record_0409_sp8192_recur"}
+
+
+@pytest.mark.parametrize("name", sorted(OVER_BUDGET_WITH_GOLF_CODE))
+def test_record_model_plus_golf_code_is_over_budget(name):
+    cfg = preset(name)
+    code_bytes, _ = code_bytes_for(cfg.budget)
+    assert 15_976_325 + code_bytes > cfg.budget.target_bytes
+
+
+@pytest.mark.parametrize("name", [p for p in PRESETS if p not in ESTIMATE_UPPER_BOUND_ONLY | OVER_BUDGET_WITH_GOLF_CODE])
 def test_estimated_artifact_fits_the_budget(name):
     cfg = preset(name)
     code_bytes, _ = code_bytes_for(cfg.budget)
     assert estimate_artifact_bytes(cfg.model, cfg.quant) + code_bytes < cfg.budget.target_bytes
 
 
+# The shared test data root holds sp1024 shards only; sp8192 presets are checked by their record oracle instead.
+SP8192_PRESETS = {"record_0409_sp8192_recur", "record_0427_sota"}  # (0427: CaseOps sp8192 data)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [p for p in PRESETS if p not in ("smoke", "record_0427_sota")])  # CaseOps data:
+@pytest.mark.parametrize("name", [p for p in PRESETS if p != "smoke" and p not in SP8192_PRESETS])
 def test_preset_runs_end_to_end_at_cpu_tiny(name, data_root: Path, tmp_path: Path):
     run = tmp_path / "run"
     tiny = ["scale=cpu_tiny", "logger=none", "schedule.iterations=6", "eval.max_tokens=4096"]

@@ -66,6 +66,7 @@ class CausalSelfAttention(nn.Module):
     q: d->d, k,v: d->kv_dim (GQA), q and k RMS-normalized per head (no gain), RoPE on q,k, then
     q *= q_gain[h] (init `qk_gain_init`), causal softmax attention, zero-initialized output `proj`.
     Options (all off by default): `rope_dims` rotates only the first k head dims (partial RoPE, PR #315);
+    `rope_train_seq_len` scales the RoPE base NTK-style beyond that length (layers.ntk_base);
     `forward(x, v_embed)` adds a [B, T, kv_dim] value embedding to c_v(x) (PR #374); `xsa` applies
     `exclusive_self_attention`; `gate` (out | sparse | dense) multiplies each head's output by a learned gate
     (gates.AttnOutputGate) before the output projection.
@@ -73,7 +74,8 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, num_kv_heads: int, rope_base: float, qk_gain_init: float,
                  backend: str = "auto", rope_dims: int = 0, xsa: bool = False, gate: str = "none",
-                 gate_width: int = 12, gate_scale: float = 1.0, gate_init_std: float = 0.01):
+                 gate_width: int = 12, gate_scale: float = 1.0, gate_init_std: float = 0.01,
+                 rope_train_seq_len: int = 0):
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
@@ -86,7 +88,7 @@ class CausalSelfAttention(nn.Module):
         self.proj._zero_init = True
         self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
         self.rope_dims = rope_dims if 0 < rope_dims < self.head_dim else 0
-        self.rotary = Rotary(self.head_dim, base=rope_base, rope_dims=self.rope_dims)
+        self.rotary = Rotary(self.head_dim, base=rope_base, rope_dims=self.rope_dims, train_seq_len=rope_train_seq_len)
         self.xsa = xsa
         self.gate = None
         if gate != "none":

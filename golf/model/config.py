@@ -58,6 +58,10 @@ class ModelConfig:
     """Logits become softcap * tanh(z / softcap); must be > 0."""
     rope_base: float = 10000.0
     """RoPE base frequency."""
+    rope_train_seq_len: int = 0
+    """NTK-aware RoPE (0 = off): sequences longer than this use base·(T/L)^(rd/(rd-2)) (layers.ntk_base).
+    Records 03-21/03-22/03-23 hard-code L = 1024 and train at 2048 (16 rotated dims at base ≈ 22,081);
+    04-09 ROPE_TRAIN_SEQ_LEN = 2048."""
     qk_gain_init: float = 1.5
     """Init of the per-head learnable query gain (attention temperature after QK RMS-norm; records: 4.0-5.25)."""
     attention_backend: str = "auto"
@@ -77,6 +81,8 @@ class ModelConfig:
     """v1: init logit θ of the current-token weight σ(θ) (PR #65: 3.0 -> 0.95; PR #162/#374 form: 0.0 -> 0.5)."""
     smear_gate_after_norm: bool = False
     """v1: apply after the embedding RMSNorm (PR #162/#374) instead of before it (PR #65)."""
+    smear_gate_before_bigram: bool = False
+    """v1: smear the token embedding before BigramHash is added (seed 001 `_trunk`) instead of after (PR #65)."""
     smear_gate_width: int = 12
     """v2: number of leading embedding dims feeding the gate projection (GATE_WINDOW, 04-16/04-27)."""
     bos_id: int = 1
@@ -141,6 +147,10 @@ class ModelConfig:
     """Training fraction in [0, 1) from which the loop runs (0 = always; 04-05: 0.5, 04-09+: 0.35)."""
     parallel_start_layer: int = 0
     """Two-lane parallel residuals on decoder layers with physical index >= this (0 = off; 04-27: 8)."""
+    parallel_block_start: int = -1
+    """GPT-J-style parallel blocks from this physical layer on (-1 = off): attention and MLP both read the mixed
+    input, x <- x + attn_scale·Attn(norm(x)) + mlp_scale·MLP(norm(x)) (record 04-09 PARALLEL_RESIDUAL_START=7,
+    from PR #1204/#1331)."""
     parallel_final_lane: str = "mean"
     """Hidden state read out of the lanes: mean (04-27) | mlp (03-31) | attn."""
     parallel_resid_init: float = 1.1
@@ -163,6 +173,7 @@ class ModelConfig:
         _require(self.head_dim % 2 == 0, f"head_dim={self.head_dim} must be even for RoPE")
         _require(self.logit_softcap > 0, f"model.logit_softcap={self.logit_softcap} must be > 0")
         _require(self.mlp_mult > 0, f"model.mlp_mult={self.mlp_mult} must be > 0")
+        _require(self.rope_train_seq_len >= 0, f"model.rope_train_seq_len={self.rope_train_seq_len} must be >= 0")
         _choice("attention_backend", self.attention_backend, ATTENTION_BACKENDS)
 
     def _check_embedding_options(self) -> None:
@@ -171,6 +182,9 @@ class ModelConfig:
                  f"model.smear_gate_width={self.smear_gate_width} must be in [1, model_dim={self.model_dim}]")
         _require(0 <= self.bos_id < self.vocab_size,
                  f"model.bos_id={self.bos_id} must be a token id in [0, model.vocab_size={self.vocab_size})")
+        if self.smear_gate_before_bigram:
+            _require(self.smear_gate == "v1" and not self.smear_gate_after_norm,
+                     "model.smear_gate_before_bigram=true needs model.smear_gate=v1 and smear_gate_after_norm=false")
         _require(self.bigram_buckets >= 0, f"model.bigram_buckets={self.bigram_buckets} must be >= 0 (0 = off)")
         _choice("bigram_hash", self.bigram_hash, BIGRAM_HASHES)
         _require(self.bigram_dim >= 1, f"model.bigram_dim={self.bigram_dim} must be >= 1")
@@ -221,6 +235,11 @@ class ModelConfig:
         _require(0 <= self.parallel_start_layer < self.num_layers,
                  f"model.parallel_start_layer={self.parallel_start_layer} must be in [0, {self.num_layers}) (0 = off)")
         _choice("parallel_final_lane", self.parallel_final_lane, PARALLEL_FINAL_LANES)
+        _require(-1 <= self.parallel_block_start < self.num_layers,
+                 f"model.parallel_block_start={self.parallel_block_start} must be -1 (off) or in [0, {self.num_layers})")
+        _require(self.parallel_block_start < 0 or self.parallel_start_layer == 0,
+                 "model.parallel_block_start (one-lane parallel blocks) and model.parallel_start_layer (two lanes) "
+                 "are two parallel-residual forms; choose one")
         if self.parallel_start_layer > 0:
             _require(self.block_repeats == 1, "model.parallel_start_layer > 0 needs model.block_repeats=1")
             _require(self.skip_placement == "before",

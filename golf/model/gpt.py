@@ -58,8 +58,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """One transformer block with resid_mix (x0 mixing) and per-dimension attn/mlp output scales.
 
-    `layer` is the physical index: it selects XSA (last `xsa_last_n` layers) and the LN-scale factor
-    1/√(layer+1) applied to the normed attention and MLP inputs (PR #315).
+    `layer` is the physical index: it selects XSA (last `xsa_last_n` layers), the LN-scale factor
+    1/√(layer+1) applied to the normed attention and MLP inputs (PR #315) and GPT-J parallel branches
+    (layer >= `parallel_block_start`, record 04-09).
     """
 
     def __init__(self, cfg: ModelConfig, layer: int = 0):
@@ -70,12 +71,14 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(
             dim, cfg.num_heads, cfg.num_kv_heads, cfg.rope_base, cfg.qk_gain_init, backend=cfg.attention_backend,
             rope_dims=cfg.rope_dims, xsa=layer >= cfg.num_layers - cfg.xsa_last_n, gate=cfg.attn_gate,
-            gate_width=cfg.attn_gate_width, gate_scale=cfg.attn_gate_scale, gate_init_std=cfg.attn_gate_init_std)
+            gate_width=cfg.attn_gate_width, gate_scale=cfg.attn_gate_scale, gate_init_std=cfg.attn_gate_init_std,
+            rope_train_seq_len=cfg.rope_train_seq_len)
         self.mlp = MLP(dim, cfg.mlp_hidden, cfg.mlp_activation, cfg.mlp_leaky_slope, cfg.fused_mlp)
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
         self.ln_scale = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else None
+        self.parallel_branches = 0 <= cfg.parallel_block_start <= layer
 
     def mix(self, x: Tensor, x0: Tensor) -> Tensor:
         """resid_mix: m0 ⊙ x + m1 ⊙ x0."""
@@ -99,6 +102,8 @@ class Block(nn.Module):
     def forward(self, x: Tensor, x0: Tensor, v_embed: Tensor | None = None,
                 segments: Segments | None = None) -> Tensor:
         x = self.mix(x, x0)
+        if self.parallel_branches:  # GPT-J form: both branches read the same input
+            return x + self.attn_branch(x, v_embed, segments) + self.mlp_branch(x)
         x = x + self.attn_branch(x, v_embed, segments)
         return x + self.mlp_branch(x)
 
@@ -186,15 +191,19 @@ class GPT(nn.Module):
 
     # --- forward --------------------------------------------------------------------------------------------
     def embed(self, input_ids: Tensor) -> Tensor:
-        """Normed input embedding x0 [B, T, d]: tok_emb (+ embed_proj) (+ bigram) -> SmearGate -> RMSNorm."""
+        """Normed input embedding x0 [B, T, d]: tok_emb (+ embed_proj) (+ bigram) -> SmearGate -> RMSNorm
+        (SmearGate before the bigram with smear_gate_before_bigram, after the norm with smear_gate_after_norm)."""
         x = self.tok_emb(input_ids)
         if self.factored is not None:
             x = self.factored.embed_proj(x)
+        before_bigram = self.cfg.smear_gate_before_bigram
+        if before_bigram:
+            x = self.smear(x)
         if self.bigram is not None:
             x = x + self.bigram(input_ids)
         if isinstance(self.smear, SmearGateV2):
             x = self.smear(x, input_ids)
-        elif self.smear is not None and not self.cfg.smear_gate_after_norm:
+        elif self.smear is not None and not self.cfg.smear_gate_after_norm and not before_bigram:
             x = self.smear(x)
         x = rms_norm(x)
         if self.smear is not None and self.cfg.smear_gate_after_norm and isinstance(self.smear, SmearGateV1):

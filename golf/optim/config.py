@@ -20,7 +20,8 @@ from golf.model.config import OFFICIAL_CONTROL_TENSOR_PATTERNS
 OPTIMIZER_NAMES: frozenset[str] = frozenset({"muon_adam"})
 SCHEDULE_NAMES: frozenset[str] = frozenset({"wallclock_warmdown", "fraction_warmdown", "wsd_s"})
 MUON_DTYPES: frozenset[str] = frozenset({"auto", "bfloat16", "float32"})
-NS_COEFF_NAMES: frozenset[str] = frozenset({"jordan", "polar_express"})
+NS_COEFF_NAMES: frozenset[str] = frozenset({"jordan", "polar_express", "polar_express_seed001"})
+MUON_COMPILE: tuple[str, ...] = ("auto", "on", "off")
 POLAR_EXPRESS_STEPS = 5  # Polar Express defines exactly five (a, b, c) tuples
 DECAY_SHAPES: frozenset[str] = frozenset({"linear", "cosine", "1-sqrt"})
 
@@ -85,6 +86,9 @@ class OptimConfig:
     """Muon decoupled weight decay: p ← p·(1 − lr·wd), lr = scheduled lr; 0 = off (MUON_WD; #9, 0.04 → 0.095)."""
     muon_cautious_wd: bool = False
     """Apply muon_wd only where update and weight signs agree (Cautious WD, arXiv 2510.12402; seed 001)."""
+    muon_compile: str = "auto"
+    """torch.compile the Newton–Schulz iteration: auto = on CUDA (official: `torch.compile(zeropower_via_
+    newtonschulz5)` in main, so the baseline's step time and step count can match), eager on CPU; on; off."""
     muon_ns_coeffs: str = "jordan"
     """Newton–Schulz coefficients: jordan (official fixed tuple) or polar_express (5 per-step tuples, #63)."""
     muon_ns_norm_scale: float = 1.0
@@ -110,11 +114,13 @@ class OptimConfig:
         for flag in ("muon_cautious_wd", "muon_row_normalize"):
             if not isinstance(getattr(self, flag), bool):
                 raise OptimConfigError(f"{owner}.{flag}={getattr(self, flag)!r} must be a bool")
+        if self.muon_compile not in MUON_COMPILE:
+            raise OptimConfigError(f"{owner}.muon_compile={self.muon_compile!r} must be one of {list(MUON_COMPILE)}")
         if self.muon_ns_coeffs not in NS_COEFF_NAMES:
             raise OptimConfigError(
                 f"{owner}.muon_ns_coeffs={self.muon_ns_coeffs!r} must be one of {sorted(NS_COEFF_NAMES)}"
             )
-        if self.muon_ns_coeffs == "polar_express" and self.muon_backend_steps > POLAR_EXPRESS_STEPS:
+        if self.muon_ns_coeffs.startswith("polar_express") and self.muon_backend_steps > POLAR_EXPRESS_STEPS:
             raise OptimConfigError(
                 f"{owner}.muon_backend_steps={self.muon_backend_steps} must be <= {POLAR_EXPRESS_STEPS} with "
                 f"{owner}.muon_ns_coeffs=polar_express (it defines {POLAR_EXPRESS_STEPS} coefficient tuples)"

@@ -31,7 +31,7 @@ from torch import nn
 
 from golf.errors import GolfError
 from golf.optim.config import OptimConfig
-from golf.optim.muon import NS_COEFFICIENTS, Muon
+from golf.optim.muon import NS_COEFFICIENTS, Muon, compiled_zeropower
 
 GROUP_NAMES: tuple[str, ...] = ("embed", "head", "matrix", "scalar")
 OPTIM_GROUPS_ATTR = "optim_groups"
@@ -203,6 +203,7 @@ def build_optimizers(
             cautious_wd=cfg.muon_cautious_wd,
             row_normalize=cfg.muon_row_normalize,
             norm_scale=cfg.muon_ns_norm_scale,
+            zeropower_fn=_zeropower_fn(cfg.muon_compile, params_of("matrix")),
         )
         for group in muon.param_groups:
             group["base_lr"] = cfg.matrix_lr
@@ -210,6 +211,13 @@ def build_optimizers(
     if groups["scalar"]:
         optimizers.append(_adam(params_of("scalar"), cfg.scalar_lr, cfg, fused, cfg.scalar_wd))
     return optimizers
+
+
+def _zeropower_fn(mode: str, params: list[nn.Parameter]):
+    """optim.muon_compile: auto -> compiled Newton–Schulz when the matrices live on CUDA (official), else eager."""
+    if mode == "on" or (mode == "auto" and params and params[0].is_cuda):
+        return compiled_zeropower()
+    return None
 
 
 def _muon_dtype(name: str, params: list[nn.Parameter]) -> torch.dtype:

@@ -39,6 +39,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+Coeffs = tuple[float, float, float] | Sequence[tuple[float, float, float]]
+ZeropowerFn = Callable[..., Tensor]
+
 # Keller Jordan's quintic coefficients, applied at every step (official train_gpt.py L99).
 NS5_COEFFS: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
 
@@ -52,11 +55,28 @@ POLAR_EXPRESS_COEFFS: tuple[tuple[float, float, float], ...] = (
     (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
 )
 
-# Names accepted by OptimConfig.muon_ns_coeffs.
-NS_COEFFICIENTS: dict[str, object] = {"jordan": NS5_COEFFS, "polar_express": POLAR_EXPRESS_COEFFS}
+# Polar Express as seed 001 prints it (`_POLAR_EXPRESS_COEFFS`, three decimals), not the full-precision set.
+POLAR_EXPRESS_SEED001_COEFFS: tuple[tuple[float, float, float], ...] = (
+    (8.157, -22.483, 15.879),
+    (4.043, -2.809, 0.500),
+    (3.892, -2.772, 0.506),
+    (3.286, -2.368, 0.464),
+    (2.347, -1.710, 0.423),
+)
 
-Coeffs = tuple[float, float, float] | Sequence[tuple[float, float, float]]
-ZeropowerFn = Callable[..., Tensor]
+# Names accepted by OptimConfig.muon_ns_coeffs.
+NS_COEFFICIENTS: dict[str, object] = {"jordan": NS5_COEFFS, "polar_express": POLAR_EXPRESS_COEFFS,
+                                      "polar_express_seed001": POLAR_EXPRESS_SEED001_COEFFS}
+_COMPILED: list[ZeropowerFn] = []
+
+
+def compiled_zeropower() -> ZeropowerFn:
+    """`torch.compile(zeropower_via_newtonschulz5)`, built once per process, as the official script does on GPU
+    (train_gpt.py main: `zeropower_via_newtonschulz5 = torch.compile(zeropower_via_newtonschulz5)`)."""
+    if not _COMPILED:
+        _COMPILED.append(torch.compile(zeropower_via_newtonschulz5))
+    return _COMPILED[0]
+
 
 
 def _coefficient_schedule(coeffs: Coeffs, steps: int) -> list[tuple[float, float, float]]:

@@ -1,7 +1,8 @@
 """Clip values for per-row symmetric intN quantization: one |w| clip per row, per candidate.
 
 Modes (``GroupQuant.clip``):
-    percentile  clip = quantile(|w_row|, p/100)           official int8 (p = 99.99984), train_gpt.py L321-334
+    percentile  clip = quantile(|w_row|, p/100)           official int8 (p = 99.99984), train_gpt.py L321-334;
+                with clip_scope=tensor one quantile of the whole |w| for every row (seed 000's code)
     rowmax      clip = max |w_row|                        int6/int5 records 03-19/03-20 (#6, #16)
     search      candidates rowmax + quantiles of GroupQuant.clip_candidates; the caller keeps the one with the
                 least squared reconstruction error (GPTQ-lite, record 03-22 #25 / PR #379)
@@ -44,6 +45,10 @@ def clip_candidates(w: Tensor, rule: GroupQuant) -> list[tuple[str, Tensor]]:
     Raises RuntimeError from torch.quantile for inputs over 2^24 elements (callers wrap it).
     """
     a = w.abs()
+    if rule.clip == "percentile" and rule.clip_scope == "tensor":
+        q = rule.clip_percentile / 100.0
+        whole = a.amax() if q >= 1.0 else torch.quantile(a.reshape(-1), q)
+        return [(f"tensor-p{rule.clip_percentile:.10g}", whole.expand(a.size(0)).contiguous())]
     if rule.clip == "percentile":
         return [(f"p{rule.clip_percentile:.10g}", _row_quantile(a, rule.clip_percentile / 100.0))]
     if rule.clip == "rowmax":

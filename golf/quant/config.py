@@ -28,12 +28,16 @@ CODE_MODES: tuple[str, ...] = ("raw", "lzma")
 GROUP_NAMES: tuple[str, ...] = ("embed", "attn", "mlp", "other", "small")
 CLIP_MODES: tuple[str, ...] = ("percentile", "rowmax", "search", "std")
 CLIP_SEARCH: tuple[str, ...] = ("matrix", "row")
+CLIP_SEARCH_SCALES: tuple[str, ...] = ("stored", "fp32")
+CLIP_SCOPES: tuple[str, ...] = ("row", "tensor")
 SCALE_FLOORS: tuple[str, ...] = ("auto", "qmax", "none")
 PASSTHROUGH: tuple[str, ...] = ("", "keep", *FLOAT_STORE_DTYPES)
 METHODS: tuple[str, ...] = ("rtn", "gptq")
 PACKINGS: tuple[str, ...] = ("auto", "int8", "bitpack")
 FIT_METRICS: tuple[str, ...] = ("loss", "recon")
 BEST_CODEC = "best"
+QAT_RULES: tuple[str, ...] = ("export", "rowmax31")
+GPTQ_CLIP_SELECTION: tuple[str, ...] = ("rtn", "gptq")
 SCHEME_NAMES: tuple[str, ...] = ("int8", "none", "mixed")
 """Quantization schemes (golf.quant.int8.SCHEMES registers their implementations; a test keeps both equal)."""
 CODEC_LEVELS: dict[str, tuple[int | None, int | None, int | None]] = {
@@ -91,10 +95,18 @@ class GroupQuant:
     candidate percentile with least ||W - dequant(quant(W))||^2), std (SDClip, record 04-05: k * row std)."""
     clip_percentile: float = 99.99984
     """Percentile of |w| per row for clip=percentile (official INT8_CLIP_PERCENTILE)."""
+    clip_scope: str = "row"
+    """clip=percentile: row = quantile of each row's |w| (official); tensor = one quantile of the whole matrix's
+    |w| and so one scale for every row (seed 000's code `torch.quantile(w.abs().flatten(), 0.9999984)`, whose
+    text says per row)."""
     clip_candidates: list[float] = field(default_factory=lambda: list(GPTQ_LITE_PERCENTILES))
     """Percentiles tried by clip=search; row max (100) is always tried first, so search is never worse."""
     clip_search: str = "matrix"
-    """clip=search picks one percentile per matrix (record 03-22) or per row."""
+    """clip=search picks one percentile per matrix (record 03-22) or per row (seed 001)."""
+    clip_search_scale: str = "stored"
+    """clip=search: stored = codes and error from the stored (scale_dtype-rounded) scale (record 03-22);
+    fp32 = w clamped to ±clip, codes and error from the fp32 scale, rounded to scale_dtype only when stored
+    (seed 001 `quantize_float_tensor`)."""
     clip_sigmas: float = 12.85
     """k of clip=std: clip = k * std(row) (record 04-05: 12.85 matrices, 20 embeddings)."""
     scale_floor: str = "auto"
@@ -111,6 +123,10 @@ class GroupQuant:
         _check_choice(key, "passthrough", self.passthrough, PASSTHROUGH)
         _check_choice(key, "clip", self.clip, CLIP_MODES)
         _check_choice(key, "clip_search", self.clip_search, CLIP_SEARCH)
+        _check_choice(key, "clip_scope", self.clip_scope, CLIP_SCOPES)
+        _check(self.clip_scope == "row" or self.clip == "percentile", f"{key}.clip_scope", self.clip_scope,
+               "needs clip=percentile (tensor scope is one quantile of the whole matrix)")
+        _check_choice(key, "clip_search_scale", self.clip_search_scale, CLIP_SEARCH_SCALES)
         _check_choice(key, "scale_floor", self.scale_floor, SCALE_FLOORS)
         _check_choice(key, "method", self.method, METHODS)
         _check(0.0 < float(self.clip_percentile) <= 100.0, f"{key}.clip_percentile", self.clip_percentile,
@@ -158,6 +174,10 @@ class GPTQConfig:
     """Columns quantized per block before the lazy error update of the remaining columns."""
     act_order: bool = True
     """Quantize columns in descending diag(H) order (act-order)."""
+    select_clip_by: str = "rtn"
+    """clip=search groups: rtn = the candidate with the least round-to-nearest error sets the scales and GPTQ runs
+    once (records 04-05+); gptq = GPTQ runs with every candidate's scales and the least mean ||W - Q·s||²
+    wins (record 03-29 `gptq_quantize_weight`)."""
     calibrate_in_training: bool = True
     """The training process collects the Hessians right after training (inside schedule.gptq_reserve_seconds,
     as the 2026-04-27 record) and saves run_dir/hessians.pt; export then reads no training data
@@ -198,6 +218,15 @@ class QATConfig:
     """Install fake-quantization on every CastedLinear whose weight is quantized by the export rule."""
     late_threshold: float = 0.0
     """0 = fake-quantize from step 0; > 0 = switch on once the lr multiplier falls below it (record 03-22: 0.15)."""
+    rule: str = "export"
+    """Fake-quantization rule: export = the export rule of the weight's group (what the artifact will hold);
+    rowmax31 = the CastedLinear rule of records 03-21/03-22/03-23: s = max(row max / 31, 1/31) in fp32 (no fp16
+    rounding), codes clamp(round(w / s), -32, 31)."""
+    folded_flag: bool = False
+    """Reproduce records 03-21/03-22 (README of 03-21, "Note on Late QAT"): torch.compile constant-folded their
+    class-attribute QAT flag at the first trace, so late QAT never switched on and the published numbers were
+    trained without it. true = late QAT stays off (golf.quant.qat.install_qat folds the flag off, logged);
+    false = it switches on as configured."""
 
 
 @dataclass
@@ -264,8 +293,10 @@ class QuantConfig:
         _check(g.calib_seq_len >= 0, "quant.gptq.calib_seq_len", g.calib_seq_len, "must be >= 0")
         _check(0.0 <= float(g.damp) < 1.0, "quant.gptq.damp", g.damp, "is not in [0, 1)")
         _check(g.block_size >= 1, "quant.gptq.block_size", g.block_size, "must be >= 1")
+        _check_choice("quant.gptq", "select_clip_by", g.select_clip_by, GPTQ_CLIP_SELECTION)
         _check(0.0 <= float(self.qat.late_threshold) <= 1.0, "quant.qat.late_threshold", self.qat.late_threshold,
                "is not in [0, 1]")
+        _check_choice("quant.qat", "rule", self.qat.rule, QAT_RULES)
         lq = self.lqer
         _check(lq.rank >= 1, "quant.lqer.rank", lq.rank, "must be >= 1")
         _check(lq.top_k >= 1, "quant.lqer.top_k", lq.top_k, "must be >= 1")

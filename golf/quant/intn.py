@@ -65,9 +65,16 @@ def quantize_rows_tensors(w: Tensor, rule: GroupQuant, scale_dtype: torch.dtype)
         return q.to(torch.int8), scale32.to(scale_dtype), torch.zeros((), dtype=torch.long, device=w.device)
     qs, ss, errs = [], [], []
     for clip in cands:
-        s = (clip / float(qmax)).clamp_min(floor).to(scale_dtype)
-        sf = s.float()[:, None]
-        q = torch.clamp(torch.round(w / sf), -qmax, qmax)
+        if rule.clip_search_scale == "fp32":  # seed 001: clamp to the clip, quantize and judge with fp32 scale
+            s32 = (clip / float(qmax)).clamp_min(floor)
+            sf = s32[:, None]
+            c = clip[:, None]
+            q = torch.clamp(torch.round(torch.maximum(torch.minimum(w, c), -c) / sf), -qmax, qmax)
+            s = s32.to(scale_dtype)
+        else:
+            s = (clip / float(qmax)).clamp_min(floor).to(scale_dtype)
+            sf = s.float()[:, None]
+            q = torch.clamp(torch.round(w / sf), -qmax, qmax)
         qs.append(q)
         ss.append(s)
         errs.append((w - q * sf).square().sum(dim=1))
@@ -144,8 +151,29 @@ def quantize_matrix(name: str, t: Tensor, rule: GroupQuant, scale_dtype: torch.d
         return q.contiguous(), s.contiguous(), label, "rtn"
     from golf.quant.gptq import gptq_quantize
 
-    q = gptq_quantize(name, w, hessian, s.float(), qmax_for(rule.bits), gptq_cfg)
+    qmax = qmax_for(rule.bits)
+    if rule.clip == "search" and gptq_cfg is not None and gptq_cfg.select_clip_by == "gptq":
+        return _gptq_over_candidates(name, w, rule, scale_dtype, hessian, gptq_cfg, qmax)
+    q = gptq_quantize(name, w, hessian, s.float(), qmax, gptq_cfg)
     return q.contiguous(), s.contiguous(), label, "gptq"
+
+
+def _gptq_over_candidates(name: str, w: Tensor, rule: GroupQuant, scale_dtype: torch.dtype, hessian: Tensor,
+                          gptq_cfg, qmax: int) -> tuple[Tensor, Tensor, str, str]:
+    """Record 03-29: GPTQ with each clip candidate's stored scales (percentiles in the rule's order, then the
+    row max); the first with the least mean squared reconstruction error wins."""
+    from golf.quant.gptq import gptq_quantize
+
+    floor = scale_floor(rule, qmax)
+    cands = clip_candidates(w, rule)
+    best = None
+    for label, clip in [*cands[1:], cands[0]]:  # clip_candidates lists the row max first; the record tries it last
+        s = (clip / float(qmax)).clamp_min(floor).to(scale_dtype)
+        q = gptq_quantize(name, w, hessian, s.float(), qmax, gptq_cfg)
+        err = float((w - q.float() * s.float()[:, None]).square().mean())
+        if best is None or err < best[0]:
+            best = (err, q, s, label)
+    return best[1].contiguous(), best[2].contiguous(), best[3], "gptq"
 
 
 def _store_passthrough(name: str, t: Tensor, rule: GroupQuant | None, cfg: QuantConfig, out: QuantizedState) -> Tensor:

@@ -42,17 +42,28 @@ log = logging.getLogger("golf.quant")
 _QAT_CLASSES: dict[type, type] = {}
 
 
+def fake_quantize_rowmax31(w: Tensor) -> Tensor:
+    """The late-QAT weight of records 03-21/03-22/03-23 (their CastedLinear.forward), fp32 [rows, cols]:
+    s = max(row max |w| / 31, 1/31) (fp32, not rounded to fp16), w_q = clamp(round(w / s), -32, 31) · s."""
+    w = w.float()
+    s = (w.abs().amax(dim=1) / 31.0).clamp_min(1.0 / 31.0)[:, None]
+    return torch.clamp(torch.round(w / s), -32, 31) * s
+
+
 class _FakeQuantLinear:
     """Mixin placed before the original CastedLinear class: fake-quantized weight with STE gradient."""
 
     qat_flag: Tensor
-    _qat_rule: GroupQuant
+    _qat_rule: GroupQuant | str
     _qat_scale_dtype: torch.dtype
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight
         # Fake-quantize a detached copy: the gradient must not flow through the clip/scale statistics (STE).
-        wq = fake_quantize_rows(w.detach(), self._qat_rule, self._qat_scale_dtype)
+        if self._qat_rule == "rowmax31":
+            wq = fake_quantize_rowmax31(w.detach())
+        else:
+            wq = fake_quantize_rows(w.detach(), self._qat_rule, self._qat_scale_dtype)
         w_eff = torch.where(self.qat_flag > 0, wq, w.detach().float()) + (w - w.detach()).float()
         bias = self.bias.to(x.dtype) if self.bias is not None else None
         return F.linear(x, w_eff.to(x.dtype), bias)
@@ -77,8 +88,15 @@ def install_qat(model: nn.Module, quant: QuantConfig, enabled: bool = False) -> 
     """Fake-quantize every CastedLinear weight that export quantizes; return the weight names covered.
 
     The flag starts at ``enabled``. Idempotent: already-installed modules keep their flag.
+    With ``quant.qat.folded_flag`` and a late threshold > 0 the flag is "folded" as torch.compile folded the
+    records' class attribute (03-21/03-22/03-23): it stays off whatever ``enabled`` / ``set_qat_enabled`` say.
     """
     _emulate_precision_casts()
+    folded = bool(quant.qat.folded_flag) and float(quant.qat.late_threshold) > 0.0
+    if folded:
+        log.info("qat: quant.qat.folded_flag=true: late QAT stays off (records 03-21/03-22/03-23: torch.compile "
+                 "folded their flag at the first trace)")
+        enabled = False
     covered = []
     for mod_name, mod in model.named_modules():
         if not isinstance(mod, CastedLinear) or isinstance(mod, _FakeQuantLinear):
@@ -88,19 +106,22 @@ def install_qat(model: nn.Module, quant: QuantConfig, enabled: bool = False) -> 
         if rule is None or not rule.quantized or mod.weight.ndim != 2:
             continue
         mod.register_buffer("qat_flag", torch.tensor(float(enabled), device=mod.weight.device), persistent=False)
-        mod._qat_rule = rule
+        mod._qat_rule = "rowmax31" if quant.qat.rule == "rowmax31" else rule
         mod._qat_scale_dtype = DTYPES[quant.scale_dtype]
+        mod._qat_folded = folded
         mod.__class__ = _qat_class(type(mod))
         covered.append(name)
     return covered
 
 
 def set_qat_enabled(model: nn.Module, on: bool) -> int:
-    """Set every installed ``qat_flag`` in place (no recompile); return how many modules were switched."""
+    """Set every installed ``qat_flag`` in place (no recompile); return how many modules were switched.
+
+    Folded flags (``quant.qat.folded_flag``, see ``install_qat``) stay off and are not counted."""
     n = 0
     with torch.no_grad():
         for mod in model.modules():
-            if isinstance(mod, _FakeQuantLinear):
+            if isinstance(mod, _FakeQuantLinear) and not mod._qat_folded:
                 mod.qat_flag.fill_(1.0 if on else 0.0)
                 n += 1
     return n
@@ -113,6 +134,6 @@ def remove_qat(model: nn.Module) -> int:
         if isinstance(mod, _FakeQuantLinear):
             mod.__class__ = mod._qat_base
             del mod._buffers["qat_flag"]
-            del mod._qat_rule, mod._qat_scale_dtype
+            del mod._qat_rule, mod._qat_scale_dtype, mod._qat_folded
             n += 1
     return n

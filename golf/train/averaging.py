@@ -217,8 +217,43 @@ class LAWAAverager(WeightAverager):
         return f"mean of steps {list(self.steps)}"
 
 
+class EMALAWAAverager(WeightAverager):
+    """EMA and LAWA composed (seed 001 "EMA + LAWA"): the EMA is updated after every step as `EMAAverager`;
+    every `every` steps its shadow weights are snapshotted, and the result is the uniform mean of the latest `k`
+    EMA snapshots (the EMA itself when none was taken yet)."""
+
+    label = "ema_lawa"
+
+    def __init__(self, decay: float, k: int, every: int) -> None:
+        super().__init__()
+        self.ema = EMAAverager(decay)
+        self.lawa = LAWAAverager(k, every)
+
+    def on_train_start(self, model: nn.Module, optimizers: list) -> None:
+        super().on_train_start(model, optimizers)
+        self.ema.on_train_start(model, optimizers)
+        self.lawa.on_train_start(model, optimizers)
+
+    @torch.no_grad()
+    def on_step_end(self, step: int, lr_scale: float, model: nn.Module) -> dict[str, float]:
+        self.ema.on_step_end(step, lr_scale, model)
+        if step % self.lawa.every:
+            return {}
+        self.lawa.snapshots.append({n: t.clone() for n, t in self.ema.shadow.items()})
+        self.lawa.steps.append(step)
+        return {"averaging/lawa_snapshots": float(len(self.lawa.snapshots))}
+
+    def average(self) -> dict[str, Tensor] | None:
+        return self.lawa.average() or self.ema.average()
+
+    def describe(self) -> str:
+        return f"EMA ({self.ema.describe()}), LAWA of its {self.lawa.describe()}"
+
+
 def build_averager(cfg: AveragingConfig) -> WeightAverager | None:
     """The averaging hook selected by `cfg.name`, or None for "none"."""
+    if cfg.name == "ema_lawa":
+        return EMALAWAAverager(cfg.ema_decay, cfg.lawa_k, cfg.lawa_every)
     if cfg.name == "ema":
         return EMAAverager(cfg.ema_decay)
     if cfg.name == "swa":

@@ -24,10 +24,10 @@ from golf.schema import build_dataclass
 SWITCHES = ("auto", "on", "off")
 RESUME_POLICIES = ("auto", "never")
 LOGGERS = ("wandb", "none")
-LOADERS = ("sequential", "doc_packing")
+LOADERS = ("sequential", "doc_packing", "shuffled", "coprime")
 
 
-AVERAGING_NAMES: tuple[str, ...] = ("none", "ema", "swa", "lawa")
+AVERAGING_NAMES: tuple[str, ...] = ("none", "ema", "swa", "lawa", "ema_lawa")
 
 
 class AveragingConfigError(GolfError, ValueError):
@@ -39,7 +39,8 @@ class AveragingConfig:
     """Weight averaging applied over training; the averaged weights replace the live ones at the end."""
 
     name: str = "none"
-    """none, ema, swa or lawa."""
+    """none, ema, swa, lawa, or ema_lawa (both composed: LAWA over snapshots of the EMA weights; seed 001
+    "EMA + LAWA weight averaging")."""
     ema_decay: float = 0.997
     """EMA decay δ per optimizer step, 0 <= δ < 1 (records: 0.997; 0.9965 from 2026-04-09)."""
     swa_every: int = 50
@@ -90,8 +91,9 @@ class TrainerConfig:
     """Write the resume point when this much wall time (s) passed since the last one; 0 = off. Writing time is
     excluded from the training clock, like validation."""
     loader: str = "sequential"
-    """Training batches: sequential (official DistributedTokenLoader, [B, seq_len] rows) or doc_packing (one
-    packed row per rank from the first BOS of each shard, 2026-04-27 record; golf.data.packing)."""
+    """Training batches: sequential (official DistributedTokenLoader, [B, seq_len] rows), doc_packing (one
+    packed row per rank from the first BOS of each shard, 2026-04-27 record; golf.data.packing), shuffled (record
+    04-09 ShuffledSequenceLoader) or coprime (record 03-29 coprime-stride multi-shard loader; golf.data.samplers)."""
 
     def __post_init__(self) -> None:
         if self.train_seq_len < 1 or self.train_batch_tokens < 1 or self.grad_accum_base < 1:

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from golf.data.loader import DistributedTokenLoader
-from golf.data.packing import DocumentPackingLoader, train_loader
+from golf.data.packing import DocumentPackingLoader
+from golf.data.samplers import build_train_loader
 from golf.device import autocast_for, synchronize
 from golf.eval.data import load_val_data
 from golf.eval.standard import evaluate_standard
@@ -124,9 +125,10 @@ class Trainer:
         log.info(f"seed:{cfg.seed}")
         self.loader = self._new_loader()
 
-    def _new_loader(self) -> DistributedTokenLoader | DocumentPackingLoader:
-        return train_loader(self.cfg.trainer.loader, self.cfg.data.train_glob(), self.ctx.rank, self.ctx.world_size,
-                            self.device, self.cfg.model.bos_id, vocab_size=self.cfg.model.vocab_size)  # ids >= vocab: one line
+    def _new_loader(self) -> DistributedTokenLoader | DocumentPackingLoader:  # or a sampling loader, same interface
+        return build_train_loader(self.cfg.trainer.loader, self.cfg.data.train_glob(), self.ctx.rank,
+                                  self.ctx.world_size, self.device, self.cfg.trainer.train_seq_len, self.cfg.model.bos_id,
+                                  vocab_size=self.cfg.model.vocab_size)  # sequential: ids >= vocab are one line
 
     # -- prime ----------------------------------------------------------------------------------------------
     def prime(self) -> None:
