@@ -17,6 +17,7 @@ from golf.config import ExportRunConfig, register_configs
 from golf.device import pick_device
 from golf.entry import run_entry
 from golf.export_run import export_run
+from golf.record import submission_code_bytes
 from golf.train.tracking import Tracker
 
 register_configs()
@@ -29,7 +30,7 @@ def _export(cfg: ExportRunConfig, ctx: dict) -> float | None:
                       group=cfg.logger.group or "export", tags=ctx["tags"])
     try:
         result = export_run(cfg.run_dir, quant, cfg.budget, cfg.eval, pick_device(cfg.device), cfg.out or None,
-                            cfg.roundtrip_eval)
+                            cfg.roundtrip_eval, code_bytes=submission_code_bytes)
         tracker.summary({"bytes_total": result["bytes_total"], "artifact_bytes": result["artifact_bytes"],
                          **({"val/bpb": result["val_bpb"], "quant_gap_bpb": result["quant_gap_bpb"]}
                             if "val_bpb" in result else {})})

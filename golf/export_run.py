@@ -13,7 +13,8 @@ import functools
 import logging
 import os
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -26,13 +27,9 @@ from golf.quant.budget import (
     BudgetExceededError,
     build_budget_report,
     check_budget,
-    count_code_bytes,
     format_report,
 )
 from golf.quant.config import BudgetConfig, QuantConfig
-from golf.quant.fitter import choose_allocation, format_fit, loss_function, measure_options, with_group_bits
-from golf.quant.gptq import calibration_batches, collect_hessians
-from golf.quant.groups import tensor_group
 from golf.quant.int8 import quantize_state_dict
 from golf.train.checkpoint import CHECKPOINT_NAME
 from golf.train.config import TrainRunConfig
@@ -40,7 +37,6 @@ from golf.train.load import ARTIFACT_NAME, RUN_SECTION, load_for_eval
 from golf.train.tracking import write_json
 
 log = logging.getLogger("golf.export")
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXPORT_REPORT = "export.json"
 FIT_ATTEMPTS = 4
 # First guess of the (zlib-compressed) manifest: ~40-60 bytes per table entry + extra; a refit corrects a miss.
@@ -48,28 +44,47 @@ MANIFEST_BYTES_PER_ENTRY = 64
 MANIFEST_EXTRA_BYTES = 4096
 
 
-def code_bytes_for(budget: BudgetConfig) -> tuple[int, list]:
-    """Counted code bytes; relative code paths are relative to the golf project root."""
-    paths = [p if Path(p).is_absolute() else PROJECT_ROOT / p for p in budget.code_paths]
-    n, files = count_code_bytes(paths, budget.code_mode)
-    return n, [(str(Path(f).relative_to(PROJECT_ROOT)) if Path(f).is_relative_to(PROJECT_ROOT) else str(f), b)
-               for f, b in files]
+CodeBytes = Callable[[TrainRunConfig], int]
+"""Counted code bytes of a run's submission: the size of the `train_gpt.py` generated for its config
+(golf.record.submission_code_bytes, injected by the entry points: export_run sits below golf.record)."""
 
 
 def _gptq_names(state: dict, quant: QuantConfig) -> set[str]:
     """2-D tensors of groups with method=gptq (whatever their bits, so the fitter can vary them)."""
+    from golf.quant.fitter import with_group_bits  # lazy: only GPTQ / fitted exports ship the fitter
+    from golf.quant.groups import tensor_group  # lazy
     rules = with_group_bits(quant, {})
     return {n for n, t in state.items() if t.ndim == 2 and t.is_floating_point()
             and rules.groups.get(tensor_group(n, t, rules)).method == "gptq"}
 
 
+def portable(run_cfg: TrainRunConfig) -> TrainRunConfig:
+    """`run_cfg` with the data location in the official layout (data.root ./data, default shard folder and
+    tokenizer): what an artifact manifest records, so the bytes do not depend on where the data lived (a
+    record's train_gpt.py and golf's export of the same run write the same artifact)."""
+    data = replace(run_cfg.data, root="./data", dataset_dir="", tokenizer_path="")
+    return replace(run_cfg, data=data)
+
+
+def export_modules(quant: QuantConfig, budget: BudgetConfig) -> None:
+    """Import the modules that exporting with (quant, budget) runs lazily: GPTQ calibration, groups and the
+    fitter (golf.submission.plan traces this so a submission ships them only when used)."""
+    if budget.fit or (quant.scheme != "none" and quant.uses_gptq()):
+        import golf.quant.fitter  # noqa: F401  lazy
+        import golf.quant.gptq  # noqa: F401  lazy
+        import golf.quant.groups  # noqa: F401  lazy
+
+
 def _calibration(model_on_device, run_cfg: TrainRunConfig, quant: QuantConfig, budget: BudgetConfig, device: torch.device,
                  state: dict, timings: dict) -> tuple[dict | None, object]:
     """Hessians for GPTQ groups and the fitter's loss function (each only when needed)."""
-    need_h = quant.scheme != "none" and bool(_gptq_names(state, quant)) and (quant.uses_gptq() or budget.fit)
+    need_h = quant.scheme != "none" and (quant.uses_gptq() or budget.fit) and bool(_gptq_names(state, quant))
     need_loss = budget.fit and budget.fit_metric == "loss"
     if not (need_h or need_loss):
         return None, None
+    from golf.quant.fitter import loss_function  # lazy
+    from golf.quant.gptq import calibration_batches, collect_hessians  # lazy
+
     g = quant.gptq
     seq_len = g.calib_seq_len or run_cfg.trainer.train_seq_len
     batch_tokens = g.calib_batch_tokens or run_cfg.trainer.train_batch_tokens
@@ -90,10 +105,11 @@ def _calibration(model_on_device, run_cfg: TrainRunConfig, quant: QuantConfig, b
 
 
 def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetConfig, eval_cfg, device: torch.device,
-               out: str | Path | None = None, roundtrip_eval: bool = True) -> dict:
+               out: str | Path | None = None, roundtrip_eval: bool = True, *, code_bytes: CodeBytes) -> dict:
     """Quantize <run_dir>/checkpoint.pt into an artifact and return the export report (also export.json).
 
-    `quant=None` exports with the quantization the run was trained with.
+    `quant=None` exports with the quantization the run was trained with. `code_bytes(run_cfg)` counts the
+    submission's code (the generated train_gpt.py for the run's config).
 
     Raises BudgetExceededError (artifact + code > target; nothing written), FitError (budget.fit finds no
     allocation), CheckpointError, ArtifactError, GPTQError.
@@ -102,19 +118,37 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
     out = Path(out) if out else run_dir / ARTIFACT_NAME
     loaded = load_for_eval(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
     run_cfg = loaded.run_config
-    quant = quant or run_cfg.quant  # the run's own rule (e.g. its QAT clip) unless told otherwise
-    state = {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()}
 
     @functools.cache
     def model_on_device() -> torch.nn.Module:
         """The checkpoint's model on `device` (for calibration and the pre-quant score), read at most once more."""
         return loaded.model if device.type == "cpu" else load_for_eval(run_dir / CHECKPOINT_NAME, device).model
 
+    result = export_model(loaded.model, model_on_device, run_cfg, quant or run_cfg.quant, budget, device, out,
+                          code_bytes(run_cfg))
+    if roundtrip_eval:
+        result.update(roundtrip(model_on_device(), out, run_cfg, eval_cfg, device))
+    write_json(run_dir / EXPORT_REPORT, result)
+    return result
+
+
+def export_model(model: torch.nn.Module, model_on_device: Callable[[], torch.nn.Module], run_cfg: TrainRunConfig,
+                 quant: QuantConfig, budget: BudgetConfig, device: torch.device, out: Path, code_bytes: int) -> dict:
+    """Quantize `model`'s weights with `quant`, write the artifact to `out` (atomically, only if artifact +
+    `code_bytes` fit budget.target_bytes) and return the export report. The one export path of export.py and
+    of a submission's train_gpt.py (golf.submission), so both write the same bytes for the same weights.
+
+    model_on_device() gives the model on `device` for GPTQ calibration / the fitter's loss (called only when
+    needed). Raises BudgetExceededError (nothing written), FitError, GPTQError.
+    """
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     timings: dict[str, float] = {}
     hessians, loss_fn = _calibration(model_on_device, run_cfg, quant, budget, device, state, timings)
-    code_bytes, code_files = code_bytes_for(budget)
+    code_files = [("train_gpt.py", code_bytes)]
     table, fit = None, None
     if budget.fit:
+        from golf.quant.fitter import choose_allocation, format_fit, measure_options, with_group_bits  # lazy
+
         t0 = time.perf_counter()
         table = measure_options(state, quant, budget, loss_fn, hessians)
         timings["fit_s"] = time.perf_counter() - t0
@@ -130,13 +164,14 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
             t0 = time.perf_counter()
             qstate = quantize_state_dict(state, quant, hessians)
             timings["quantize_s"] = time.perf_counter() - t0
-            extra = {RUN_SECTION: run_cfg.to_dict(),
+            manifest_cfg = portable(run_cfg).to_dict()
+            extra = {RUN_SECTION: manifest_cfg,
                      "export": {"quant": asdict(quant), "fit": fit.to_dict() if fit else None}}
             t0 = time.perf_counter()
-            info = write_artifact(tmp, qstate, codec=quant.codec, level=quant.level, config=run_cfg.to_dict(), extra=extra,
+            info = write_artifact(tmp, qstate, codec=quant.codec, level=quant.level, config=manifest_cfg, extra=extra,
                                   byte_shuffle=quant.byte_shuffle)
             timings["compress_s"] = time.perf_counter() - t0
-            report = build_budget_report(qstate, info, code_bytes, code_files, budget.target_bytes, budget.code_mode)
+            report = build_budget_report(qstate, info, code_bytes, code_files, budget.target_bytes, "shipped")
             if report.fits or table is None:
                 break
             log.info(f"fit: attempt {attempt + 1} is {-report.headroom_bytes:,} bytes over; refitting")
@@ -154,12 +189,10 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
               "scheme": quant.scheme, "codec": report.codec, "level": report.level,
               "byte_shuffle": report.byte_shuffle, "timings_s": timings, "budget": report.to_dict(),
               "fit": fit.to_dict() if fit else None, "quant": asdict(quant)}
-    log.info(f"Serialized model {quant.scheme}+{report.codec}: {report.artifact_bytes} bytes; "
-             f"code {report.code_bytes} bytes; Total submission size: {report.total_bytes} bytes "
+    log.info(f"Serialized model {quant.scheme}+{report.codec}: {report.artifact_bytes} bytes")
+    log.info(f"Code size: {report.code_bytes} bytes")
+    log.info(f"Total submission size {quant.scheme}+{report.codec}: {report.total_bytes} bytes "
              f"(target {budget.target_bytes}, headroom {budget.target_bytes - report.total_bytes})")
-    if roundtrip_eval:
-        result.update(roundtrip(model_on_device(), out, run_cfg, eval_cfg, device))
-    write_json(run_dir / EXPORT_REPORT, result)
     return result
 
 
@@ -180,4 +213,4 @@ def roundtrip(checkpoint_model: torch.nn.Module, artifact: Path, run_cfg: TrainR
             "val_loss": post.val_loss, "quant_gap_bpb": post.val_bpb - pre.val_bpb}
 
 
-__all__ = ["export_run", "roundtrip", "BudgetExceededError", "EXPORT_REPORT"]
+__all__ = ["export_run", "export_model", "portable", "roundtrip", "CodeBytes", "BudgetExceededError", "EXPORT_REPORT"]

@@ -11,9 +11,9 @@ from conftest import run_golf
 from hydra import compose, initialize_config_dir
 
 from golf.config import register_configs, to_typed
-from golf.export_run import code_bytes_for
 from golf.model import count_params_for
 from golf.quant.estimate import estimate_artifact_bytes
+from golf.record import submission_code_bytes
 from golf.train.config import TrainRunConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def test_estimate_matches_the_published_baseline_artifact():
 @pytest.mark.parametrize("name", [p for p in PRESETS if p not in ESTIMATE_UPPER_BOUND_ONLY])
 def test_estimated_artifact_fits_the_budget(name):
     cfg = preset(name)
-    code_bytes, _ = code_bytes_for(cfg.budget)
+    code_bytes = submission_code_bytes(cfg)
     assert estimate_artifact_bytes(cfg.model, cfg.quant) + code_bytes < cfg.budget.target_bytes
 
 

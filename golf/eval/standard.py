@@ -8,9 +8,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from golf.device import autocast_for
+from golf.device import autocast_for, progress_bar
 from golf.eval.bpb import BpbAccumulator, ByteLUTs
 
 log = logging.getLogger("golf.eval")
@@ -62,7 +61,7 @@ def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_
     model.eval()
     starts = range(seq_start, seq_end, local_batch_seqs)
     with torch.inference_mode():
-        for s in tqdm(starts, desc="eval standard", disable=not progress or rank != 0, leave=False):
+        for s in progress_bar(starts, desc="eval standard", disable=not progress or rank != 0, leave=False):
             e = min(s + local_batch_seqs, seq_end)
             local = val_tokens[s * seq_len: e * seq_len + 1].to(device=device, dtype=torch.int64)
             x, y = local[:-1].reshape(-1, seq_len), local[1:].reshape(-1, seq_len)

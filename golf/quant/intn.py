@@ -131,7 +131,7 @@ def quantize_matrix(name: str, t: Tensor, rule: GroupQuant, scale_dtype: torch.d
     label = clip_label(w, rule, idx)
     if hessian is None:
         return q.contiguous(), s.contiguous(), label, "rtn"
-    from golf.quant.gptq import gptq_quantize
+    from golf.quant.gptq import gptq_quantize  # lazy: only GPTQ groups ship it
 
     q = gptq_quantize(name, w, hessian, s.float(), qmax_for(rule.bits), gptq_cfg)
     return q.contiguous(), s.contiguous(), label, "gptq"

@@ -23,6 +23,7 @@ from golf.schema import build_dataclass
 
 SWITCHES = ("auto", "on", "off")
 LOGGERS = ("wandb", "none")
+RETIRED_BUDGET_KEYS = frozenset({"code_paths", "code_mode"})
 
 
 AVERAGING_NAMES: tuple[str, ...] = ("none", "ema", "swa", "lawa")
@@ -162,5 +163,11 @@ class TrainRunConfig:
 
     @classmethod
     def from_dict(cls, values: dict, strict: bool = True) -> TrainRunConfig:
-        """Typed config from its plain form. Raises ConfigError (one line naming the key)."""
+        """Typed config from its plain form. Raises ConfigError (one line naming the key).
+
+        The retired keys budget.code_paths / budget.code_mode (code bytes are now the generated train_gpt.py,
+        golf.record) are dropped, so checkpoints and artifacts written before still load."""
+        budget = values.get("budget")
+        if isinstance(budget, dict) and set(budget) & RETIRED_BUDGET_KEYS:
+            values = {**values, "budget": {k: v for k, v in budget.items() if k not in RETIRED_BUDGET_KEYS}}
         return build_dataclass(cls, values, "", strict)

@@ -1,0 +1,132 @@
+"""A record's train_gpt.py is the run: generated from the config, it trains, exports and evaluates to the same
+val_bpb and the same artifact bytes as golf's own train -> export -> eval, without golf installed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from record_helpers import data_dir, final_line, preset, run_guarded
+
+from golf.export_run import export_run
+from golf.record import submission_bundle, submission_code_bytes
+from golf.submission import apply_env
+from golf.train.loop import RunInfo, train
+
+
+def golf_reference(cfg, work: Path, monkeypatch) -> dict:
+    """golf's own path: train (in process) -> export.py's export_run -> round-trip eval, cwd = `work`."""
+    monkeypatch.chdir(work)
+    run_dir = work / "run"
+    train(cfg, RunInfo(run_dir=run_dir, name="ref", group="ref", tags=[], config=cfg.to_dict()))
+    return export_run(run_dir, None, cfg.budget, cfg.eval, torch.device("cpu"), code_bytes=submission_code_bytes)
+
+
+def write_script(cfg, folder: Path) -> Path:
+    bundle = submission_bundle(cfg)
+    script = folder / "train_gpt.py"
+    script.write_text(bundle.shipped, encoding="utf-8")
+    return script
+
+
+SEED = "7"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,overrides", [
+    ("baseline", []),
+    ("smeargate_pr65", []),
+    ("pr374_gptq_lite", []),
+    ("depth_recurrent", []),
+    ("baseline", ["eval=ttt", "eval.ttt.epochs=1"]),
+])
+def test_generated_script_reproduces_golf(name, overrides, data_root: Path, tmp_path: Path, monkeypatch,
+                                          one_thread):
+    cfg = preset(name, f"seed={SEED}", *overrides)
+    ref = golf_reference(cfg, data_dir(tmp_path / "golf", data_root), monkeypatch)
+    sub = data_dir(tmp_path / "submission", data_root)
+    script = write_script(cfg, sub)
+    proc = run_guarded(script, sub, {"SEED": SEED, "RUN_ID": "proof"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    val_loss, val_bpb = final_line(proc.stdout)
+    assert abs(val_bpb - ref["val_bpb"]) < 1e-6 and abs(val_loss - ref["val_loss"]) < 1e-6
+    assert (sub / "final_model.golf").read_bytes() == Path(ref["artifact"]).read_bytes()
+    assert f"Code size: {script.stat().st_size} bytes" in proc.stdout
+    for line in ("model_params:", "train_loss:", "step_avg:", "Serialized model", "Total submission size"):
+        assert line in proc.stdout
+    assert (sub / "logs" / "proof.txt").is_file()
+
+
+@pytest.mark.slow
+def test_generated_script_under_torchrun_matches_single_process(data_root: Path, tmp_path: Path, one_thread):
+    """2 gloo ranks (grad_accum_base keeps the global batch): the same training as golf's 2-rank run gives the
+    same val_bpb; here against the file's own 1-process run, which the test above ties to golf."""
+    cfg = preset("baseline", f"seed={SEED}")
+    results = {}
+    for nproc in (1, 2):
+        sub = data_dir(tmp_path / f"n{nproc}", data_root)
+        script = write_script(cfg, sub)
+        proc = run_guarded(script, sub, {"SEED": SEED, "RUN_ID": "dist"}, nproc=nproc)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        results[nproc] = final_line(proc.stdout)
+    assert abs(results[1][1] - results[2][1]) < 1e-4
+
+
+def test_code_bytes_are_the_file_on_disk(tmp_path: Path):
+    cfg = preset("baseline")
+    bundle = submission_bundle(cfg)
+    script = write_script(cfg, tmp_path)
+    assert submission_code_bytes(cfg) == bundle.code_bytes == script.stat().st_size
+    assert bundle.shipped.count("\n") == 2 and bundle.shipped.startswith("import lzma as L,base64 as B\n")
+    assert "golf" not in {m.split(".")[0] for m in _imports(bundle.readable)}
+
+
+def _imports(source: str) -> set[str]:
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+@pytest.mark.parametrize("option,preset_with,module", [
+    ("smear gate + bigram", "smeargate_pr65", "golf.model.gates"),
+    ("bigram / value embeddings", "pr374_gptq_lite", "golf.model.embeddings"),
+    ("sliding eval", "pr374_gptq_lite", "golf.eval.sliding"),
+    ("QAT", "pr374_gptq_lite", "golf.train.qat"),
+    ("SWA", "pr374_gptq_lite", "golf.train.averaging"),
+    ("mixed intN scheme", "pr374_gptq_lite", "golf.quant.intn"),
+])
+def test_a_config_ships_exactly_the_option_code_it_uses(option, preset_with, module):
+    with_option = submission_bundle(preset(preset_with))
+    without = submission_bundle(preset("baseline"))
+    private = "_pg" + module[len("golf"):]
+    assert module in with_option.modules and f"'{private}':" in with_option.readable, option
+    assert module not in without.modules and f"'{private}':" not in without.readable, option
+
+
+def test_ttt_config_ships_ttt_and_lora_only_then():
+    ttt = submission_bundle(preset("baseline", "eval=ttt"))
+    assert {"golf.eval.ttt", "golf.eval.lora"} <= set(ttt.modules)
+    assert not {"golf.eval.ttt", "golf.eval.lora"} & set(submission_bundle(preset("baseline")).modules)
+
+
+def test_env_overrides_follow_the_official_names():
+    cfg = preset("baseline").to_dict()
+    out = apply_env(cfg, {"SEED": "42", "ITERATIONS": "9", "MAX_WALLCLOCK_SECONDS": "600",
+                          "DATA_PATH": "/d/fineweb10B_sp1024", "TOKENIZER_PATH": "/t.model", "VAL_LOSS_EVERY": "0"})
+    assert out["seed"] == 42 and out["schedule"]["iterations"] == 9
+    assert out["schedule"]["max_wallclock_seconds"] == 600.0 and out["schedule"]["val_loss_every"] == 0
+    assert out["data"]["dataset_dir"] == "/d/fineweb10B_sp1024" and out["data"]["tokenizer_path"] == "/t.model"
+    assert cfg["seed"] != 42  # the baked dict is left alone
+    from golf.errors import GolfError
+
+    with pytest.raises(GolfError, match="ITERATIONS='x'"):
+        apply_env(cfg, {"ITERATIONS": "x"})
+    json.dumps(out)
