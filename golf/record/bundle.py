@@ -3,9 +3,9 @@
 The module set is derived, never listed (`closure`): start at `golf.submission`, follow every golf import found
 statically (AST, module level and inside functions), except imports marked `# lazy` on their line: those are
 option code a config may not use, followed only when running the config imports them. Which ones it imports is
-traced in a fresh interpreter by `golf.submission.plan(cfg)` (it builds the model on the meta device, the
+traced by running `golf.submission.plan(cfg)` (it builds the model on the meta device, the
 training hooks, the quantization scheme, the export modules and the eval mode: the same tables and branches
-the run uses). Package `__init__` modules of every included module are included (Python runs them on import).
+the run uses), with golf's sources imported afresh under a private name so nothing already imported counts. Package `__init__` modules of every included module are included (Python runs them on import).
 
 The modules are embedded under the private package name `PRIVATE` (never `golf`, so the file cannot pick up an
 installed golf) with a 10-line meta-path importer, each minified with python-minifier (docstrings removed,
@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import ast
 import base64
+import importlib
+import importlib.util
+import itertools
 import json
 import lzma
-import os
 import re
-import subprocess
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -127,18 +128,55 @@ def closure(selected: set[str], root: str = ENTRY) -> list[str]:
     return sorted(seen)
 
 
+class _SourceImporter:
+    """Meta-path importer of golf's sources under another package name (`prefix`), renamed as in the bundle."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def _golf_name(self, name: str) -> str | None:
+        if name == self.prefix or name.startswith(self.prefix + "."):
+            golf = "golf" + name[len(self.prefix):]
+            return golf if _exists(golf) else None
+        return None
+
+    def find_spec(self, name, path=None, target=None):
+        golf = self._golf_name(name)
+        if golf is None:
+            return None
+        return importlib.util.spec_from_loader(name, self, is_package=is_package(golf))
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        golf = self._golf_name(module.__name__)
+        path = module_path(golf)
+        module.__file__ = str(path)
+        source = _RENAME.sub(self.prefix, path.read_text(encoding="utf-8"))
+        exec(compile(source, str(path), "exec"), module.__dict__)
+
+
+_trace_count = itertools.count()
+
+
 def trace(config: dict) -> set[str]:
-    """Golf modules imported after golf.submission.plan(config) in a fresh interpreter."""
-    code = ("import json,sys\nfrom golf.train.config import TrainRunConfig\nimport golf.submission as s\n"
-            "s.plan(TrainRunConfig.from_dict(json.loads(sys.stdin.read())))\n"
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0]=='golf')))\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(config), capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, env=env, timeout=300)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BundleError(f"tracing the submission's modules failed: {last}")
-    return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    """Golf modules that golf.submission.plan(config) leaves imported, when golf's sources are imported afresh
+    under a private name in this process (torch is shared; the copies are dropped afterwards)."""
+    prefix = f"_golf_trace{next(_trace_count)}"
+    importer = _SourceImporter(prefix)
+    sys.meta_path.insert(0, importer)
+    try:
+        submission = importlib.import_module(f"{prefix}.submission")
+        typed = importlib.import_module(f"{prefix}.train.config").TrainRunConfig.from_dict(config)
+        submission.plan(typed)
+        return {"golf" + m[len(prefix):] for m in sys.modules if m == prefix or m.startswith(prefix + ".")}
+    except Exception as exc:
+        raise BundleError(f"tracing the submission's modules failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.meta_path.remove(importer)
+        for m in [m for m in sys.modules if m == prefix or m.startswith(prefix + ".")]:
+            del sys.modules[m]
 
 
 def rename(source: str) -> str:
@@ -147,6 +185,7 @@ def rename(source: str) -> str:
     return _RENAME.sub(PRIVATE, source)
 
 
+@lru_cache(maxsize=512)
 def minify(source: str, name: str) -> str:
     """python-minifier with docstrings removed and locals renamed; globals keep their names (imported across
     modules), class attribute annotations stay (dataclass fields)."""
