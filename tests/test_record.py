@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from record_helpers import data_dir, final_line, preset, run_guarded
+from conftest import REPO, run_golf
+from record_helpers import TINY, data_dir, final_line, preset, run_guarded
 
 from golf.export_run import export_run
 from golf.record import submission_bundle, submission_code_bytes
@@ -60,18 +61,31 @@ def test_generated_script_reproduces_golf(name, overrides, data_root: Path, tmp_
 
 
 @pytest.mark.slow
-def test_generated_script_under_torchrun_matches_single_process(data_root: Path, tmp_path: Path, one_thread):
-    """2 gloo ranks (grad_accum_base keeps the global batch): the same training as golf's 2-rank run gives the
-    same val_bpb; here against the file's own 1-process run, which the test above ties to golf."""
+def test_generated_script_under_torchrun_reproduces_golf_under_torchrun(data_root: Path, tmp_path: Path,
+                                                                          one_thread):
+    """2 gloo ranks: golf's train.py with dist.nproc_per_node=2 (re-launched under torchrun) -> export, against
+    the generated file under `torchrun --standalone --nproc_per_node=2` (training and eval on both ranks)."""
+    overrides = ["experiment=baseline", *TINY, f"seed={SEED}"]
     cfg = preset("baseline", f"seed={SEED}")
-    results = {}
-    for nproc in (1, 2):
-        sub = data_dir(tmp_path / f"n{nproc}", data_root)
-        script = write_script(cfg, sub)
-        proc = run_guarded(script, sub, {"SEED": SEED, "RUN_ID": "dist"}, nproc=nproc)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        results[nproc] = final_line(proc.stdout)
-    assert abs(results[1][1] - results[2][1]) < 1e-4
+    work = data_dir(tmp_path / "golf", data_root)
+    run_dir = work / "run"
+    run_golf(str(REPO / "train.py"), *overrides[1:], "experiment=baseline", "dist.nproc_per_node=2",
+             f"hydra.run.dir={run_dir}", data_root=data_root, cwd=work, env={"OMP_NUM_THREADS": "1"})
+    import os
+
+    os.chdir(work)
+    try:
+        ref = export_run(run_dir, None, cfg.budget, cfg.eval, torch.device("cpu"), code_bytes=submission_code_bytes)
+    finally:
+        os.chdir(REPO)
+    sub = data_dir(tmp_path / "submission", data_root)
+    script = write_script(cfg, sub)
+    proc = run_guarded(script, sub, {"SEED": SEED, "RUN_ID": "dist"}, nproc=2)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "world_size:2" in proc.stdout
+    val_loss, val_bpb = final_line(proc.stdout)
+    assert abs(val_bpb - ref["val_bpb"]) < 1e-6 and abs(val_loss - ref["val_loss"]) < 1e-6
+    assert (sub / "final_model.golf").read_bytes() == Path(ref["artifact"]).read_bytes()
 
 
 def test_code_bytes_are_the_file_on_disk(tmp_path: Path):

@@ -3,13 +3,15 @@
 Per preset: counted code bytes of its generated train_gpt.py (golf.record.submission_code_bytes: the file as
 shipped), the unminified size, the number of golf modules bundled and the time to generate it (fresh, module
 trace included), next to the issue #9 targets taken from the records' own code bytes. With --run, the time of a
-whole `python -m golf.record` into a temporary folder.
+whole `python -m golf.record` (fresh interpreter) into a temporary folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +20,7 @@ from hydra import compose, initialize_config_dir
 
 from golf.config import register_configs, to_typed
 from golf.record import submission_bundle
-from golf.record.bundle import _build
+from golf.record.bundle import _build, minify
 from golf.train.config import TrainRunConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +41,7 @@ def measure() -> list[dict]:
         for name in presets():
             cfg = to_typed(compose("train", overrides=[f"experiment={name}"]), TrainRunConfig)
             _build.cache_clear()
+            minify.cache_clear()  # each preset from scratch (module trace and minification included)
             t0 = time.perf_counter()
             bundle = submission_bundle(cfg)
             rows.append({"preset": name, "code_bytes": bundle.code_bytes,
@@ -48,12 +51,11 @@ def measure() -> list[dict]:
 
 
 def time_record(run: str) -> float:
-    from golf.record.__main__ import make_record
-
-    _build.cache_clear()
+    """Wall time of `python -m golf.record RUN --non-record` in a fresh interpreter (imports included)."""
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        make_record(run, out, name="bench", non_record=True)
+        subprocess.run([sys.executable, "-m", "golf.record", run, "--out", out, "--name", "bench", "--non-record"],
+                       cwd=ROOT, check=True, capture_output=True)
         return time.perf_counter() - t0
 
 
