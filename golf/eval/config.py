@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from golf.errors import GolfError
+
 EVAL_MODES = ("standard", "sliding", "ttt")
 TTT_PARAMS = ("full", "lora")
 TTT_OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -14,6 +16,10 @@ TTT_RESETS = ("never", "document")
 def _allowed(key: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{key}={value!r}; allowed: {', '.join(allowed)}")
+
+
+class EvalModeError(GolfError, ValueError):
+    """An evaluation mode cannot run with these settings (stride vs window length, missing BOS id, ...)."""
 
 
 @dataclass

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from golf.eval.config import EVAL_MODES, EvalConfig
+from golf.eval.config import EVAL_MODES, EvalConfig, EvalModeError
 from golf.eval.data import ValData
 from golf.eval.standard import EvalResult
-from golf.eval.windows import EvalModeError
 
 log = logging.getLogger("golf.eval")
 

@@ -28,12 +28,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from golf.errors import GolfError
 from golf.eval.bpb import ByteLUTs, token_bytes
-
-
-class EvalModeError(GolfError, ValueError):
-    """An evaluation mode cannot run with these settings (stride vs window length, missing BOS id, ...)."""
+from golf.eval.config import EvalModeError
 
 
 @dataclass
