@@ -32,7 +32,7 @@ from golf.quant.budget import (
 from golf.quant.config import BudgetConfig, QuantConfig
 from golf.quant.int8 import quantize_state_dict
 from golf.train.checkpoint import CHECKPOINT_NAME
-from golf.train.config import TrainRunConfig
+from golf.train.config import LoggerConfig, TrainRunConfig
 from golf.train.load import ARTIFACT_NAME, RUN_SECTION, load_for_eval
 from golf.train.tracking import write_json
 
@@ -60,10 +60,11 @@ def _gptq_names(state: dict, quant: QuantConfig) -> set[str]:
 
 def portable(run_cfg: TrainRunConfig) -> TrainRunConfig:
     """`run_cfg` with the data location in the official layout (data.root ./data, default shard folder and
-    tokenizer): what an artifact manifest records, so the bytes do not depend on where the data lived (a
-    record's train_gpt.py and golf's export of the same run write the same artifact)."""
+    tokenizer) and the default logger section: what an artifact manifest records, so the bytes do not depend on
+    where the data lived or how the run was logged (a record's train_gpt.py and golf's export of the same run
+    write the same artifact)."""
     data = replace(run_cfg.data, root="./data", dataset_dir="", tokenizer_path="")
-    return replace(run_cfg, data=data)
+    return replace(run_cfg, data=data, logger=LoggerConfig())
 
 
 def export_modules(quant: QuantConfig, budget: BudgetConfig) -> None:

@@ -193,11 +193,26 @@ def minify(source: str, name: str) -> str:
                                   rename_locals=True, hoist_literals=False)
 
 
+_MARK = "\n#@"
+
+
+def _table(modules: dict[str, tuple[bool, str]]) -> str:
+    """The module sources as one raw string `S`, each after a line `#@<name> <is_package>`: verbatim (readable,
+    and ~5% smaller compressed than repr-escaped strings). Falls back to a repr'd dict `M` when a source holds
+    the marker or `'''`."""
+    blob = "".join(f"{_MARK}{name} {int(pkg)}\n{src}" for name, (pkg, src) in modules.items()) + "\n"
+    if _MARK not in "".join(src for _, src in modules.values()) and "'''" not in blob:
+        program = f"S=r'''{blob}'''\n"
+        if ast.literal_eval(program[2:]) == blob:
+            return (program + "M={}\nfor c in S.split(" + repr(_MARK) + ")[1:]:\n"
+                    " h,_,b=c.partition('\\n');n,k=h.split(' ');M[n]=(int(k),b)\n")
+    return "M={" + ",\n".join(f"{name!r}:({int(pkg)},{src!r})" for name, (pkg, src) in modules.items()) + "}\n"
+
+
 def _program(modules: dict[str, tuple[bool, str]], config: dict) -> str:
-    table = ",\n".join(f"{name!r}:({int(pkg)},{src!r})" for name, (pkg, src) in modules.items())
     return (
         "import sys,importlib.util as U\n"
-        f"M={{{table}}}\n"
+        + _table(modules) +
         "class _I:\n"
         " def find_spec(s,n,p=None,t=None):\n"
         "  if n in M:return U.spec_from_loader(n,s,is_package=bool(M[n][0]))\n"
