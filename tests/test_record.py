@@ -160,3 +160,11 @@ def test_env_overrides_follow_the_official_names():
     with pytest.raises(GolfError, match="ITERATIONS='x'"):
         apply_env(cfg, {"ITERATIONS": "x"})
     json.dumps(out)
+
+
+def test_configs_stored_before_budget_code_paths_was_retired_still_load():
+    from golf.train.config import TrainRunConfig
+
+    old = TrainRunConfig().to_dict()
+    old["budget"] = {**old["budget"], "code_mode": "lzma", "code_paths": ["train.py", "golf/model"]}
+    assert TrainRunConfig.from_dict(old) == TrainRunConfig()
