@@ -168,3 +168,16 @@ def test_configs_stored_before_budget_code_paths_was_retired_still_load():
     old = TrainRunConfig().to_dict()
     old["budget"] = {**old["budget"], "code_mode": "lzma", "code_paths": ["train.py", "golf/model"]}
     assert TrainRunConfig.from_dict(old) == TrainRunConfig()
+
+
+@pytest.mark.slow
+def test_generated_script_over_budget_fails_with_one_line(data_root: Path, tmp_path: Path, one_thread):
+    cfg = preset("baseline", "schedule.iterations=1", "budget.target_bytes=100000")
+    sub = data_dir(tmp_path / "submission", data_root)
+    script = write_script(cfg, sub)
+    proc = run_guarded(script, sub, {"RUN_ID": "over"})
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "100,000-byte target" in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (sub / "final_model.golf").exists() and not list(sub.glob(".final_model*"))
