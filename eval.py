@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from golf.config import EvalRunConfig, register_configs
 from golf.device import pick_device
-from golf.entry import run_entry
+from golf.entry import EntryContext, run_entry
 from golf.eval.data import load_val_data
 from golf.eval.run import EvalContext, run_modes
 from golf.train.load import load_for_eval
@@ -30,7 +30,7 @@ from golf.train.tracking import Tracker, write_json
 register_configs()
 
 
-def _eval(cfg: EvalRunConfig, ctx: dict) -> float:
+def _eval(cfg: EvalRunConfig, ctx: EntryContext) -> float:
     t0 = time.perf_counter()
     device = pick_device(cfg.device)
     loaded = load_for_eval(cfg.path, device)
@@ -45,8 +45,8 @@ def _eval(cfg: EvalRunConfig, ctx: dict) -> float:
     write_json(out, {"path": str(loaded.path), "kind": loaded.kind, **first.to_dict(),
                      "modes": [r.mode for r in results], "results": {r.mode: r.to_dict() for r in results},
                      "total_seconds": time.perf_counter() - t0})
-    tracker = Tracker(cfg.logger, loaded.path.parent, job_type="eval", config=ctx["config"],
-                      name=f"eval:{loaded.path}", group=cfg.logger.group or "eval", tags=ctx["tags"])
+    tracker = Tracker(cfg.logger, loaded.path.parent, job_type="eval", config=ctx.config,
+                      name=f"eval:{loaded.path}", group=cfg.logger.group or "eval", tags=ctx.tags)
     summary = {"val/bpb": first.val_bpb, "val/loss": first.val_loss}
     for r in results:
         summary.update({f"val/{r.mode}/bpb": r.val_bpb, f"val/{r.mode}/loss": r.val_loss,

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from golf.config import ExportRunConfig, register_configs
 from golf.device import pick_device
-from golf.entry import run_entry
+from golf.entry import EntryContext, run_entry
 from golf.export_run import export_run
 from golf.record import submission_code_bytes
 from golf.train.tracking import Tracker
@@ -23,11 +23,11 @@ from golf.train.tracking import Tracker
 register_configs()
 
 
-def _export(cfg: ExportRunConfig, ctx: dict) -> float | None:
+def _export(cfg: ExportRunConfig, ctx: EntryContext) -> float | None:
     # Without quant overrides, export with what the run trained with (e.g. its QAT rule); else as told.
-    quant = cfg.quant if any(o.lstrip("+~").startswith("quant") for o in ctx["overrides"]) else None
-    tracker = Tracker(cfg.logger, cfg.run_dir, job_type="export", config=ctx["config"], name=f"export:{cfg.run_dir}",
-                      group=cfg.logger.group or "export", tags=ctx["tags"])
+    quant = cfg.quant if any(o.lstrip("+~").startswith("quant") for o in ctx.overrides) else None
+    tracker = Tracker(cfg.logger, cfg.run_dir, job_type="export", config=ctx.config, name=f"export:{cfg.run_dir}",
+                      group=cfg.logger.group or "export", tags=ctx.tags)
     try:
         result = export_run(cfg.run_dir, quant, cfg.budget, cfg.eval, pick_device(cfg.device), cfg.out or None,
                             cfg.roundtrip_eval, code_bytes=submission_code_bytes)

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from golf.config import EvalRunConfig, ExportRunConfig, register_configs, to_typed
 from golf.errors import ConfigError
 from golf.train.config import TrainRunConfig
-from golf.train.loop import check_vocab, grad_accum_steps_for
+from golf.train.context import check_vocab, grad_accum_steps_for
 
 REPO = Path(__file__).resolve().parents[1]
 register_configs()

@@ -63,7 +63,7 @@ def test_core_imports_no_hydra_omegaconf_or_wandb():
     code = ("import sys\n"
             "import golf.model, golf.optim.groups, golf.optim.schedule, golf.data.loader, golf.data.prepare\n"
             "import golf.quant.int8, golf.quant.intn, golf.quant.artifact, golf.quant.gptq, golf.quant.fitter\n"
-            "import golf.eval.run, golf.eval.ttt, golf.eval.sliding, golf.train.loop, golf.train.load\n"
+            "import golf.eval.run, golf.eval.ttt, golf.eval.sliding, golf.train.trainer, golf.train.context, golf.train.run, golf.train.resume, golf.train.load\n"
             "import golf.train.averaging, golf.train.qat, golf.train.looping, golf.export_run\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('hydra', 'omegaconf', 'wandb'))\n"
             "print(','.join(bad))\n")

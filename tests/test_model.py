@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
+import pytest
 import torch
 
 from golf.model import ModelConfig, build_model, count_params
@@ -45,12 +49,44 @@ def test_softcap_bounds_logits():
     assert model.logits(torch.randint(0, 1024, (1, 8))).abs().max() <= 2.0
 
 
-def test_attention_falls_back_to_sdpa_without_flash_attn():
+def _flash_module(name: str, calls: list) -> types.ModuleType:
+    """A stand-in flash-attn package whose flash_attn_func records that it was called."""
+    module = types.ModuleType(name)
+
+    def flash_attn_func(q, k, v, causal):
+        calls.append(name)
+        raise AssertionError("flash kernels must not run on CPU fp32")
+
+    module.flash_attn_func = flash_attn_func
+    return module
+
+
+@pytest.mark.parametrize("installed, expected", [
+    (("flash_attn_interface", "flash_attn"), "fa3"),
+    (("flash_attn",), "fa2"),
+    ((), "sdpa"),
+], ids=["fa3_present", "only_fa2", "neither"])
+def test_attention_kernel_falls_back_fa3_fa2_sdpa(monkeypatch, installed, expected):
+    """FA3 -> FA2 -> SDPA: each branch taken with the packages hidden (None in sys.modules makes the import fail)
+    or present (stand-in modules); a model built with a flash kernel still runs SDPA on CPU fp32."""
+    calls: list = []
+    for name in ("flash_attn_interface", "flash_attn"):
+        monkeypatch.setitem(sys.modules, name, _flash_module(name, calls) if name in installed else None)
+    name, func = resolve_flash_kernel("auto")
+    assert name == expected
+    assert func is (None if expected == "sdpa" else sys.modules[{"fa3": "flash_attn_interface",
+                                                                  "fa2": "flash_attn"}[expected]].flash_attn_func)
     assert resolve_flash_kernel("sdpa") == ("sdpa", None)
-    name, _ = resolve_flash_kernel("auto")
-    assert name in {"fa3", "fa2", "sdpa"}
+    for explicit, package in (("fa3", "flash_attn_interface"), ("fa2", "flash_attn")):
+        if package in installed:
+            assert resolve_flash_kernel(explicit)[0] == explicit
+        else:
+            with pytest.raises(ImportError, match=f"needs the '{package}' package"):
+                resolve_flash_kernel(explicit)
     model = build_model(ModelConfig(num_layers=1, model_dim=64, num_heads=2, num_kv_heads=1))
-    assert model.blocks[0].attn.backend == name
+    assert model.blocks[0].attn.backend == expected
+    x = torch.randint(0, 1024, (2, 16))
+    assert torch.isfinite(model(x, x)) and calls == []
 
 
 def test_rope_table_built_during_validation_is_usable_for_training():

@@ -1,5 +1,7 @@
-"""Every architecture option trains: a tiny model with the option on learns from real FineWeb tokens (sp1024
-shards made from ../shared/data) with the optimizers built by golf.optim, alone and all options together."""
+"""Every architecture option trains and matters: a tiny model with the option on, driven by the real Trainer
+(golf/train/trainer.py: seed, build, official optimizers and schedules, hooks, sequential FineWeb loader on sp1024
+shards made from ../shared/data), learns, and its per-step losses differ from the same run with the option off —
+alone and all options together."""
 
 from __future__ import annotations
 
@@ -8,12 +10,12 @@ import time
 import pytest
 import torch
 
-from golf.data.loader import DistributedTokenLoader
 from golf.model import ModelConfig, build_model
-from golf.optim import OptimConfig, build_optimizers, muon_momentum_at, set_muon_momentum
 from golf.train.config import TrainRunConfig
+from golf.train.context import NullTracker, RunContext
 from golf.train.looping import EnableLoopingHook
 from golf.train.techniques import build_hooks
+from golf.train.trainer import Trainer
 
 SEQ, BATCH_TOKENS, STEPS = 64, 1024, 10
 
@@ -55,30 +57,42 @@ def tiny(**overrides) -> ModelConfig:
     return ModelConfig(**{**base, **overrides})
 
 
-def train(cfg: ModelConfig, shards, steps: int = STEPS, hooks=()) -> tuple[torch.nn.Module, list[float]]:
-    """Official step (Adam/Muon split, momentum warmup) on the sequential FineWeb stream; returns train losses."""
-    torch.manual_seed(1337)
-    model = build_model(cfg)
-    optim_cfg = OptimConfig()
-    optimizers = build_optimizers(model, optim_cfg, cfg.tie_embeddings)
-    loader = DistributedTokenLoader(str(shards / "fineweb_train_*.bin"), 0, 1, torch.device("cpu"))
-    for hook in hooks:
-        hook.on_train_start(model, optimizers)
-    losses = []
-    for step in range(steps):
-        x, y = loader.next_batch(BATCH_TOKENS, SEQ, 1)
-        loss = model(x, y)
-        loss.backward()
-        set_muon_momentum(optimizers, muon_momentum_at(step, optim_cfg))
-        for opt in optimizers:
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        for hook in hooks:
-            hook.on_step_end(step + 1, 1.0, model)
-    for hook in hooks:
-        hook.on_train_end(model)
-    return model, losses
+class Recorder(NullTracker):
+    """Tracker that keeps what the Trainer logs, and the model's depth after each step."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, dict]] = []
+        self.depths: list[int] = []
+        self.trainer: Trainer | None = None
+
+    def log(self, metrics: dict, step: int) -> None:
+        self.rows.append((step, metrics))
+        if "train/loss" in metrics:
+            self.depths.append(self.trainer.model.effective_depth)
+
+    @property
+    def losses(self) -> list[float]:
+        return [m["train/loss"] for _, m in self.rows if "train/loss" in m]
+
+
+def train(model_cfg: dict, data_root, tmp_path) -> tuple[Trainer, Recorder]:
+    """STEPS optimizer steps of the real Trainer (seed 1337, official optimizers, flat lr, no priming)."""
+    cfg = TrainRunConfig.from_dict({
+        "data": {"root": str(data_root)},
+        "model": {"vocab_size": 1024, "num_layers": 4, "model_dim": 64, "num_heads": 4, "num_kv_heads": 2,
+                  **model_cfg},
+        "trainer": {"train_seq_len": SEQ, "train_batch_tokens": BATCH_TOKENS, "grad_accum_base": 1, "device": "cpu",
+                    "compile": "off", "checkpoint": False},
+        "schedule": {"iterations": STEPS, "warmup_steps": 0, "warmdown_iters": 0, "max_wallclock_seconds": 0,
+                     "val_loss_every": 0, "train_log_every": 1},
+        "eval": {"batch_tokens": 1024, "max_tokens": 1024},
+        "logger": {"name": "none"},
+    })
+    recorder = Recorder()
+    trainer = recorder.trainer = Trainer(cfg, RunContext(tmp_path), recorder)
+    trainer.run()
+    assert len(recorder.losses) == STEPS
+    return trainer, recorder
 
 
 def assert_learns(losses: list[float]) -> None:
@@ -86,34 +100,41 @@ def assert_learns(losses: list[float]) -> None:
     assert sum(losses[-3:]) / 3 < losses[0] - 0.5, losses
 
 
+@pytest.fixture(scope="module")
+def baseline_losses(data_root, tmp_path_factory) -> list[float]:
+    """Per-step losses of the same run with every option off."""
+    _, rec = train({}, data_root, tmp_path_factory.mktemp("baseline"))
+    assert_learns(rec.losses)
+    return rec.losses
+
+
+def assert_changes_outcome(losses: list[float], baseline: list[float]) -> None:
+    """The option is not a no-op: some step's loss moved by more than float noise."""
+    assert max(abs(a - b) for a, b in zip(losses, baseline, strict=True)) > 1e-3, (losses, baseline)
+
+
 @pytest.mark.parametrize("name", list(OPTIONS))
-def test_option_trains_on_fineweb(name, sp1024_shards):
-    _, losses = train(tiny(**OPTIONS[name]), sp1024_shards)
-    assert_learns(losses)
+def test_option_trains_on_fineweb_and_changes_the_run(name, data_root, tmp_path, baseline_losses):
+    _, rec = train(OPTIONS[name], data_root, tmp_path)
+    assert_learns(rec.losses)
+    assert_changes_outcome(rec.losses, baseline_losses)
 
 
-def test_all_options_compose_and_train(sp1024_shards):
-    cfg = tiny(**ALL_ON)
-    hook = EnableLoopingHook(cfg.enable_looping_at, iterations=STEPS, max_wallclock_seconds=0)
-    model, losses = train(cfg, sp1024_shards, hooks=[hook])
-    assert_learns(losses)
-    assert hook.enabled_at_step == 5 and model.looping and model.effective_depth == 6
+def test_all_options_compose_and_train(data_root, tmp_path, baseline_losses):
+    trainer, rec = train(ALL_ON, data_root, tmp_path)
+    assert_learns(rec.losses)
+    assert_changes_outcome(rec.losses, baseline_losses)
+    (hook,) = trainer.hooks
+    assert hook.enabled_at_step == 5 and trainer.model.looping and trainer.model.effective_depth == 6
 
 
-def test_looping_hook_switches_at_the_training_fraction(sp1024_shards):
-    cfg = tiny(num_loops=2, loop_start=1, loop_end=2, enable_looping_at=0.4)
-    depths = []
-
-    class Probe(EnableLoopingHook):
-        def on_step_end(self, step, lr_scale, model):
-            depths.append(model.effective_depth)
-            return super().on_step_end(step, lr_scale, model)
-
-    hook = Probe(cfg.enable_looping_at, iterations=STEPS, max_wallclock_seconds=0)
-    model, losses = train(cfg, sp1024_shards, hooks=[hook])
-    assert_learns(losses)
-    assert depths == [4] * 4 + [8] * 6  # plain stack for steps 1-4, looped (4 + 2·2 layers) from frac 0.4 on
-    assert model.looping
+def test_looping_hook_switches_at_the_training_fraction(data_root, tmp_path):
+    trainer, rec = train(dict(num_loops=2, loop_start=1, loop_end=2, enable_looping_at=0.4), data_root, tmp_path)
+    assert_learns(rec.losses)
+    # plain stack for steps 1-4, looped (4 + 2·2 layers) from frac 0.4 on: the switch comes after step 4
+    assert rec.depths == [4] * 3 + [8] * 7
+    assert (4, {"model/looping_enabled_step": 4.0}) in rec.rows
+    assert trainer.model.looping
 
 
 def test_looping_hook_wallclock_fraction_and_registration():

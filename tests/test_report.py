@@ -73,8 +73,11 @@ def test_job_status_from_files(tmp_path: Path):
     assert read_job(make_job(tmp_path, "running", ["seed=2"], None)).status == "incomplete"
     failed = read_job(make_job(tmp_path, "bad", ["seed=3"], None, status="failed"))
     assert (failed.status, failed.error) == ("failed", "ConfigError: bad")
+    preempted = make_job(tmp_path, "preempted", ["seed=4"], None, status="completed")
+    (preempted / "resume.pt").write_bytes(b"")  # stopped by a signal: a resume point and no metrics.json
+    assert read_job(preempted).status == "incomplete"
     summary = write_summary(tmp_path)
-    assert (summary["n_completed"], summary["n_failed"], summary["n_incomplete"]) == (1, 1, 1)
+    assert (summary["n_completed"], summary["n_failed"], summary["n_incomplete"]) == (1, 1, 2)
     assert "| bad | seed=3 |" in (tmp_path / "summary.md").read_text()
 
 
@@ -82,15 +85,21 @@ def test_report_against_a_baseline_sweep_from_directories_alone(tmp_path: Path):
     base, cand = tmp_path / "base", tmp_path / "cand"
     for i, loss in enumerate([3.000, 3.002, 2.998]):
         make_job(base, str(i), [f"seed={i}", "sweep=seeds"], loss, "completed", 15_000_000)
-    for i, loss in enumerate([2.990, 2.992, 2.989]):
+    for i, loss in enumerate([2.985, 2.986, 2.984]):
         make_job(cand, str(i), [f"seed={i}", "sweep=seeds"], loss, "completed", 15_900_000)
     report = write_report([cand], tmp_path / "out", baseline_paths=[base])
     (cmp,) = report["comparisons"]
-    assert cmp["delta_nats"] == pytest.approx(0.009666, abs=1e-5) and cmp["n_baseline"] == 3
+    assert cmp["delta_nats"] == pytest.approx(0.015, abs=1e-9) and cmp["n_baseline"] == 3
     md = report["markdown"]
     assert "Baseline: base from base" in md and "| cand | 3 vs 3 |" in md  # same overrides: named by directory
-    assert ("**meets**" in md) == cmp["meets_rule"]
+    assert cmp["meets_rule"] is True and "| **meets** |" in md  # 0.015 nats better, p_rule < 0.01
     assert "## Baseline jobs" in md and "| base/0 |" in md
+    noisy = tmp_path / "noisy"
+    for i, loss in enumerate([2.990, 3.004, 2.996]):
+        make_job(noisy, str(i), [f"seed={i}", "sweep=seeds"], loss, "completed", 15_900_000)
+    (miss,) = write_report([noisy], tmp_path / "out2", baseline_paths=[base])["comparisons"]
+    assert miss["meets_rule"] is False and "**meets**" not in write_report(
+        [noisy], tmp_path / "out3", baseline_paths=[base])["markdown"]
     for name in ("report.md", "report.json", "loss_curves.png", "bpb_vs_bytes.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
 

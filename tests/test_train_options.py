@@ -455,9 +455,9 @@ def test_lawa_weights_are_what_the_loop_evaluates_and_checkpoints(data_root: Pat
 
 
 def _initial_weights() -> dict[str, torch.Tensor]:
-    """The loop's initial weights for the TINY_OVERRIDES model: seed, then build (golf/train/loop.py order)."""
+    """The loop's initial weights for the TINY_OVERRIDES model: seed, then build (golf/train/trainer.py: Trainer.build order)."""
     from golf.model import ModelConfig, build_model
-    from golf.train.loop import seed_everything
+    from golf.train.context import seed_everything
 
     seed_everything(1337)
     model = build_model(ModelConfig(num_layers=2, model_dim=128, num_heads=4, num_kv_heads=2))

@@ -24,7 +24,8 @@ from hydra import compose, initialize_config_dir
 
 from golf.config import register_configs, to_typed
 from golf.train.config import TrainRunConfig
-from golf.train.loop import RunInfo, train
+from golf.train.context import RunContext
+from golf.train.run import train
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = to_typed(compose("train", overrides=overrides), TrainRunConfig)
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = train(cfg, RunInfo(Path(tmp), "bench", "bench", [], {}))
+        metrics = train(cfg, RunContext(Path(tmp), "bench", "bench"))
     peak_mib = (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     result = {

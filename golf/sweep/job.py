@@ -1,6 +1,6 @@
-"""What a training job does around `golf.train.loop.train`: its failure marker and its after-training work.
+"""What a training job does around `golf.train.run.train`: its failure marker and its after-training work.
 
-`after_train_for(cfg, run_dir)` builds the `RunInfo.after_train` callback the loop calls on every rank once
+`after_train_for(cfg, run_dir)` builds the `RunContext.after_train` callback golf.train.run calls on every rank once
 training is over, before the W&B run closes, so that everything lands in the same run:
   - under torchrun, the largest parameter difference between any rank and rank 0 (0.0 when DDP and the
     distributed Muon keep the replicas identical) -> metrics["rank_param_max_abs_diff"]; then every rank
@@ -75,7 +75,7 @@ def summary_values(metrics: dict) -> dict:
 
 
 def after_train_for(cfg, run_dir: str | Path) -> Callable[[dict, nn.Module, Tracker], dict]:
-    """The RunInfo.after_train callback for a typed TrainRunConfig (see the module docstring)."""
+    """The RunContext.after_train callback for a typed TrainRunConfig (see the module docstring)."""
     run_dir = Path(run_dir)
 
     def after_train(metrics: dict, model: nn.Module, tracker: Tracker) -> dict:

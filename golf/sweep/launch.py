@@ -10,18 +10,25 @@ with GOLF_RUN_ID set, waits, reads <job dir>/metrics.json and hands val_bpb back
 the summary work unchanged (the pattern of Lightning-AI/pytorch-lightning#18145 and #5629). The job directory
 is shared: the parent keeps its `.hydra/` (the children write none), every rank logs to train_rank<r>.log.
 `--standalone` gives each job its own rendezvous port, so parallel jobs on one node do not collide.
+
+Preemption: SIGTERM/SIGUSR1/SIGUSR2 reaching this parent are passed to torchrun as SIGTERM (torchrun forwards it
+to the ranks, which write resume.pt at the next step boundary and exit); once torchrun is gone the parent hands
+the signal to the handler installed before (submitit: requeue) and raises Preempted. Started again (a requeued
+job), the ranks continue the run directory (resume=auto).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from golf.errors import GolfError
 from golf.train.config import DistConfig
+from golf.train.resume import RESUME_NAME, Preempted, StopSignals
 from golf.train.tracking import METRICS_NAME, read_json
 
 log = logging.getLogger("golf.sweep")
@@ -62,7 +69,23 @@ def run_under_torchrun(script: str | Path, overrides: list[str], job_dir: str | 
     env = {**os.environ, "GOLF_RUN_ID": run_id}
     sys.stdout.flush()
     sys.stderr.flush()
-    proc = subprocess.run(cmd, env=env, check=False)
+    proc = subprocess.Popen(cmd, env=env)
+    forwarded = False
+    with StopSignals() as stop:
+        while proc.poll() is None:
+            if stop.received and not forwarded:
+                proc.send_signal(signal.SIGTERM)  # torchrun passes SIGTERM on to every rank
+                forwarded = True
+            try:
+                proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+    if stop.received and (job_dir / RESUME_NAME).is_file() and not (job_dir / METRICS_NAME).is_file():
+        preempted = Preempted(stop.received, -1, job_dir / RESUME_NAME)
+        preempted.chain = stop.previous_handler(stop.received)
+        if preempted.chain is not None:
+            preempted.chain()  # e.g. submitit: requeue this job; the requeued job resumes the run directory
+        raise preempted
     if proc.returncode != 0:
         last = last_error_line(job_dir)
         raise TorchrunJobError(f"torchrun ({nproc} processes) exited with status {proc.returncode} in {job_dir}"

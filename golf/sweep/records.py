@@ -6,7 +6,8 @@ A job directory (multirun/<date>_<time>_<sweep_name>/<job_num>/, or a single run
   history.jsonl           one JSON object per logged step (train/loss, val/bpb, ...)
   status.json             written by the golf_sweep callback: completed / failed (+ error), overrides, return value
 A job without status.json is `completed` when it has metrics.json, else `incomplete` (still running, or killed
-before Hydra could record it). `write_summary` turns a sweep directory into summary.json + summary.md.
+before Hydra could record it); so is one whose status.json says completed but that has no metrics.json (metrics.json is
+written only after the final checkpoint: a preempted run leaves resume.pt and no metrics.json). `write_summary` turns a sweep directory into summary.json + summary.md.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def read_job(job_dir: str | Path, name: str | None = None) -> JobRecord:
     if (job_dir / METRICS_NAME).is_file():
         rec.metrics = read_json(job_dir / METRICS_NAME)
     rec.status = status.get("status") or (COMPLETED if rec.metrics else INCOMPLETE)
+    if rec.status == COMPLETED and not rec.metrics:  # metrics.json comes after the final checkpoint: without it
+        rec.status = INCOMPLETE                     # the run was interrupted (e.g. preempted, resume.pt left)
     rec.error = status.get("error", "")
     return rec
 

@@ -60,6 +60,12 @@ def load_average(model: nn.Module, average: dict[str, Tensor]) -> None:
         live[name].copy_(value)
 
 
+def _to_live_devices(state: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """fp32 copies of a stored average on the devices of the model's matching entries (resume)."""
+    live = model.state_dict()
+    return {name: t.to(device=live[name].device, dtype=torch.float32) for name, t in state.items()}
+
+
 class WeightAverager(TrainHook):
     """Base class: subclasses fill `on_step_end` and `average()`; `on_train_end` swaps the average in."""
 
@@ -116,6 +122,13 @@ class EMAAverager(WeightAverager):
     def average(self) -> dict[str, Tensor] | None:
         return self.shadow
 
+    def state_dict(self) -> dict:
+        return {"shadow": self.shadow, "updates": self.updates}
+
+    def load_state_dict(self, state: dict, model: nn.Module) -> None:
+        self.shadow = _to_live_devices(state["shadow"], model)
+        self.updates = int(state["updates"])
+
     def describe(self) -> str:
         return f"decay {self.decay}, {self.updates} updates"
 
@@ -146,6 +159,13 @@ class SWAAverager(WeightAverager):
         self.steps.append(step)
         return {"averaging/swa_snapshots": float(self.count)}
 
+    def state_dict(self) -> dict:
+        return {"total": self.total, "count": self.count, "steps": list(self.steps)}
+
+    def load_state_dict(self, state: dict, model: nn.Module) -> None:
+        self.total = None if state["total"] is None else _to_live_devices(state["total"], model)
+        self.count, self.steps = int(state["count"]), [int(s) for s in state["steps"]]
+
     def average(self) -> dict[str, Tensor] | None:
         if self.total is None or self.count < 2:
             return None
@@ -173,6 +193,16 @@ class LAWAAverager(WeightAverager):
         self.snapshots.append(fp32_copy(float_state(model)))
         self.steps.append(step)
         return {"averaging/lawa_snapshots": float(len(self.snapshots))}
+
+    def state_dict(self) -> dict:
+        return {"snapshots": list(self.snapshots), "steps": list(self.steps)}
+
+    def load_state_dict(self, state: dict, model: nn.Module) -> None:
+        self.snapshots.clear()
+        self.steps.clear()
+        for snap, step in zip(state["snapshots"], state["steps"], strict=True):
+            self.snapshots.append(_to_live_devices(snap, model))
+            self.steps.append(int(step))
 
     def average(self) -> dict[str, Tensor] | None:
         if not self.snapshots:

@@ -40,6 +40,29 @@ class Checkpoint:
     """The run's typed config."""
 
 
+def atomic_torch_save(payload: dict, path: Path) -> Path:
+    """`torch.save(payload)` to a temp file beside `path`, fsync, rename over `path`, fsync the directory.
+
+    Readers see the previous file or the new one, never a mix; on failure the temp file is removed and the
+    previous file is untouched.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.optim.Optimizer], step: int,
                     config: TrainRunConfig) -> Path:
     """Write `path` atomically (the previous file stays until the new one is complete)."""
@@ -51,15 +74,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.o
         "step": int(step),
         "config_json": json.dumps(config.to_dict(), sort_keys=True),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_torch_save(payload, path)
     return path
 
 

@@ -22,6 +22,7 @@ from golf.quant.config import BudgetConfig, QuantConfig
 from golf.schema import build_dataclass
 
 SWITCHES = ("auto", "on", "off")
+RESUME_POLICIES = ("auto", "never")
 LOGGERS = ("wandb", "none")
 RETIRED_BUDGET_KEYS = frozenset({"code_paths", "code_mode"})
 
@@ -82,6 +83,12 @@ class TrainerConfig:
     """torch.compile the model: auto (on for CUDA, off for CPU), on, off."""
     checkpoint: bool = True
     """Save checkpoint.pt (model, optimizer, step) in the run directory at the end."""
+    checkpoint_every_steps: int = 0
+    """Write the resume point (<run_dir>/resume.pt, golf/train/resume.py) every N optimizer steps; 0 = off.
+    SIGTERM/SIGUSR1/SIGUSR2 always write one at the next step boundary (issue #13)."""
+    checkpoint_every_seconds: float = 0.0
+    """Write the resume point when this much wall time (s) passed since the last one; 0 = off. Writing time is
+    excluded from the training clock, like validation."""
 
     def __post_init__(self) -> None:
         if self.train_seq_len < 1 or self.train_batch_tokens < 1 or self.grad_accum_base < 1:
@@ -90,6 +97,12 @@ class TrainerConfig:
             raise ValueError(f"trainer.device={self.device!r}; allowed: {', '.join(DEVICES)}")
         if self.compile not in SWITCHES:
             raise ValueError(f"trainer.compile={self.compile!r}; allowed: {', '.join(SWITCHES)}")
+        every = self.checkpoint_every_steps
+        if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+            raise ValueError(f"trainer.checkpoint_every_steps={every!r} must be an integer >= 0 (0 = off)")
+        secs = self.checkpoint_every_seconds
+        if not (isinstance(secs, (int, float)) and math.isfinite(secs) and secs >= 0):
+            raise ValueError(f"trainer.checkpoint_every_seconds={secs!r} must be a number >= 0 (0 = off)")
 
 
 @dataclass
@@ -152,8 +165,13 @@ class TrainRunConfig:
     """Processes per node; > 1 outside torchrun re-launches the run under torchrun (golf.sweep.launch)."""
     export_after: bool = False
     """Export the artifact right after training, in the same job (bytes_total into metrics.json and W&B)."""
+    resume: str = "auto"
+    """auto: a run directory holding an interrupted run (resume.pt, no metrics.json) is continued, same W&B run;
+    never: a run directory that already holds a run is refused (issue #13)."""
 
     def __post_init__(self) -> None:
+        if self.resume not in RESUME_POLICIES:
+            raise ValueError(f"resume={self.resume!r}; allowed: {', '.join(RESUME_POLICIES)}")
         if self.export_after and not self.trainer.checkpoint:
             raise ValueError("export_after=true needs trainer.checkpoint=true (the export reads checkpoint.pt)")
 

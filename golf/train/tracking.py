@@ -56,10 +56,11 @@ class Tracker:
 
     `log(metrics, step)` appends to history.jsonl and W&B; `summary(metrics)` sets W&B summary values;
     `finish()` closes W&B (always call it, also on failure, so the next sweep job starts clean).
+    `resume_id` continues that W&B run (wandb.init(id=..., resume="allow")) when a run is resumed.
     """
 
     def __init__(self, cfg: LoggerConfig, run_dir: str | Path, *, job_type: str, config: dict, name: str,
-                 group: str, tags: list[str], active: bool = True):
+                 group: str, tags: list[str], active: bool = True, resume_id: str = ""):
         self.active = active
         self.run_dir = Path(run_dir)
         self.run = None
@@ -76,7 +77,13 @@ class Tracker:
                 project=cfg.project, entity=cfg.entity or None, group=cfg.group or group, job_type=job_type,
                 name=name, tags=sorted(set(tags) | set(cfg.tags)), config={**flatten(config), "git_sha": git_sha()},
                 dir=str(self.run_dir), reinit="finish_previous",
+                **({"id": resume_id, "resume": "allow"} if resume_id else {}),
             )
+
+    @property
+    def run_id(self) -> str:
+        """The W&B run id ('' without W&B): stored in resume points so a resumed run continues the same run."""
+        return self.run.id if self.run is not None else ""
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if not self.active:

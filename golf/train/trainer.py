@@ -1,0 +1,400 @@
+"""The training run as a `Trainer` with named steps: official `train_gpt.py` semantics, driven by a `TrainRunConfig`.
+
+    trainer = Trainer(cfg, RunContext(run_dir), tracker)   # RunContext: golf.train.context; tracker may be None
+    metrics = trainer.run()                                # build -> prime -> steps/validate -> finish
+    trainer.model                                          # the trained (averaged) bare model, for export
+
+`run()` is: `build` (join the process group, tokenizer/val data, model, hooks, compile, DDP, optimizers) ->
+`prime` (warmup steps that compile the kernels, then rolled back to the true init and a fresh loader) ->
+optionally `load_state_dict(resume point)` -> the timed loop of `step`s with `validate` every
+`schedule.val_loss_every` steps and at the end -> `finish` (final checkpoint.pt on rank 0, metrics). The training
+clock excludes validation and resume-point writes; the loop stops at `schedule.iterations` or at the wallclock cap
+(minus `schedule.gptq_reserve_seconds`), decided on all ranks together. Hooks are called in the order documented in
+golf/train/hooks.py. Everything that changes across steps is in `resume_payload()`, the content of a resume point
+(golf/train/resume.py), so a run stopped by a signal and resumed continues bit for bit.
+
+Imports are kept to what every run needs: techniques come lazily through `build_hooks`, logging goes through the
+tracker passed in (W&B is never imported here).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from golf.data.loader import DistributedTokenLoader
+from golf.device import autocast_for, synchronize
+from golf.eval.data import load_val_data
+from golf.eval.standard import evaluate_standard
+from golf.model import build_model, cast_for_device, count_params
+from golf.optim import apply_lr_scale, build_optimizers, lr_multiplier, muon_momentum_at, set_muon_momentum
+from golf.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from golf.train.context import NullTracker, RunContext, check_vocab, grad_accum_steps_for, seed_everything
+from golf.train.dist import DistContext, init_distributed
+from golf.train.resume import (
+    RESUME_NAME,
+    Preempted,
+    ResumeError,
+    ResumePoint,
+    StopSignals,
+    capture_rng,
+    restore_rng,
+    save_resume,
+)
+from golf.train.techniques import build_hooks
+
+log = logging.getLogger("golf.train")
+
+
+def _to_cpu(obj):
+    """Tensors anywhere in nested dicts/lists/tuples moved to the CPU (for a resume point)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+class Trainer:
+    """One training run (see the module docstring). State = what `resume_payload()` returns.
+
+    Args:
+        cfg: typed TrainRunConfig.
+        run: RunContext (run_dir is where checkpoint.pt / resume.pt go).
+        tracker: golf.train.tracking.Tracker or anything with log/summary/finish; None = NullTracker.
+        clock: seconds, monotonic (time.perf_counter); the training clock and the wallclock cap read it.
+    """
+
+    def __init__(self, cfg, run: RunContext, tracker=None, clock: Callable[[], float] = time.perf_counter):
+        self.cfg, self.run_ctx, self.clock = cfg, run, clock
+        self.tracker = tracker if tracker is not None else NullTracker()
+        self.step_count, self.train_ms, self.stop_after = 0, 0.0, None
+        self.last_val = None
+        self.signals: StopSignals | None = None
+
+    # -- build ----------------------------------------------------------------------------------------------
+    def build(self) -> None:
+        """Process group, val data, model (+ hooks' structural changes), compile/DDP, optimizers, loader."""
+        cfg, t = self.cfg, self.cfg.trainer
+        self.ctx: DistContext = init_distributed(t.device)
+        device = self.device = self.ctx.device
+        self.accum = grad_accum_steps_for(cfg, self.ctx.world_size)
+        check_vocab(cfg)
+        seed_everything(cfg.seed)
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.eval_seq = cfg.eval.seq_len or t.train_seq_len
+        self.val = load_val_data(cfg.data, cfg.model.vocab_size, self.eval_seq, cfg.eval.max_tokens)
+        log.info(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={cfg.data.resolve_tokenizer_path()}")
+        log.info(f"val_loader:shards pattern={cfg.data.val_glob()} tokens:{self.val.tokens.numel() - 1}")
+        self.model = cast_for_device(build_model(cfg.model), device, tuple(cfg.optim.control_tensor_patterns))
+        self.hooks = build_hooks(cfg)
+        for hook in self.hooks:
+            hook.on_model_built(self.model)
+        compiled = self.model
+        if t.compile == "on" or (t.compile == "auto" and device.type == "cuda"):
+            compiled = torch.compile(self.model, dynamic=False, fullgraph=True)
+        if self.ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            compiled = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None,
+                           broadcast_buffers=False)
+        self.wrapped: nn.Module = compiled
+        self.optimizers = build_optimizers(self.model, cfg.optim, cfg.model.tie_embeddings, rank=self.ctx.rank,
+                                           world_size=self.ctx.world_size)
+        self.n_params = count_params(self.model)
+        s = cfg.schedule
+        log.info(f"model_params:{self.n_params}")
+        log.info(f"world_size:{self.ctx.world_size} grad_accum_steps:{self.accum} device:{device}")
+        log.info(f"attention_mode:gqa num_heads:{cfg.model.num_heads} num_kv_heads:{cfg.model.num_kv_heads}")
+        log.info(f"train_batch_tokens:{t.train_batch_tokens} train_seq_len:{t.train_seq_len} "
+                 f"iterations:{s.iterations} warmup_steps:{s.warmup_steps} "
+                 f"max_wallclock_seconds:{s.max_wallclock_seconds:.3f}")
+        log.info(f"seed:{cfg.seed}")
+        self.loader = self._new_loader()
+
+    def _new_loader(self) -> DistributedTokenLoader:
+        return DistributedTokenLoader(self.cfg.data.train_glob(), self.ctx.rank, self.ctx.world_size, self.device)
+
+    # -- prime ----------------------------------------------------------------------------------------------
+    def prime(self) -> None:
+        """`schedule.warmup_steps` optimizer steps (and each hook's variant) to compile/warm the kernels, then the
+        model, optimizers and loader go back to their initial state: priming never counts as training."""
+        n = self.cfg.schedule.warmup_steps
+        if n <= 0:
+            return
+        init_model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        init_opts = [copy.deepcopy(opt.state_dict()) for opt in self.optimizers]
+        self.wrapped.train()
+
+        def priming_step() -> None:
+            self._forward_backward()
+            for opt in self.optimizers:
+                opt.step()
+
+        for i in range(n):
+            priming_step()
+            log.info(f"warmup_step:{i + 1}/{n}")
+        for hook in self.hooks:
+            hook.prime(self.model, priming_step)
+        self.model.load_state_dict(init_model, strict=True)
+        for opt, state in zip(self.optimizers, init_opts, strict=True):
+            opt.load_state_dict(state)
+            opt.zero_grad(set_to_none=True)
+        if self.ctx.distributed:
+            self.wrapped.require_backward_grad_sync = True
+        self.loader = self._new_loader()
+
+    # -- one optimizer step ---------------------------------------------------------------------------------
+    def _forward_backward(self) -> torch.Tensor:
+        """Zero grads, accumulate `accum` micro-batches; returns the mean micro-batch loss (detached)."""
+        t = self.cfg.trainer
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        for micro in range(self.accum):
+            if self.ctx.distributed:
+                self.wrapped.require_backward_grad_sync = micro == self.accum - 1
+            x, y = self.loader.next_batch(t.train_batch_tokens, t.train_seq_len, self.accum)
+            with autocast_for(self.device):
+                loss = self.wrapped(x, y)
+            total += loss.detach()
+            (loss / self.accum).backward()
+        return total / self.accum
+
+    def _lap(self) -> float:
+        """Add the time since the last lap to the training clock; returns the training time in ms."""
+        now = self.clock()
+        self.train_ms += 1000.0 * (now - self.t0)
+        self.t0 = now
+        return self.train_ms
+
+    def step(self) -> tuple[float, float]:
+        """One optimizer step with the lr/momentum schedules, clipping and the hooks. Returns (loss, lr_scale)."""
+        cfg = self.cfg
+        scale = lr_multiplier(self.step_count, self._lap(), cfg.schedule)
+        train_loss = self._forward_backward()
+        set_muon_momentum(self.optimizers, muon_momentum_at(self.step_count, cfg.optim))
+        apply_lr_scale(self.optimizers, scale)
+        if cfg.optim.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip_norm)
+        for opt in self.optimizers:
+            opt.step()
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        self.step_count += 1
+        hook_metrics: dict[str, float] = {}
+        for hook in self.hooks:
+            hook_metrics.update(hook.on_step_end(self.step_count, scale, self.model))
+        if hook_metrics:
+            self.tracker.log(hook_metrics, self.step_count)
+        approx_ms = self._lap()
+        every = cfg.schedule.train_log_every
+        if every > 0 and (self.step_count <= 10 or self.step_count % every == 0 or self.stop_after is not None):
+            self._log_train(train_loss.item(), scale, approx_ms)
+        return train_loss, scale
+
+    def _log_train(self, loss: float, scale: float, approx_ms: float) -> None:
+        sched, step, cap_ms = self.cfg.schedule, self.step_count, self.cfg.schedule.schedule_cap_ms
+        ms_per_step = approx_ms / step
+        tok_s = self.cfg.trainer.train_batch_tokens / (ms_per_step / 1000.0)
+        remaining_steps_ms = (sched.iterations - step) * ms_per_step
+        eta_ms = min(remaining_steps_ms, cap_ms - approx_ms) if cap_ms is not None else remaining_steps_ms
+        lr = next((o.param_groups[0]["lr"] for o in self.optimizers if type(o).__name__ == "Muon"),
+                  self.optimizers[0].param_groups[0]["lr"])
+        log.info(f"step:{step}/{sched.iterations} train_loss:{loss:.4f} lr:{lr:.4g} lr_scale:{scale:.4f} "
+                 f"train_time:{approx_ms:.0f}ms step_avg:{ms_per_step:.2f}ms tok/s:{tok_s:,.0f} "
+                 f"eta:{max(eta_ms, 0) / 1000:.0f}s")
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"train_loss is {loss} at step {step}; lower the learning rates")
+        self.tracker.log({"train/loss": loss, "train/lr": lr, "train/lr_scale": scale, "train/tokens_per_s": tok_s,
+                          "train/ms_per_step": ms_per_step}, step)
+
+    # -- validate -------------------------------------------------------------------------------------------
+    def validate(self):
+        """Standard validation on every rank (outside the training clock); logs and returns the EvalResult."""
+        synchronize(self.device)
+        self._lap()
+        val = self.last_val = evaluate_standard(self.wrapped, self.val.tokens, self.val.luts, self.eval_seq,
+                                                self.cfg.eval.batch_tokens, self.ctx.rank, self.ctx.world_size,
+                                                self.accum, self.device)
+        step, ms = self.step_count, self.train_ms
+        log.info(f"step:{step}/{self.cfg.schedule.iterations} val_loss:{val.val_loss:.4f} val_bpb:{val.val_bpb:.4f} "
+                 f"train_time:{ms:.0f}ms step_avg:{ms / max(step, 1):.2f}ms")
+        self.tracker.log({"val/loss": val.val_loss, "val/bpb": val.val_bpb}, step)
+        synchronize(self.device)
+        self.t0 = self.clock()
+        return val
+
+    # -- the loop -------------------------------------------------------------------------------------------
+    def run(self, resume: ResumePoint | None = None) -> dict:
+        """build -> prime -> (resume) -> steps with validation -> finish. Returns the final metrics.
+
+        Raises Preempted after writing the resume point when SIGTERM/SIGUSR1/SIGUSR2 arrived during training.
+        """
+        with StopSignals() as self.signals:
+            self.build()
+            self.prime()
+            self.start(resume)
+            try:
+                self.train_loop()
+            except Preempted as stop:
+                stop.chain = self.signals.previous_handler(stop.signum)
+                raise
+        return self.finish()
+
+    def start(self, resume: ResumePoint | None = None) -> None:
+        """Hooks' on_train_start (after the resumed state is loaded, if any), then the training clock starts."""
+        if resume is not None:
+            self._load_weights(resume)
+        for hook in self.hooks:
+            hook.on_train_start(self.model, self.optimizers)
+        if resume is not None:
+            self._load_progress(resume)
+        self.last_ckpt_wall = time.monotonic()
+        synchronize(self.device)
+        self.t0 = self.clock()
+
+    def train_loop(self) -> None:
+        sched = self.cfg.schedule
+        while True:
+            step = self.step_count
+            last_step = step == sched.iterations or (self.stop_after is not None and step >= self.stop_after)
+            if last_step:
+                for hook in self.hooks:
+                    hook.on_train_end(self.model)
+            if last_step or (sched.val_loss_every > 0 and step % sched.val_loss_every == 0):
+                self.validate()
+            if last_step:
+                if self.stop_after is not None and step < sched.iterations:
+                    log.info(f"stopping_early: wallclock_cap train_time:{self.train_ms:.0f}ms "
+                             f"step:{step}/{sched.iterations}")
+                return
+            self.step()
+            self._step_boundary()
+
+    def _step_boundary(self) -> None:
+        """Wallclock stop decision, and the resume point (periodic or on a signal), agreed by all ranks."""
+        t, cap_ms = self.cfg.trainer, self.cfg.schedule.schedule_cap_ms
+        reached = cap_ms is not None and self.train_ms >= cap_ms
+        signum = self.signals.received if self.signals is not None else None
+        due = t.checkpoint_every_seconds > 0 and time.monotonic() - self.last_ckpt_wall >= t.checkpoint_every_seconds
+        flags = [float(reached), float(signum or 0), float(due)]
+        if self.ctx.distributed:
+            import torch.distributed as dist
+
+            flags_t = torch.tensor(flags, device=self.device)
+            dist.all_reduce(flags_t, op=dist.ReduceOp.MAX)
+            flags = flags_t.tolist()
+        if flags[0] and self.stop_after is None:
+            self.stop_after = self.step_count
+        finishing = self.step_count == self.cfg.schedule.iterations or self.stop_after is not None
+        if flags[1] and not finishing:
+            path = self.save_resume()
+            raise Preempted(int(flags[1]), self.step_count, path)
+        every = t.checkpoint_every_steps
+        if not finishing and (flags[2] or (every > 0 and self.step_count % every == 0)):
+            self.save_resume()
+
+    # -- state ----------------------------------------------------------------------------------------------
+    def resume_payload(self) -> dict:
+        """Everything that changes across steps, every rank's part gathered (collective under torchrun)."""
+        opt_states = _to_cpu([opt.state_dict() for opt in self.optimizers])
+        mine = {"loader": self.loader.stream.state_dict(), "rng": capture_rng(), "optimizers": opt_states}
+        if self.ctx.distributed:
+            import torch.distributed as dist
+
+            ranks: list = [None] * self.ctx.world_size
+            dist.all_gather_object(ranks, _to_cpu(mine))
+        else:
+            ranks = [mine]
+        # Distributed Muon keeps each momentum buffer only on the rank that owns the matrix: the stored state is
+        # the union over ranks, and every rank records which entries it held (restored as they were).
+        merged = []
+        for i, own in enumerate(opt_states):
+            union: dict = {}
+            for r in ranks:
+                for key, value in r["optimizers"][i]["state"].items():
+                    union.setdefault(key, value)
+            merged.append({**own, "state": union})
+        for r in ranks:
+            r["opt_keys"] = [sorted(o["state"]) for o in r.pop("optimizers")]
+        return _to_cpu({
+            "model": self.model.state_dict(),
+            "optimizers": merged,
+            "trainer": {"step": self.step_count, "train_ms": self.train_ms,
+                        "stop_after": -1 if self.stop_after is None else self.stop_after,
+                        "world_size": self.ctx.world_size, "wandb_id": getattr(self.tracker, "run_id", "") or ""},
+            "hooks": [hook.state_dict() for hook in self.hooks],
+            "ranks": ranks,
+        })
+
+    def save_resume(self) -> Path:
+        """Write <run_dir>/resume.pt (rank 0; every rank takes part in the gather). Excluded from the clock."""
+        path = Path(self.run_ctx.run_dir) / RESUME_NAME
+        payload = self.resume_payload()
+        if self.ctx.is_main:
+            save_resume(path, payload, self.cfg)
+            log.info(f"resume point: step:{self.step_count} train_time:{self.train_ms:.0f}ms -> {path}")
+        if self.ctx.distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+        self.last_ckpt_wall = time.monotonic()
+        synchronize(self.device)
+        self.t0 = self.clock()
+        return path
+
+    def _load_weights(self, point: ResumePoint) -> None:
+        tr = point.trainer
+        if int(tr["world_size"]) != self.ctx.world_size:
+            raise ResumeError(f"the resume point was written by world_size={tr['world_size']}, this run has "
+                              f"world_size={self.ctx.world_size}; resume with the same number of processes")
+        if len(point.hooks) != len(self.hooks) or len(point.optimizers) != len(self.optimizers):
+            raise ResumeError("the resume point's hooks/optimizers do not match this config")
+        self.model.load_state_dict(point.model, strict=True)
+        keys = point.ranks[self.ctx.rank]["opt_keys"]
+        for opt, state, mine in zip(self.optimizers, point.optimizers, keys, strict=True):
+            opt.load_state_dict({**state, "state": {k: state["state"][k] for k in mine}})
+
+    def _load_progress(self, point: ResumePoint) -> None:
+        tr = point.trainer
+        for hook, state in zip(self.hooks, point.hooks, strict=True):
+            hook.load_state_dict(state, self.model)
+        mine = point.ranks[self.ctx.rank]
+        self.loader = self._new_loader()
+        self.loader.stream.load_state_dict(mine["loader"])
+        restore_rng(mine["rng"])
+        self.step_count, self.train_ms = int(tr["step"]), float(tr["train_ms"])
+        self.stop_after = None if int(tr["stop_after"]) < 0 else int(tr["stop_after"])
+        log.info(f"resumed: step:{self.step_count}/{self.cfg.schedule.iterations} train_time:{self.train_ms:.0f}ms")
+
+    # -- finish ---------------------------------------------------------------------------------------------
+    def finish(self) -> dict:
+        """Final metrics; rank 0 writes checkpoint.pt (trainer.checkpoint). Post-training work inside the
+        challenge's time (e.g. GPTQ calibration) belongs here, after the final validation."""
+        if self.device.type == "cuda":
+            log.info(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB "
+                     f"reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB")
+        step, ms, val = self.step_count, self.train_ms, self.last_val
+        metrics = {
+            "val_loss": val.val_loss, "val_bpb": val.val_bpb, "steps": step, "train_time_s": ms / 1000.0,
+            "tokens_seen": step * self.cfg.trainer.train_batch_tokens, "params": self.n_params,
+            "ms_per_step": ms / max(step, 1), "val_tokens": val.tokens, "val_bytes": val.bytes,
+            "world_size": self.ctx.world_size, "device": self.device.type,
+        }
+        if self.ctx.is_main and self.cfg.trainer.checkpoint:
+            save_checkpoint(Path(self.run_ctx.run_dir) / CHECKPOINT_NAME, self.model, self.optimizers, step, self.cfg)
+        log.info(f"final val_loss:{val.val_loss:.4f} val_bpb:{val.val_bpb:.4f} steps:{step} "
+                 f"train_time:{ms:.0f}ms params:{self.n_params}")
+        return metrics
