@@ -6,7 +6,7 @@ the official data layout (./data/datasets/fineweb10B_sp1024, ./data/tokenizers/f
 
 1. the config's defaults, overridden by the official environment variables (ENV_OVERRIDES: DATA_PATH,
    TOKENIZER_PATH, RUN_ID, SEED, ITERATIONS, MAX_WALLCLOCK_SECONDS, VAL_LOSS_EVERY, TRAIN_LOG_EVERY, ...);
-2. golf's training loop (golf.train.loop.train) under the wallclock cap;
+2. golf's trainer (golf.train.run.train) under the wallclock cap;
 3. rank 0: golf's export core (golf.export_run.export_model, the same code as export.py) writes
    final_model.golf; it stops with one line `error: ...` when artifact + this file exceed 16,000,000 bytes;
 4. every rank reloads the artifact and evaluates it with the config's eval mode (golf.eval.run), distributed.
@@ -36,8 +36,9 @@ from golf.eval.data import load_val_data
 from golf.eval.run import EvalContext, run_evaluation
 from golf.export_run import export_model
 from golf.train.config import TrainRunConfig
+from golf.train.context import RunContext
 from golf.train.load import load_for_eval
-from golf.train.loop import RunInfo, train
+from golf.train.run import train
 
 log = logging.getLogger("golf.submission")
 
@@ -103,9 +104,11 @@ def main(config: dict, code_file: str) -> float:
 
 def _run(cfg: TrainRunConfig, code_file: Path, run_id: str) -> float:
     code_bytes = len(code_file.read_text(encoding="utf-8").encode("utf-8"))
-    # Train without W&B or a checkpoint; the artifact manifest still records the config as given (`cfg`).
-    train_cfg = dataclasses.replace(cfg, logger=dataclasses.replace(cfg.logger, name="none"),
-                                    trainer=dataclasses.replace(cfg.trainer, checkpoint=False))
+    # The artifact manifest records the config as given (`cfg`), not these run-only settings.
+    # Train without W&B, checkpoint or resume points, in a fresh run directory under logs/.
+    train_cfg = dataclasses.replace(cfg, logger=dataclasses.replace(cfg.logger, name="none"), resume="never",
+                                    trainer=dataclasses.replace(cfg.trainer, checkpoint=False, checkpoint_every_steps=0,
+                                                                checkpoint_every_seconds=0.0))
     result: dict = {}
 
     def after_train(metrics: dict, model: torch.nn.Module, tracker) -> dict:
@@ -135,9 +138,9 @@ def _run(cfg: TrainRunConfig, code_file: Path, run_id: str) -> float:
         return {**metrics, "roundtrip_val_bpb": post.val_bpb, "roundtrip_val_loss": post.val_loss,
                 "eval_time_s": post.seconds}
 
-    run_dir = Path("logs") / run_id
-    metrics = train(train_cfg, RunInfo(run_dir=run_dir, name=run_id, group=cfg.experiment_name, tags=[],
-                                       config=cfg.to_dict(), after_train=after_train))
+    run_dir = Path("logs") / f"{run_id}.run"  # metrics.json, history.jsonl; resume=never refuses a reused RUN_ID
+    metrics = train(train_cfg, RunContext(run_dir=run_dir, name=run_id, group=cfg.experiment_name, tags=[],
+                                          config=cfg.to_dict(), after_train=after_train))
     return metrics["roundtrip_val_bpb"]
 
 

@@ -16,14 +16,15 @@ from record_helpers import TINY, data_dir, final_line, preset, run_guarded
 from golf.export_run import export_run
 from golf.record import submission_bundle, submission_code_bytes
 from golf.submission import apply_env
-from golf.train.loop import RunInfo, train
+from golf.train.context import RunContext
+from golf.train.run import train
 
 
 def golf_reference(cfg, work: Path, monkeypatch) -> dict:
     """golf's own path: train (in process) -> export.py's export_run -> round-trip eval, cwd = `work`."""
     monkeypatch.chdir(work)
     run_dir = work / "run"
-    train(cfg, RunInfo(run_dir=run_dir, name="ref", group="ref", tags=[], config=cfg.to_dict()))
+    train(cfg, RunContext(run_dir=run_dir, name="ref", group="ref", tags=[], config=cfg.to_dict()))
     return export_run(run_dir, None, cfg.budget, cfg.eval, torch.device("cpu"), code_bytes=submission_code_bytes)
 
 

@@ -15,7 +15,8 @@ from golf.export_run import export_run
 from golf.record import submission_bundle, submission_code_bytes
 from golf.record.__main__ import main, make_record
 from golf.record.runs import RecordError, check_limits, find_runs
-from golf.train.loop import RunInfo, train
+from golf.train.context import RunContext
+from golf.train.run import train
 
 
 def _exported_run(run_dir: Path, *overrides: str) -> Path:
@@ -24,7 +25,7 @@ def _exported_run(run_dir: Path, *overrides: str) -> Path:
     logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.INFO)
     try:
-        train(cfg, RunInfo(run_dir=run_dir, name=run_dir.name, group="g", tags=[], config=cfg.to_dict()))
+        train(cfg, RunContext(run_dir=run_dir, name=run_dir.name, group="g", tags=[], config=cfg.to_dict()))
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
