@@ -10,16 +10,20 @@ FALLBACK_TOKENIZER := $(SHARED)/tokenizers/fineweb_1024_bpe.model
 export GOLF_DATA_DIR := $(DATA_DIR)
 export WANDB_MODE ?= offline
 
-.PHONY: run test test-fast install data lint bench clean
+.PHONY: run test test-fast install data lint bench clean preflight
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch first, pinned to the CPU wheel range, so no multi-GB CUDA build is pulled in.
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "torch==2.13.0+cpu" 2>/dev/null || \
-		$(PY) -m pip install -q "torch>=2.6,<2.14" --index-url https://download.pytorch.org/whl/cpu
-	$(PY) -m pip install -q -e ".[dev]"
+# torch build: CUDA wheels chosen from the NVIDIA driver where one is present, the CPU wheel elsewhere
+# (tools/install_torch.py; override with TORCH_VARIANT=cpu|cu118|cu126|cu128|cu130 or TORCH_INDEX=<url>).
+# SYSTEM_TORCH=1 reuses the torch already installed in the system python (venv with system site packages).
+SYSTEM_TORCH ?=
+VENV_FLAGS := $(if $(filter 1 true yes,$(SYSTEM_TORCH)),--system-site-packages,)
+INSTALL_FLAGS := $(if $(filter 1 true yes,$(SYSTEM_TORCH)),--system,)
+
+$(VENV)/.installed: pyproject.toml tools/install_torch.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(PYTHON) tools/install_torch.py --venv $(VENV) $(INSTALL_FLAGS)
 	touch $@
+	@echo "install: done. Activate once per shell with: source $(VENV)/bin/activate"
 
 install: $(VENV)/.installed
 
@@ -27,18 +31,22 @@ data: install
 	@if ls $(DATA_DIR)/datasets/fineweb10B_sp1024/fineweb_val_*.bin >/dev/null 2>&1; then \
 		echo "data: using shards under $(DATA_DIR)"; \
 	else \
-		$(PY) -m golf.data.download --variant sp1024 --train-shards 1 --root $(DATA_DIR) || \
-		( test -f $(FALLBACK_DOCS) && echo "data: hub unreachable; preparing shards from $(FALLBACK_DOCS)" && \
+		$(PY) -m golf.data.download --variant sp1024 --train-shards 1 --root $(DATA_DIR) --offline-ok; rc=$$?; \
+		if [ $$rc -eq 3 ] && [ -f $(FALLBACK_DOCS) ]; then \
+		  echo "data: notice: preparing shards from the local FineWeb sample $(FALLBACK_DOCS)" && \
 		  $(PY) -m golf.data.prepare --input $(FALLBACK_DOCS) --tokenizer $(FALLBACK_TOKENIZER) \
 		      --out $(DATA_DIR)/datasets/fineweb10B_sp1024 --val-docs 50 && \
-		  mkdir -p $(DATA_DIR)/tokenizers && cp $(FALLBACK_TOKENIZER) $(DATA_DIR)/tokenizers/ ); \
+		  mkdir -p $(DATA_DIR)/tokenizers && cp $(FALLBACK_TOKENIZER) $(DATA_DIR)/tokenizers/; \
+		elif [ $$rc -ne 0 ]; then \
+		  echo "error: no data: the hub is unreachable and $(FALLBACK_DOCS) is missing; see README 'Data'" >&2; exit 1; \
+		fi; \
 	fi
 
 run: data
 	export GOLF_RUN_ID=smoke_$$(date +%Y%m%d_%H%M%S) && \
 	$(PY) train.py experiment=smoke && \
 	$(PY) export.py run_dir=outputs/$${GOLF_RUN_ID}_smoke && \
-	$(PY) eval.py path=outputs/$${GOLF_RUN_ID}_smoke/model.golf eval.max_tokens=65536
+	$(PY) eval.py path=outputs/$${GOLF_RUN_ID}_smoke
 
 test: install
 	$(PY) -m pytest -q
@@ -54,3 +62,7 @@ bench: install
 
 clean:
 	rm -rf outputs .pytest_cache
+
+EXPERIMENT ?= baseline
+preflight: install
+	$(PY) -m golf.preflight experiment=$(EXPERIMENT)

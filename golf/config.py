@@ -37,7 +37,7 @@ class ExportRunConfig:
     run_dir: str = MISSING
     """Training run directory holding checkpoint.pt and config.json."""
     out: str = ""
-    """Artifact path; empty = <run_dir>/model.golf."""
+    """Artifact path; empty = <run_dir>/model.<scheme>+<codec>.golf (golf.export_run.artifact_name)."""
     roundtrip_eval: bool = True
     """Re-load the written artifact, evaluate it and report the quantization gap."""
     quant: QuantConfig = field(default_factory=QuantConfig)

@@ -32,6 +32,20 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def device_choice(preference: str, local_rank: int = 0) -> tuple[torch.device, str]:
+    """(device, why): what `preference` resolves to here and the reason, for the first line of a run, e.g.
+    "auto: CUDA available, 8 GPU(s), NVIDIA H100 80GB HBM3" or "auto: torch is a CPU-only build (2.13.0+cpu)".
+    Raises DeviceError as pick_device."""
+    device = pick_device(preference, local_rank)
+    if device.type == "cuda":
+        return device, (f"{preference}: CUDA available, {torch.cuda.device_count()} GPU(s), "
+                        f"{torch.cuda.get_device_name(device)}")
+    if preference == "cpu":
+        return device, "cpu: requested"
+    build = "torch is a CPU-only build" if torch.version.cuda is None else "CUDA build but no GPU visible"
+    return device, f"auto: {build} ({torch.__version__})"
+
+
 def autocast_for(device: torch.device):
     """bf16 autocast on CUDA; nothing on CPU (bf16 on CPU is ~35x slower than fp32 here)."""
     if device.type == "cuda":

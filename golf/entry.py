@@ -137,3 +137,14 @@ def _quiet_non_main_ranks() -> None:
         for h in list(root.handlers):
             if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
                 root.removeHandler(h)
+
+
+def require_override(key: str, usage: str, argv: list[str] | None = None) -> None:
+    """Exit with one line (status 2) when the mandatory override `key=` is missing from the command line,
+    before Hydra resolves a run directory from it (which would otherwise fail with a long traceback).
+    Hydra's own flags (--help, --cfg, -m, ...) are left to Hydra."""
+    args = sys.argv[1:] if argv is None else argv
+    if any(a.startswith("-") for a in args) or any(a.split("=", 1)[0].lstrip("+~") == key for a in args):
+        return
+    print(f"error: missing {key}=; usage: {usage}", file=sys.stderr)
+    sys.exit(2)

@@ -25,6 +25,7 @@ from golf.eval.run import EvalContext, run_evaluation
 from golf.quant.artifact import HEADER_BYTES, write_artifact
 from golf.quant.budget import (
     BudgetExceededError,
+    BudgetReport,
     build_budget_report,
     check_budget,
     format_report,
@@ -33,11 +34,12 @@ from golf.quant.config import BudgetConfig, QuantConfig
 from golf.quant.int8 import quantize_state_dict
 from golf.train.checkpoint import CHECKPOINT_NAME
 from golf.train.config import LoggerConfig, TrainRunConfig
-from golf.train.load import ARTIFACT_NAME, RUN_SECTION, load_for_eval
+from golf.train.load import RUN_SECTION, load_for_eval
 from golf.train.tracking import write_json
 
 log = logging.getLogger("golf.export")
 EXPORT_REPORT = "export.json"
+EXPORT_MARKDOWN = "export_report.md"
 FIT_ATTEMPTS = 4
 # First guess of the (zlib-compressed) manifest: ~40-60 bytes per table entry + extra; a refit corrects a miss.
 MANIFEST_BYTES_PER_ENTRY = 64
@@ -116,27 +118,31 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
     allocation), CheckpointError, ArtifactError, GPTQError.
     """
     run_dir = Path(run_dir)
-    out = Path(out) if out else run_dir / ARTIFACT_NAME
     loaded = load_for_eval(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
     run_cfg = loaded.run_config
+    quant = quant or run_cfg.quant  # the run's own rule (e.g. its QAT clip) unless told otherwise
+    out = Path(out) if out else run_dir / artifact_name(quant, budget.fit)
 
     @functools.cache
     def model_on_device() -> torch.nn.Module:
         """The checkpoint's model on `device` (for calibration and the pre-quant score), read at most once more."""
         return loaded.model if device.type == "cpu" else load_for_eval(run_dir / CHECKPOINT_NAME, device).model
 
-    result = export_model(loaded.model, model_on_device, run_cfg, quant or run_cfg.quant, budget, device, out,
-                          code_bytes(run_cfg))
+    result, report = export_model(loaded.model, model_on_device, run_cfg, quant, budget, device, out,
+                                  code_bytes(run_cfg))
     if roundtrip_eval:
         result.update(roundtrip(model_on_device(), out, run_cfg, eval_cfg, device))
     write_json(run_dir / EXPORT_REPORT, result)
+    write_json(out.with_name(out.name + ".export.json"), result)  # one report per artifact (golf.compare)
+    write_text(run_dir / EXPORT_MARKDOWN, f"# export of {run_dir.name}: {out.name}\n\n```\n{format_report(report)}\n```\n")
     return result
 
 
 def export_model(model: torch.nn.Module, model_on_device: Callable[[], torch.nn.Module], run_cfg: TrainRunConfig,
-                 quant: QuantConfig, budget: BudgetConfig, device: torch.device, out: Path, code_bytes: int) -> dict:
+                 quant: QuantConfig, budget: BudgetConfig, device: torch.device, out: Path,
+                 code_bytes: int) -> tuple[dict, BudgetReport]:
     """Quantize `model`'s weights with `quant`, write the artifact to `out` (atomically, only if artifact +
-    `code_bytes` fit budget.target_bytes) and return the export report. The one export path of export.py and
+    `code_bytes` fit budget.target_bytes) and return (the export report, the budget report). The one export path of export.py and
     of a submission's train_gpt.py (golf.submission), so both write the same bytes for the same weights.
 
     model_on_device() gives the model on `device` for GPTQ calibration / the fitter's loss (called only when
@@ -177,7 +183,7 @@ def export_model(model: torch.nn.Module, model_on_device: Callable[[], torch.nn.
                 break
             log.info(f"fit: attempt {attempt + 1} is {-report.headroom_bytes:,} bytes over; refitting")
             limit -= -report.headroom_bytes + 1
-        log.info("\n" + format_report(report))
+        log.info("\n" + format_report(report, show_tensors=False, show_files=False))
         check_budget(report)
         os.replace(tmp, out)
     finally:
@@ -194,7 +200,41 @@ def export_model(model: torch.nn.Module, model_on_device: Callable[[], torch.nn.
     log.info(f"Code size: {report.code_bytes} bytes")
     log.info(f"Total submission size {quant.scheme}+{report.codec}: {report.total_bytes} bytes "
              f"(target {budget.target_bytes}, headroom {budget.target_bytes - report.total_bytes})")
-    return result
+    return result, report
+
+
+def artifact_name(quant: QuantConfig, fit: bool = False) -> str:
+    """File name of an artifact by scheme and codec, so exports with different schemes never overwrite:
+    model.int8+zlib.golf (official), model.int6-search+zstd.golf, model.e8-a6-m5-o6+brotli.golf (mixed bits),
+    model.fit+zstd.golf (budget.fit chooses the bits)."""
+    if quant.scheme == "int8":
+        label = "int8"
+    elif quant.scheme == "none":
+        label = "float"
+    elif fit:
+        label = "fit"
+    else:
+        rules = {g: quant.groups.get(g) for g in ("embed", "attn", "mlp", "other")}
+        bits = {g: (str(r.bits) if r.quantized else "f") for g, r in rules.items()}
+        label = f"int{bits['attn']}" if len(set(bits.values())) == 1 and bits["attn"] != "f" else \
+            "-".join(f"{g[0]}{b}" for g, b in bits.items())
+        clips = {r.clip for r in rules.values() if r.quantized}
+        methods = {r.method for r in rules.values() if r.quantized}
+        if "gptq" in methods:
+            label += "-gptq"
+        if len(clips) == 1 and clips != {"percentile"}:
+            label += f"-{clips.pop()}"
+    return f"model.{label}+{quant.codec}.golf"
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomic text write (temp file + fsync + rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def roundtrip(checkpoint_model: torch.nn.Module, artifact: Path, run_cfg: TrainRunConfig, eval_cfg,

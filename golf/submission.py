@@ -120,7 +120,7 @@ def _run(cfg: TrainRunConfig, code_file: Path, run_id: str) -> float:
         if rank == 0:
             try:
                 result.update(export_model(model, lambda: model, cfg, cfg.quant, cfg.budget, device, artifact,
-                                           code_bytes))
+                                           code_bytes)[0])
             except GolfError as exc:
                 failure[0] = str(exc)
         if world > 1:

@@ -75,7 +75,8 @@ def test_export_fit_lands_under_target_with_gptq(tiny_run: Path, data_root: Path
                     "quant.gptq.calib_batches=2", "quant.gptq.calib_batch_tokens=4096", data_root=data_root)
     report = json.loads((run / "export.json").read_text())
     assert report["fits"] and report["bytes_total"] <= target
-    assert report["artifact_bytes"] == (run / "model.golf").stat().st_size
+    assert report["artifact_bytes"] == (run / "model.fit+brotli.golf").stat().st_size == \
+        Path(report["artifact"]).stat().st_size
     assert "budget fit" in proc.stdout + proc.stderr and "chosen:" in proc.stdout + proc.stderr
     assert set(report["fit"]["choice"]) == {"embed", "attn", "mlp"} and min(report["fit"]["choice"].values()) < 8
     assert report["timings_s"]["gptq_hessian_s"] > 0 and report["timings_s"]["quantize_s"] > 0

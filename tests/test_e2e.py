@@ -23,11 +23,12 @@ def test_train_export_eval_roundtrip(tiny_run: Path, data_root: Path, tmp_path: 
     run_golf("export.py", f"run_dir={run}", "logger=none", "eval.max_tokens=16384", data_root=data_root)
     report = json.loads((run / "export.json").read_text())
     assert report["fits"] and report["bytes_total"] == report["artifact_bytes"] + report["code_bytes"]
-    assert report["artifact_bytes"] == (run / "model.golf").stat().st_size
+    artifact = run / "model.int8+zlib.golf"  # named by scheme + codec
+    assert report["artifact"] == str(artifact) and report["artifact_bytes"] == artifact.stat().st_size
     assert abs(report["roundtrip"]["val_bpb"] - report["pre_quant"]["val_bpb"]) < 0.02
     assert abs(report["pre_quant"]["val_bpb"] - metrics["val_bpb"]) < 1e-6  # same tokens, same weights
 
-    proc = run_golf("eval.py", f"path={run / 'model.golf'}", "logger=none", "eval.max_tokens=16384",
+    proc = run_golf("eval.py", f"path={artifact}", "logger=none", "eval.max_tokens=16384",
                     data_root=data_root)
     scored = json.loads((run / "eval.json").read_text())
     assert scored["kind"] == "artifact" and "val_bpb:" in proc.stdout
@@ -47,6 +48,6 @@ def test_over_budget_export_fails_and_writes_nothing(tiny_run: Path, data_root: 
                     data_root=data_root, check=False)
     assert proc.returncode != 0
     assert "error:" in proc.stderr and "100000" in proc.stderr.replace(",", "")
-    assert not (run / "model.golf").exists() and not (run / "export.json").exists()
-    assert not list(run.glob(".model.golf*"))
+    assert not list(run.glob("model*.golf")) and not (run / "export.json").exists()
+    assert not list(run.glob(".model*.golf*"))
     assert (run / "checkpoint.pt").read_bytes() == ckpt_bytes

@@ -301,9 +301,9 @@ def test_eval_py_scores_several_modes_with_one_model(tiny_run: Path, data_root: 
     assert scored["modes"] == ["standard", "sliding"]
     std, sld = scored["results"]["standard"], scored["results"]["sliding"]
     for r in (std, sld):
-        assert set(r) >= {"val_loss", "val_bpb", "tokens", "bytes", "seconds", "details", "over_budget"}
-        assert math.isfinite(r["val_bpb"]) and r["tokens"] == 4096
-    assert sld["details"]["stride"] == 32 and std["bytes"] == sld["bytes"]
+        assert set(r) >= {"val_loss", "val_bpb", "val_tokens", "val_bytes", "seconds", "details", "over_budget"}
+        assert math.isfinite(r["val_bpb"]) and r["val_tokens"] == 4096
+    assert sld["details"]["stride"] == 32 and std["val_bytes"] == sld["val_bytes"]
     assert scored["val_bpb"] == std["val_bpb"]  # top level = first mode
     assert "standard val_loss:" in proc.stdout and "sliding val_loss:" in proc.stdout
     bad = run_golf("eval.py", f"path={run / 'checkpoint.pt'}", "logger=none", "eval.modes=[standard,slidng]",

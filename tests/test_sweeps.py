@@ -142,8 +142,8 @@ def test_grid_completes_with_four_jobs_and_summary(grid_sweep: Path):
         combos.add(tuple(o for o in job["overrides"] if o.startswith(("optim.matrix_lr=", "model.mlp_mult="))))
     assert combos == {("optim.matrix_lr=0.02", "model.mlp_mult=2"), ("optim.matrix_lr=0.02", "model.mlp_mult=3"),
                       ("optim.matrix_lr=0.04", "model.mlp_mult=2"), ("optim.matrix_lr=0.04", "model.mlp_mult=3")}
-    best = min(summary["jobs"], key=lambda j: j["metrics"]["val_bpb"])
-    assert summary["best"]["job"] == best["job"]
+    best = min(summary["jobs"], key=lambda j: j["metrics"]["roundtrip_val_bpb"])  # ranked by the submitted score
+    assert summary["best"]["job"] == best["job"] and summary["best"]["score"] == "round trip"
     md = (grid_sweep / "summary.md").read_text()
     assert "4 completed, 0 failed" in md and md.count("| completed |") == 4
 
@@ -152,10 +152,13 @@ def test_grid_completes_with_four_jobs_and_summary(grid_sweep: Path):
 def test_report_writes_table_and_both_plots(grid_sweep: Path, tmp_path: Path):
     report = write_report([grid_sweep], tmp_path)
     md = (tmp_path / REPORT_MD).read_text()
-    header = "| job | overrides | val_bpb | val_loss | bytes_total | params | steps | ms/step | status |"
+    header = ("| job | overrides | val_bpb (submitted) | score | pre-quant val_bpb | val_loss | bytes_total | params | "
+              "steps | ms/step | status |")
     assert header in md and md.count("| completed |") == 4
     for job in report["jobs"]:
-        assert f"{job['metrics']['val_bpb']:.5f}" in md and f"{job['metrics']['bytes_total']:,}" in md
+        m = job["metrics"]
+        assert f"| {m['roundtrip_val_bpb']:.5f} | round trip | {m['val_bpb']:.5f} |" in md
+        assert f"{m['bytes_total']:,}" in md
     for png in (LOSS_PNG, BYTES_PNG):
         data = (tmp_path / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
@@ -177,8 +180,9 @@ def test_seed_sets_mean_std_and_welch_p_value(seed_sets, tmp_path: Path):
     base, cand = seed_sets
     report = write_report([cand], tmp_path, baseline_paths=[base])
     base_loss = [metrics_of(base / j)["val_loss"] for j in ("0", "1", "2")]
-    cand_loss = [metrics_of(cand / j)["val_loss"] for j in ("0", "1", "2")]
-    cand_bpb = [metrics_of(cand / j)["val_bpb"] for j in ("0", "1", "2")]
+    # the candidate exported (export_after=true): its submitted scores are the artifacts' round trips
+    cand_loss = [metrics_of(cand / j)["roundtrip_val_loss"] for j in ("0", "1", "2")]
+    cand_bpb = [metrics_of(cand / j)["roundtrip_val_bpb"] for j in ("0", "1", "2")]
     (config,) = report["configs"]
     assert config["n"] == 3 and sorted(config["seeds"]) == ["1337", "2025", "42"]
     assert config["val_bpb_mean"] == pytest.approx(sum(cand_bpb) / 3)

@@ -203,11 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remote-root", default=DEFAULT_REMOTE_ROOT, help="folder inside the repo holding manifest.json")
     p.add_argument("--with-docs", action="store_true", help="also fetch docs_selected.jsonl (+ sidecar)")
     p.add_argument("--skip-manifest", action="store_true", help="require an existing local manifest.json")
+    p.add_argument("--offline-ok", action="store_true",
+                   help="hub unreachable is not an error: print a notice and exit 3 (the caller has a fallback)")
     return p
 
 
+OFFLINE_EXIT = 3  # --offline-ok: the hub is unreachable (not an error for a caller with a local fallback)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (errors: one line on stderr, status 1)."""
+    """CLI entry point; returns the exit status (errors: one line on stderr, status 1; with --offline-ok an
+    unreachable hub is a notice and status 3)."""
     args = build_parser().parse_args(argv)
     if not (args.variant == "byte260" or variant_vocab_size(args.variant)):
         print(f"error: --variant {args.variant!r} must be sp<V> or byte260", file=sys.stderr)
@@ -216,10 +222,15 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.set_verbosity_error()  # keep failures to one line (no per-retry warnings)
     train_shards = args.train_shards if args.train_shards_positional is None else args.train_shards_positional
+    print(f"download: {args.variant} from {args.repo_id} (network errors are retried by huggingface_hub; "
+          "set HF_HUB_OFFLINE=1 to skip)", file=sys.stderr, flush=True)
     try:
         done = download(args.variant, train_shards, args.root, args.repo_id, args.remote_root,
                         args.with_docs, args.skip_manifest)
     except HubUnreachableError as exc:
+        if args.offline_ok:
+            print(f"data: notice: {exc}; using the local fallback", file=sys.stderr)
+            return OFFLINE_EXIT
         hint = offline_hint(args.variant, resolve_root(args.root))
         print(f"error: {exc}; to prepare shards from local text instead run: {hint}", file=sys.stderr)
         return 1

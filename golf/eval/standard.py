@@ -34,7 +34,10 @@ class EvalResult:
     """True when `seconds` exceeded eval.time_budget_s."""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON form; the counts are named val_tokens / val_bytes (the bpb denominator), not tokens / bytes."""
+        d = asdict(self)
+        d["val_tokens"], d["val_bytes"] = d.pop("tokens"), d.pop("bytes")
+        return d
 
 
 def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: int, batch_tokens: int,
@@ -60,14 +63,17 @@ def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_
     was_training = model.training
     model.eval()
     starts = range(seq_start, seq_end, local_batch_seqs)
-    with torch.inference_mode():
-        for s in progress_bar(starts, desc="eval standard", disable=not progress or rank != 0, leave=False):
+    bar = progress_bar(total=(seq_end - seq_start) * seq_len, desc="eval standard", unit="tok", unit_scale=True,
+               disable=not progress or rank != 0, leave=False)  # counts tokens, with ETA
+    with torch.inference_mode(), bar:
+        for s in starts:
             e = min(s + local_batch_seqs, seq_end)
             local = val_tokens[s * seq_len: e * seq_len + 1].to(device=device, dtype=torch.int64)
             x, y = local[:-1].reshape(-1, seq_len), local[1:].reshape(-1, seq_len)
             with autocast_for(device):
                 batch_loss = model(x, y).detach()
             acc.add(batch_loss.double() * y.numel(), x, y)
+            bar.update((e - s) * seq_len)
     model.train(was_training)
     acc.all_reduce()
     val_loss, val_bpb = acc.result()

@@ -149,8 +149,9 @@ def _code_words(report: BudgetReport) -> str:
     return f"code = raw utf-8 bytes of {len(report.code_files)} file(s)"
 
 
-def format_report(report: BudgetReport, show_tensors: bool = True) -> str:
-    """Readable multi-line table: per-tensor rows, then totals and what counts as code and model bytes."""
+def format_report(report: BudgetReport, show_tensors: bool = True, show_files: bool = True) -> str:
+    """Readable multi-line table: per-tensor rows (show_tensors), per-group rows, totals and what counts as code
+    and model bytes (each code file with show_files)."""
     lines: list[str] = []
     if show_tensors:
         width = max([len(r.name) for r in report.rows] + [6])
@@ -179,7 +180,7 @@ def format_report(report: BudgetReport, show_tensors: bool = True) -> str:
         f"artifact file  {report.artifact_bytes:>12,} bytes  (model = whole file: header + manifest + payload)",
         f"code           {report.code_bytes:>12,} bytes  ({_code_words(report)})",
     ]
-    for path, n in report.code_files:
+    for path, n in report.code_files if show_files else []:
         lines.append(f"    {n:>10,}  {path}")
     verdict = "fits" if report.fits else "OVER BUDGET"
     lines += [

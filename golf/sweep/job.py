@@ -100,7 +100,7 @@ def after_train_for(cfg, run_dir: str | Path) -> Callable[[dict, nn.Module, Trac
 
 
 def _export(cfg, run_dir: Path) -> dict:
-    """Export the job's checkpoint into <run_dir>/model.golf; the byte and round-trip numbers for metrics."""
+    """Export the job's checkpoint into <run_dir>/model.<scheme>+<codec>.golf; the byte and round-trip numbers for metrics."""
     from golf.device import pick_device
     from golf.export_run import export_run
     from golf.record import submission_code_bytes

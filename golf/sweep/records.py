@@ -58,6 +58,17 @@ class JobRecord:
         v = self.metrics.get(key)
         return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
 
+    def submitted(self, key: str = "val_bpb") -> float | None:
+        """The as-submitted score: round-trip (post-quantization) `key` (val_bpb / val_loss) when the job has
+        an artifact, else the pre-quantization value. `score_source` says which."""
+        rt = self.value(f"roundtrip_{key}")
+        return rt if rt is not None else self.value(key)
+
+    @property
+    def score_source(self) -> str:
+        """"round trip" (artifact score) or "pre-quant" (no artifact: the checkpoint's score)."""
+        return "round trip" if self.value("roundtrip_val_bpb") is not None else "pre-quant"
+
     def history(self) -> list[dict]:
         """Rows of history.jsonl (empty when the file is missing)."""
         path = self.path / HISTORY_NAME
@@ -87,11 +98,28 @@ def read_job(job_dir: str | Path, name: str | None = None) -> JobRecord:
     rec.overrides = experiment_overrides([str(o) for o in raw or []])
     if (job_dir / METRICS_NAME).is_file():
         rec.metrics = read_json(job_dir / METRICS_NAME)
+    _add_export_scores(rec.metrics, job_dir)
     rec.status = status.get("status") or (COMPLETED if rec.metrics else INCOMPLETE)
     if rec.status == COMPLETED and not rec.metrics:  # metrics.json comes after the final checkpoint: without it
         rec.status = INCOMPLETE                     # the run was interrupted (e.g. preempted, resume.pt left)
     rec.error = status.get("error", "")
     return rec
+
+
+def _add_export_scores(metrics: dict, job_dir: Path) -> None:
+    """A run exported after training (export.py) has its round-trip score in export.json: take it (and the
+    bytes) into the metrics when metrics.json has none, so reports rank by the submitted score."""
+    if not metrics or "roundtrip_val_bpb" in metrics or not (job_dir / "export.json").is_file():
+        return
+    try:
+        exp = read_json(job_dir / "export.json")
+    except (OSError, ValueError):
+        return
+    if isinstance(exp.get("val_bpb"), int | float):
+        metrics.update(roundtrip_val_bpb=exp["val_bpb"], roundtrip_val_loss=exp.get("val_loss"))
+    for k in ("bytes_total", "artifact_bytes", "code_bytes"):
+        if k in exp and k not in metrics:
+            metrics[k] = exp[k]
 
 
 def is_job_dir(path: Path) -> bool:
@@ -138,15 +166,17 @@ def fmt(value: float | None, spec: str) -> str:
 
 
 def job_table(jobs: list[JobRecord]) -> str:
-    """Markdown: job, overrides (those that vary), val_bpb, val_loss, bytes_total, params, steps, ms/step, status."""
+    """Markdown: job, overrides (those that vary), submitted val_bpb and which score it is, pre-quant val_bpb,
+    val_loss, bytes_total, params, steps, ms/step, status."""
     _, varying = split_overrides(jobs)
-    lines = ["| job | overrides | val_bpb | val_loss | bytes_total | params | steps | ms/step | status |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| job | overrides | val_bpb (submitted) | score | pre-quant val_bpb | val_loss | bytes_total | params | "
+             "steps | ms/step | status |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for j in jobs:
         status = j.status if not j.error else f"{j.status}: {j.error[:100]}"
         lines.append(
-            f"| {_cell(j.job)} | {_cell(' '.join(map(compact_override, varying[j.job])) or '—')} | {fmt(j.value('val_bpb'), '.5f')} | "
-            f"{fmt(j.value('val_loss'), '.5f')} | {fmt(j.value('bytes_total'), ',.0f')} | "
+            f"| {_cell(j.job)} | {_cell(' '.join(map(compact_override, varying[j.job])) or '—')} | "
+            f"{fmt(j.submitted('val_bpb'), '.5f')} | {j.score_source} | {fmt(j.value('val_bpb'), '.5f')} | "
+            f"{fmt(j.submitted('val_loss'), '.5f')} | {fmt(j.value('bytes_total'), ',.0f')} | "
             f"{fmt(j.value('params'), ',.0f')} | {fmt(j.value('steps'), '.0f')} | "
             f"{fmt(j.value('ms_per_step'), '.1f')} | {_cell(status)} |")
     return "\n".join(lines)

@@ -53,6 +53,12 @@ class ConfigStats:
     val_loss: list[float] = field(default_factory=list)
     bytes_total: list[float] = field(default_factory=list)
     n_failed: int = 0
+    sources: set = field(default_factory=set)
+    """Which scores val_bpb/val_loss hold: {"round trip"} (artifacts), {"pre-quant"} or both (mixed)."""
+
+    @property
+    def score(self) -> str:
+        return " + ".join(sorted(self.sources)) or "—"
 
     @property
     def n(self) -> int:
@@ -63,7 +69,7 @@ class ConfigStats:
                 "val_bpb": self.val_bpb, "val_loss": self.val_loss, "bytes_total": self.bytes_total,
                 "val_bpb_mean": _mean(self.val_bpb), "val_bpb_std": _std(self.val_bpb),
                 "val_loss_mean": _mean(self.val_loss), "val_loss_std": _std(self.val_loss),
-                "bytes_total_mean": _mean(self.bytes_total)}
+                "bytes_total_mean": _mean(self.bytes_total), "score": self.score}
 
 
 def group_by_config(jobs: list[JobRecord]) -> list[ConfigStats]:
@@ -73,12 +79,13 @@ def group_by_config(jobs: list[JobRecord]) -> list[ConfigStats]:
         g = groups.setdefault(config_key(j.overrides), ConfigStats(config_key(j.overrides)))
         if j.status == FAILED:
             g.n_failed += 1
-        if j.status != COMPLETED or j.value("val_loss") is None or j.value("val_bpb") is None:
+        if j.status != COMPLETED or j.submitted("val_loss") is None or j.submitted("val_bpb") is None:
             continue
         g.jobs.append(j.job)
         g.seeds.append(next((o.split("=", 1)[1] for o in j.overrides if o.startswith(SEED_PREFIXES)), None))
-        g.val_bpb.append(j.value("val_bpb"))
-        g.val_loss.append(j.value("val_loss"))
+        g.val_bpb.append(j.submitted("val_bpb"))  # as submitted: round trip when the job has an artifact
+        g.val_loss.append(j.submitted("val_loss"))
+        g.sources.add(j.score_source)
         if j.value("bytes_total") is not None:
             g.bytes_total.append(j.value("bytes_total"))
     return list(groups.values())
@@ -148,11 +155,13 @@ def short_keys(keys: list[str]) -> dict[str, str]:
 
 
 def config_table(configs: list[ConfigStats]) -> str:
-    """Markdown: configuration, n, val_bpb and val_loss mean ± std, mean bytes_total, failed jobs."""
+    """Markdown: configuration, n, submitted val_bpb and val_loss mean ± std (and which score), mean bytes_total,
+    failed jobs."""
     short = short_keys([c.key for c in configs])
-    lines = ["| configuration | n | val_bpb | val_loss | bytes_total | failed |", "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| configuration | n | val_bpb | val_loss | score | bytes_total | failed |",
+             "|---|---:|---:|---:|---|---:|---:|"]
     for c in configs:
-        lines.append(f"| {short[c.key]} | {c.n} | {_pm(c.val_bpb, '.5f')} | {_pm(c.val_loss, '.5f')} | "
+        lines.append(f"| {short[c.key]} | {c.n} | {_pm(c.val_bpb, '.5f')} | {_pm(c.val_loss, '.5f')} | {c.score} | "
                      f"{fmt(_mean(c.bytes_total), ',.0f')} | {c.n_failed} |")
     return "\n".join(lines)
 

@@ -28,13 +28,14 @@ def build_summary(sweep_dir: str | Path) -> tuple[dict, str]:
     """(summary dict, markdown) of a sweep directory: counts, best job, per-job rows, per-configuration stats."""
     sweep_dir = Path(sweep_dir)
     jobs = [read_job(d) for d in find_job_dirs(sweep_dir)] if sweep_dir.is_dir() else []
-    done = [j for j in jobs if j.status == COMPLETED and j.value("val_bpb") is not None]
-    best = min(done, key=lambda j: j.value("val_bpb")) if done else None
+    done = [j for j in jobs if j.status == COMPLETED and j.submitted("val_bpb") is not None]
+    best = min(done, key=lambda j: j.submitted("val_bpb")) if done else None  # ranked as submitted
     counts = {s: sum(j.status == s for j in jobs) for s in (COMPLETED, FAILED, INCOMPLETE)}
     configs = group_by_config(jobs)
     summary = {"sweep_dir": str(sweep_dir), "sweep_name": sweep_name_of(sweep_dir), "n_jobs": len(jobs),
                **{f"n_{k}": v for k, v in counts.items()},
-               "best": {"job": best.job, "val_bpb": best.value("val_bpb"), "overrides": best.overrides} if best else None,
+               "best": {"job": best.job, "val_bpb": best.submitted("val_bpb"), "score": best.score_source,
+                        "overrides": best.overrides} if best else None,
                "jobs": [j.to_dict() for j in jobs], "configs": [c.to_dict() for c in configs]}
     shared, varying = split_overrides(jobs)
     md = [f"# Sweep {summary['sweep_name']}", "",
@@ -43,7 +44,10 @@ def build_summary(sweep_dir: str | Path) -> tuple[dict, str]:
     if shared:
         md += [f"Common overrides: `{' '.join(shared)}`", ""]
     if best:
-        md += [f"Best: job {best.job}, val_bpb {best.value('val_bpb'):.5f} (`{' '.join(varying[best.job])}`)", ""]
+        md += [f"Best: job {best.job}, val_bpb {best.submitted('val_bpb'):.5f} ({best.score_source}) "
+               f"(`{' '.join(varying[best.job])}`)", ""]
+    md += ["Scores are as submitted: the round-trip (post-quantization) val_bpb of the job's artifact where it "
+           "exported, else the pre-quantization val_bpb (column `score`).", ""]
     md += ["## Jobs", "", job_table(jobs), "", "## Configurations (mean ± std over seeds)", "", config_table(configs)]
     return summary, "\n".join(md) + "\n"
 

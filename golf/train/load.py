@@ -1,7 +1,7 @@
 """Load a model from a checkpoint, an artifact or a run directory, with the typed config it was trained with.
 
 `load_for_eval(path, device)` accepts checkpoint.pt, an artifact (decompressed and dequantized) or a run
-directory (its model.golf if present, else its checkpoint.pt). The architecture comes from the file itself:
+directory (its last exported model.<scheme>+<codec>.golf if present, else its checkpoint.pt). The architecture comes from the file itself:
 the checkpoint's stored TrainRunConfig or the artifact manifest's `run` section.
 """
 
@@ -43,16 +43,32 @@ class LoadedModel:
 
 
 def resolve_model_path(path: str | Path) -> Path:
-    """A run directory -> its artifact if present, else its checkpoint. Raises GolfError if nothing is there."""
+    """A run directory -> its last export's artifact (export.json), else its newest model*.golf (artifacts are
+    named model.<scheme>+<codec>.golf), else its checkpoint. Raises GolfError if nothing is there."""
     p = Path(path)
     if p.is_dir():
-        for name in (ARTIFACT_NAME, CHECKPOINT_NAME):
-            if (p / name).is_file():
-                return p / name
-        raise GolfError(f"{p}: no {ARTIFACT_NAME} or {CHECKPOINT_NAME} in this directory")
+        found = _last_artifact(p)
+        if found is not None:
+            return found
+        if (p / CHECKPOINT_NAME).is_file():
+            return p / CHECKPOINT_NAME
+        raise GolfError(f"{p}: no model*.golf artifact or {CHECKPOINT_NAME} in this directory")
     if not p.is_file():
         raise GolfError(f"{p}: no such checkpoint or artifact")
     return p
+
+
+def _last_artifact(run_dir: Path) -> Path | None:
+    import json
+
+    try:
+        last = Path(json.loads((run_dir / "export.json").read_text())["artifact"])
+        if last.is_file():
+            return last
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    found = sorted(run_dir.glob("model*.golf"), key=lambda f: f.stat().st_mtime)
+    return found[-1] if found else None
 
 
 def is_artifact(path: Path) -> bool:

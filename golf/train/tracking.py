@@ -16,6 +16,15 @@ from golf.train.config import LoggerConfig
 
 HISTORY_NAME = "history.jsonl"
 METRICS_NAME = "metrics.json"
+WANDB_LINK_NAME = "wandb_run.json"
+
+
+def train_run_link(run_dir: str | Path) -> dict:
+    """{"id", "group", "project"} of the training run's W&B run in `run_dir` ({} when it had none)."""
+    try:
+        return json.loads((Path(run_dir) / WANDB_LINK_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def git_sha(cwd: str | Path | None = None) -> str:
@@ -79,6 +88,9 @@ class Tracker:
                 dir=str(self.run_dir), reinit="finish_previous",
                 **({"id": resume_id, "resume": "allow"} if resume_id else {}),
             )
+            if job_type == "train":  # export/eval of this run join its group and reference its id
+                write_json(self.run_dir / WANDB_LINK_NAME, {"id": self.run.id, "group": self.run.group or group,
+                                                            "project": cfg.project})
 
     @property
     def run_id(self) -> str:
