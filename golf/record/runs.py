@@ -1,5 +1,5 @@
-"""The seed runs a record is made of: each an exported golf run directory (metrics.json, export.json, model.golf,
-train_rank0.log), all of one configuration. Every check fails with one line (RecordError) before anything is
+"""The seed runs a record is made of: each an exported golf run directory (metrics.json, export.json and the
+artifact it names, train_rank0.log), all of one configuration. Every check fails with one line (RecordError) before anything is
 written."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from golf.errors import GolfError
 from golf.quant.artifact import read_artifact
 from golf.train.config import TrainRunConfig
-from golf.train.load import ARTIFACT_NAME, artifact_run_config
+from golf.train.load import artifact_run_config, is_artifact
 
 METRICS = "metrics.json"
 EXPORT = "export.json"
@@ -75,9 +75,12 @@ def load_run(path: Path) -> SeedRun:
     metrics, export = _read_json(path / METRICS), _read_json(path / EXPORT)
     if "val_bpb" not in export:
         raise RecordError(f"{path / EXPORT} has no round-trip val_bpb (export with roundtrip_eval=true)")
-    artifact = path / ARTIFACT_NAME
-    if not artifact.is_file():
-        raise RecordError(f"{artifact} is missing (python export.py run_dir={path})")
+    artifact = Path(export.get("artifact", ""))
+    if not artifact.is_absolute():
+        artifact = path / artifact.name
+    if not artifact.is_file() or not is_artifact(artifact):
+        raise RecordError(f"{path}: the exported artifact {artifact.name or '(none)'} is missing "
+                          f"(python export.py run_dir={path})")
     _, manifest = read_artifact(artifact)
     cfg = artifact_run_config(manifest, artifact)
     log = next((path / n for n in LOG_NAMES if (path / n).is_file()), None)
