@@ -22,6 +22,10 @@ INSTALL_FLAGS := $(if $(filter 1 true yes,$(SYSTEM_TORCH)),--system,)
 $(VENV)/.installed: pyproject.toml tools/install_torch.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(PYTHON) tools/install_torch.py --venv $(VENV) $(INSTALL_FLAGS)
+	@# lrzip (ZPAQ) for quant.codec=pergroup (2026-04-27 record); optional: without it pergroup uses brotli-11.
+	@command -v lrzip >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		apt-get install -y -q lrzip >/dev/null 2>&1; } || \
+		echo "install: lrzip not available; quant.codec=pergroup will fall back to brotli-11"
 	touch $@
 	@echo "install: done. Activate once per shell with: source $(VENV)/bin/activate"
 

@@ -4,13 +4,20 @@
     python export.py run_dir=outputs/<run> quant=gptq_int6 quant.codec=best
     python export.py run_dir=outputs/<run> budget.target_bytes=15000000
 
-Writes <run_dir>/model.<scheme>+<codec>.golf (or out=), export.json and export_report.md; prints the budget report and the round-trip val_bpb.
-Exits non-zero, writing nothing, when artifact + code exceed budget.target_bytes.
+    torchrun --standalone --nproc_per_node=8 export.py run_dir=outputs/<run>        # round trip on 8 ranks
+    python export.py run_dir=outputs/<run> dist.nproc_per_node=8                    # the same (re-launches)
+    python export.py run_dir=outputs/<run> quant=gptq_int6 --non-record             # calibrate after training
+
+Writes <run_dir>/model.<scheme>+<codec>.golf (or out=), export.json (with its `compliance` block) and
+export_report.md; prints the budget report and the round-trip val_bpb. Exits non-zero, writing nothing, when
+artifact + code exceed budget.target_bytes, or when the export would calibrate on training data after training
+without --non-record (non_record=true). Under torchrun rank 0 alone quantizes and writes files and W&B.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -21,11 +28,14 @@ from golf.config import ExportRunConfig, register_configs
 from golf.device import pick_device
 from golf.entry import EntryContext, require_override, run_entry
 from golf.errors import GolfError
-from golf.export_run import export_run
+from golf.export_run import EXPORT_REPORT, export_run
 from golf.record import submission_code_bytes
 from golf.runcfg import run_eval_settings
 from golf.summary import RunSummary, format_summary
+from golf.sweep.launch import needs_torchrun, run_under_torchrun
 from golf.train.checkpoint import CHECKPOINT_NAME
+from golf.train.compliance import summary_values
+from golf.train.dist import collective_errors, init_distributed, teardown
 from golf.train.tracking import Tracker, train_run_link
 
 register_configs()
@@ -33,26 +43,39 @@ log = logging.getLogger("golf")
 
 
 def _export(cfg: ExportRunConfig, ctx: EntryContext) -> float | None:
-    # Without quant overrides, export with what the run trained with (e.g. its QAT rule); else as told.
-    quant = cfg.quant if any(o.lstrip("+~").startswith("quant") for o in ctx.overrides) else None
-    device = pick_device(cfg.device)  # bad input fails here, before a W&B run exists
     if not (Path(cfg.run_dir) / CHECKPOINT_NAME).is_file():
         raise GolfError(f"run_dir={cfg.run_dir}: no {CHECKPOINT_NAME} there (train first, or give the run directory)")
+    if needs_torchrun(cfg.dist):
+        report = Path(cfg.run_dir).absolute() / EXPORT_REPORT
+        return run_under_torchrun(Path(__file__).resolve(), ctx.overrides, ctx.run_dir,
+                                  cfg.dist.nproc_per_node, cfg.logger.group or "export", ctx.run_dir.name,
+                                  result=report, log_glob="export*.log").get("val_bpb")
+    # Without quant overrides, export with what the run trained with (e.g. its QAT rule); else as told.
+    quant = cfg.quant if any(o.lstrip("+~").startswith("quant") for o in ctx.overrides) else None
+    dctx = init_distributed(cfg.device, cfg.dist.timeout_s)
+    device = dctx.device if dctx.distributed else pick_device(cfg.device)  # bad input fails before W&B starts
     eval_cfg, eval_source = run_eval_settings(cfg.run_dir, cfg.eval, ctx.overrides)
     log.info(eval_source)
     link = train_run_link(cfg.run_dir)
     tracker = Tracker(cfg.logger, cfg.run_dir, job_type="export",
                       config={**ctx.config, "train_run_id": link.get("id")}, name=f"export:{cfg.run_dir}",
-                      group=cfg.logger.group or link.get("group") or "export", tags=ctx.tags)
+                      group=cfg.logger.group or link.get("group") or "export", tags=ctx.tags, active=dctx.is_main)
     try:
         t0 = time.perf_counter()
-        result = export_run(cfg.run_dir, quant, cfg.budget, eval_cfg, device, cfg.out or None, cfg.roundtrip_eval,
-                            code_bytes=submission_code_bytes)
-        tracker.summary({"bytes_total": result["bytes_total"], "artifact_bytes": result["artifact_bytes"],
-                         **({"val/bpb": result["val_bpb"], "quant_gap_bpb": result["quant_gap_bpb"]}
-                            if "val_bpb" in result else {})})
+        with collective_errors(dctx.rank, dctx.world_size, cfg.dist.timeout_s):
+            result = export_run(cfg.run_dir, quant, cfg.budget, eval_cfg, device, cfg.out or None,
+                                cfg.roundtrip_eval, non_record=cfg.non_record, rank=dctx.rank,
+                                world_size=dctx.world_size, code_bytes=submission_code_bytes)
+        if dctx.is_main:
+            tracker.summary({"bytes_total": result["bytes_total"], "artifact_bytes": result["artifact_bytes"],
+                             **({"val/bpb": result["val_bpb"], "quant_gap_bpb": result["quant_gap_bpb"]}
+                                if "val_bpb" in result else {}), **summary_values(result["compliance"])})
+        teardown(barrier=True)
     finally:
         tracker.finish()
+        teardown()
+    if not dctx.is_main:
+        return result.get("val_bpb")
     rt = result.get("roundtrip") or {}
     print(format_summary(RunSummary(
         "export", cfg.run_dir, result.get("val_loss"), result.get("val_bpb"), rt.get("val_tokens"), eval_cfg.max_tokens,
@@ -71,5 +94,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv = ["non_record=true" if a == "--non-record" else a for a in sys.argv]
     require_override("run_dir", "python export.py run_dir=outputs/<run> [quant=...]")
     main()

@@ -25,7 +25,7 @@ from golf.model.config import ModelConfig
 from golf.optim.config import OptimConfig, ScheduleConfig
 from golf.quant.config import BudgetConfig, QuantConfig
 from golf.schema import build_dataclass, field_types
-from golf.train.config import AveragingConfig, LoggerConfig, TrainerConfig, TrainRunConfig
+from golf.train.config import AveragingConfig, DistConfig, LoggerConfig, TrainerConfig, TrainRunConfig
 
 T = TypeVar("T")
 
@@ -46,6 +46,12 @@ class ExportRunConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     device: str = "auto"
     """auto, cpu or cuda."""
+    non_record: bool = False
+    """Allow calibrating on training data here, after training (GPTQ Hessians when the run stored none,
+    budget.fit_metric=loss). The rules count calibration as training time, so such an export is marked
+    `calibration: after_training` / fail in its compliance block. Also `--non-record` on the command line."""
+    dist: DistConfig = field(default_factory=DistConfig)
+    """dist.nproc_per_node > 1 re-launches export under torchrun; dist.timeout_s bounds every collective."""
 
 
 @dataclass
@@ -61,6 +67,8 @@ class EvalRunConfig:
     """auto, cpu or cuda."""
     out: str = ""
     """Where to write eval.json; empty = next to the scored file."""
+    dist: DistConfig = field(default_factory=DistConfig)
+    """dist.nproc_per_node > 1 re-launches eval under torchrun; dist.timeout_s bounds every collective."""
 
 
 GROUPS: dict[str, type] = {
@@ -115,6 +123,9 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("golf_dir_of", lambda p: str(p if Path(p).is_dir() else Path(p).parent))
     if not OmegaConf.has_resolver("golf_rank"):
         OmegaConf.register_new_resolver("golf_rank", lambda: os.environ.get("RANK", "0"))
+    if not OmegaConf.has_resolver("golf_rank_suffix"):  # eval.log on rank 0, eval_rank1.log on rank 1, ...
+        OmegaConf.register_new_resolver("golf_rank_suffix",
+                                        lambda: "" if os.environ.get("RANK", "0") == "0" else f"_rank{os.environ['RANK']}")
 
 
 def _unknown_keys(node: Any, schema: Any, prefix: str) -> list[tuple[str, list[str]]]:

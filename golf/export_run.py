@@ -1,10 +1,13 @@
 """Export: checkpoint -> quantized, compressed artifact -> byte-budget report -> round-trip evaluation.
 
-Order: load the checkpoint -> (GPTQ groups) calibration Hessians from training batches of the run's data ->
-(budget.fit) choose bits per tensor group -> quantize -> write a temporary artifact beside the target ->
-budget check -> rename over the target -> round-trip evaluation -> export.json. Nothing is overwritten unless
-the new artifact fits the budget; the checkpoint is only ever read. Calibration, fitting and quantization
-times are reported (GPTQ calibration on training data counts toward the 600 s training budget, record #31).
+Order: load the checkpoint -> (GPTQ groups) the Hessians calibrated inside training (<run_dir>/hessians.pt,
+golf.train.calibration), or, for a non-record export only, calibration on training batches now (shared across
+ranks) -> (budget.fit) choose bits per tensor group -> quantize -> write a temporary artifact beside the target
+-> budget check -> rename over the target -> round-trip evaluation (shared across ranks) -> export.json with its
+`compliance` block (golf.train.compliance). Nothing is overwritten unless the new artifact fits the budget; the
+checkpoint is only ever read. Under torchrun rank 0 alone quantizes and writes. Calibration, fitting and
+quantization times are reported (GPTQ calibration on training data counts toward the 600 s training budget,
+record #31).
 """
 
 from __future__ import annotations
@@ -20,22 +23,27 @@ from pathlib import Path
 import torch
 
 from golf.device import autocast_for
+from golf.errors import GolfError
 from golf.eval.data import load_val_data
 from golf.eval.run import EvalContext, run_evaluation
 from golf.quant.artifact import HEADER_BYTES, write_artifact
 from golf.quant.budget import (
     BudgetExceededError,
-    BudgetReport,
     build_budget_report,
     check_budget,
     format_report,
 )
 from golf.quant.config import BudgetConfig, QuantConfig
+from golf.quant.fitter import choose_allocation, format_fit, loss_function, measure_options, with_group_bits
+from golf.quant.gptq import calibration_batches, collect_hessians
 from golf.quant.int8 import quantize_state_dict
+from golf.train.calibration import HESSIANS_NAME, CalibrationError, load_stored_hessians, needs_hessians
 from golf.train.checkpoint import CHECKPOINT_NAME
+from golf.train.compliance import compliance_block, format_block, hardware, val_data_use
 from golf.train.config import LoggerConfig, TrainRunConfig
+from golf.train.dist import max_over_ranks
 from golf.train.load import RUN_SECTION, load_for_eval
-from golf.train.tracking import write_json
+from golf.train.tracking import METRICS_NAME, read_json, write_json
 
 log = logging.getLogger("golf.export")
 EXPORT_REPORT = "export.json"
@@ -46,18 +54,18 @@ MANIFEST_BYTES_PER_ENTRY = 64
 MANIFEST_EXTRA_BYTES = 4096
 
 
+OUTCOME_KEY = "golf_export_outcome"
+OUTCOME_WAIT_S = 3600.0
+"""How long ranks > 0 wait for rank 0's quantize + compress + write (seconds)."""
+
+
+class ExportRankError(GolfError):
+    """Rank 0 of a multi-rank export failed (its own error names the cause); the other ranks stop with this."""
+
+
 CodeBytes = Callable[[TrainRunConfig], int]
 """Counted code bytes of a run's submission: the size of the `train_gpt.py` generated for its config
 (golf.record.submission_code_bytes, injected by the entry points: export_run sits below golf.record)."""
-
-
-def _gptq_names(state: dict, quant: QuantConfig) -> set[str]:
-    """2-D tensors of groups with method=gptq (whatever their bits, so the fitter can vary them)."""
-    from golf.quant.fitter import with_group_bits  # lazy: only GPTQ / fitted exports ship the fitter
-    from golf.quant.groups import tensor_group  # lazy
-    rules = with_group_bits(quant, {})
-    return {n for n, t in state.items() if t.ndim == 2 and t.is_floating_point()
-            and rules.groups.get(tensor_group(n, t, rules)).method == "gptq"}
 
 
 def portable(run_cfg: TrainRunConfig) -> TrainRunConfig:
@@ -70,8 +78,7 @@ def portable(run_cfg: TrainRunConfig) -> TrainRunConfig:
 
 
 def export_modules(quant: QuantConfig, budget: BudgetConfig) -> None:
-    """Import the modules that exporting with (quant, budget) runs lazily: GPTQ calibration, groups and the
-    fitter (golf.submission.plan traces this so a submission ships them only when used)."""
+    """Import the modules exporting with (quant, budget) may run lazily (golf.submission.plan traces this)."""
     if budget.fit or (quant.scheme != "none" and quant.uses_gptq()):
         import golf.quant.fitter  # noqa: F401  lazy
         import golf.quant.gptq  # noqa: F401  lazy
@@ -79,83 +86,174 @@ def export_modules(quant: QuantConfig, budget: BudgetConfig) -> None:
 
 
 def _calibration(model_on_device, run_cfg: TrainRunConfig, quant: QuantConfig, budget: BudgetConfig, device: torch.device,
-                 state: dict, timings: dict) -> tuple[dict | None, object]:
-    """Hessians for GPTQ groups and the fitter's loss function (each only when needed)."""
-    need_h = quant.scheme != "none" and (quant.uses_gptq() or budget.fit) and bool(_gptq_names(state, quant))
-    need_loss = budget.fit and budget.fit_metric == "loss"
-    if not (need_h or need_loss):
-        return None, None
-    from golf.quant.fitter import loss_function  # lazy
-    from golf.quant.gptq import calibration_batches, collect_hessians  # lazy
+                 state: dict, timings: dict, run_dir: Path, non_record: bool, rank: int,
+                 world_size: int) -> tuple[dict | None, object, dict]:
+    """Hessians for GPTQ groups, the fitter's loss function (each only when needed) and where calibration ran.
 
+    Hessians calibrated inside training (<run_dir>/hessians.pt, golf.train.calibration) are used when they
+    match; calibrating on training data here, after training, is allowed only with non_record=true (the rules
+    count it as training time), and is then shared across ranks (Hessians all-reduced).
+    """
+    names = needs_hessians(state, quant, budget)
+    need_loss = budget.fit and budget.fit_metric == "loss"
+    where = {"where": "none", "seconds": None}
+    if not (names or need_loss):
+        return None, None, where
     g = quant.gptq
     seq_len = g.calib_seq_len or run_cfg.trainer.train_seq_len
     batch_tokens = g.calib_batch_tokens or run_cfg.trainer.train_batch_tokens
-    n_h = g.calib_batches if need_h else 0
+    stored = load_stored_hessians(run_dir, state, names, quant, run_cfg.trainer.train_seq_len,
+                                  run_cfg.trainer.train_batch_tokens) if names else None
+    if stored is not None:
+        hessians, meta = stored
+        where = {"where": "in_training", "seconds": meta["seconds"]}
+        log.info(f"gptq: using the Hessians calibrated inside training ({run_dir / HESSIANS_NAME}, "
+                 f"{meta['seconds']:.2f}s)")
+        names = set()
+    if (names or need_loss) and not non_record:
+        what = "GPTQ Hessians" if names else "budget.fit_metric=loss"
+        raise CalibrationError(
+            f"{what} would calibrate on training data after training, which the rules count as training time; "
+            f"train with this quant config (calibration then runs inside training, schedule.gptq_reserve_seconds), "
+            f"use budget.fit_metric=recon, or pass non_record=true")
+    if not (names or need_loss):
+        return hessians, None, where
+    n_h = g.calib_batches if names else 0
     t0 = time.perf_counter()
-    batches = calibration_batches(run_cfg.data.train_glob(), n_h + budget.fit_batches * need_loss,
-                                  batch_tokens, seq_len, device)
     model = model_on_device()
-    hessians = None
-    if need_h:
-        hessians, secs = collect_hessians(model, batches[:n_h], _gptq_names(state, quant),
-                                          autocast=lambda: autocast_for(device))
+    if names:
+        batches = calibration_batches(run_cfg.data.train_glob(), n_h, batch_tokens, seq_len, device, rank,
+                                      world_size)
+        hessians, _ = collect_hessians(model, batches, names, autocast=lambda: autocast_for(device))
         timings["gptq_hessian_s"] = time.perf_counter() - t0
+        where = {"where": "after_training", "seconds": timings["gptq_hessian_s"]}
         log.info(f"gptq: Hessians of {len(hessians)} matrices from {n_h} train batches x {batch_tokens} tokens "
-                 f"in {timings['gptq_hessian_s']:.2f}s (counts toward the 600 s training budget)")
-    loss_fn = loss_function(model, batches[n_h:], autocast=lambda: autocast_for(device)) if need_loss else None
-    return hessians, loss_fn
+                 f"in {timings['gptq_hessian_s']:.2f}s after training (non-record: counts as training time)")
+    elif stored is None:
+        hessians = None
+    loss_fn = None
+    if need_loss:
+        fit_batches = calibration_batches(run_cfg.data.train_glob(), n_h + budget.fit_batches, batch_tokens,
+                                          seq_len, device)[n_h:]
+        loss_fn = loss_function(model, fit_batches, autocast=lambda: autocast_for(device))
+        if where["where"] != "after_training":
+            where = {"where": "after_training", "seconds": where["seconds"]}
+    return hessians, loss_fn, where
 
 
 def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetConfig, eval_cfg, device: torch.device,
-               out: str | Path | None = None, roundtrip_eval: bool = True, *, code_bytes: CodeBytes) -> dict:
+               out: str | Path | None = None, roundtrip_eval: bool = True, *, non_record: bool = False,
+               rank: int = 0, world_size: int = 1, code_bytes: CodeBytes) -> dict:
     """Quantize <run_dir>/checkpoint.pt into an artifact and return the export report (also export.json).
 
     `quant=None` exports with the quantization the run was trained with. `code_bytes(run_cfg)` counts the
-    submission's code (the generated train_gpt.py for the run's config).
+    submission's code (the train_gpt.py golf.record generates for the run's config). Under torchrun (world_size > 1,
+    process group joined) calibration after training (non_record only) and the round-trip evaluation are
+    shared across ranks; rank 0 alone quantizes and writes files, the others wait for its outcome.
+    `non_record=true` allows calibrating on training data here (GPTQ Hessians, budget.fit_metric=loss); the
+    compliance block then marks the run as calibrated after training.
 
     Raises BudgetExceededError (artifact + code > target; nothing written), FitError (budget.fit finds no
-    allocation), CheckpointError, ArtifactError, GPTQError.
+    allocation), CalibrationError (calibration after training without non_record), CheckpointError,
+    ArtifactError, GPTQError.
     """
     run_dir = Path(run_dir)
     loaded = load_for_eval(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
     run_cfg = loaded.run_config
     quant = quant or run_cfg.quant  # the run's own rule (e.g. its QAT clip) unless told otherwise
     out = Path(out) if out else run_dir / artifact_name(quant, budget.fit)
+    state = {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()}
 
     @functools.cache
     def model_on_device() -> torch.nn.Module:
         """The checkpoint's model on `device` (for calibration and the pre-quant score), read at most once more."""
         return loaded.model if device.type == "cpu" else load_for_eval(run_dir / CHECKPOINT_NAME, device).model
 
-    result, report = export_model(loaded.model, model_on_device, run_cfg, quant, budget, device, out,
-                                  code_bytes(run_cfg))
+    timings: dict[str, float] = {}
+    hessians, loss_fn, calibration = _calibration(model_on_device, run_cfg, quant, budget, device, state, timings,
+                                                  run_dir, non_record, rank, world_size)
+    if rank != 0:  # rank 0 quantizes and writes; the others take part in the round trip
+        outcome = _rank0_outcome(None)
+        return _finish_on_rank(outcome, model_on_device, out, run_cfg, eval_cfg, device, roundtrip_eval, rank,
+                               world_size)
+    try:
+        result, report_text = _quantize_and_write(state, quant, budget, hessians, loss_fn, timings, out, run_cfg,
+                                                  code_bytes(run_cfg))
+    except Exception as exc:
+        _rank0_outcome(f"{type(exc).__name__}: {exc}")
+        raise
+    _rank0_outcome("ok")
+    result["calibration"] = calibration
     if roundtrip_eval:
-        result.update(roundtrip(model_on_device(), out, run_cfg, eval_cfg, device))
+        result.update(roundtrip(model_on_device(), out, run_cfg, eval_cfg, device, rank, world_size))
+    result["compliance"] = _compliance(run_dir, result, calibration, eval_cfg, device, world_size)
+    log.info(format_block(result["compliance"]))
     write_json(run_dir / EXPORT_REPORT, result)
     write_json(out.with_name(out.name + ".export.json"), result)  # one report per artifact (golf.compare)
-    write_text(run_dir / EXPORT_MARKDOWN, f"# export of {run_dir.name}: {out.name}\n\n```\n{format_report(report)}\n```\n")
+    write_text(run_dir / EXPORT_MARKDOWN, f"# export of {run_dir.name}: {out.name}\n\n```\n{report_text}\n```\n")
     return result
 
 
-def export_model(model: torch.nn.Module, model_on_device: Callable[[], torch.nn.Module], run_cfg: TrainRunConfig,
-                 quant: QuantConfig, budget: BudgetConfig, device: torch.device, out: Path,
-                 code_bytes: int) -> tuple[dict, BudgetReport]:
-    """Quantize `model`'s weights with `quant`, write the artifact to `out` (atomically, only if artifact +
-    `code_bytes` fit budget.target_bytes) and return (the export report, the budget report). The one export path of export.py and
-    of a submission's train_gpt.py (golf.submission), so both write the same bytes for the same weights.
+def _rank0_outcome(message: str | None) -> str:
+    """Rank 0 posts 'ok' or its error line; the other ranks (message None) wait for it. No-op alone.
 
-    model_on_device() gives the model on `device` for GPTQ calibration / the fitter's loss (called only when
-    needed). Raises BudgetExceededError (nothing written), FitError, GPTQError.
+    Through the process group's key-value store, not a collective: rank 0's quantization and compression can
+    outlast dist.timeout_s (that bounds collectives), so the others wait up to OUTCOME_WAIT_S for it.
     """
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    timings: dict[str, float] = {}
-    hessians, loss_fn = _calibration(model_on_device, run_cfg, quant, budget, device, state, timings)
+    import datetime
+
+    import torch.distributed as dist
+    from torch.distributed import distributed_c10d
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return message or "ok"
+    store = distributed_c10d._get_default_store()
+    if message is not None:
+        store.set(OUTCOME_KEY, message)
+        return message
+    store.wait([OUTCOME_KEY], datetime.timedelta(seconds=OUTCOME_WAIT_S))
+    return store.get(OUTCOME_KEY).decode()
+
+
+def _finish_on_rank(outcome: str, model_on_device, out: Path, run_cfg, eval_cfg, device, roundtrip_eval: bool,
+                    rank: int, world_size: int) -> dict:
+    """Ranks > 0: stop when rank 0 failed, else join the round-trip evaluation."""
+    if outcome != "ok":
+        raise ExportRankError(f"rank {rank}: export stopped, rank 0 failed: {outcome}")
+    if roundtrip_eval:
+        return roundtrip(model_on_device(), out, run_cfg, eval_cfg, device, rank, world_size)
+    return {}
+
+
+def _compliance(run_dir: Path, result: dict, calibration: dict, eval_cfg, device, world_size: int) -> dict:
+    """The export's compliance block: training time from the run's metrics.json, calibration, the round trip's
+    eval time (load + dequantization + mode), bytes."""
+    metrics = read_json(run_dir / METRICS_NAME) if (run_dir / METRICS_NAME).is_file() else {}
+    train_s = metrics.get("train_time_s")
+    eval_s = {result["roundtrip"]["mode"]: result["roundtrip_wall_s"]} if "roundtrip" in result else {}
+    train_hw = (metrics.get("compliance") or {}).get("hardware")
+    block = compliance_block(hardware(device, world_size), train_time_s=train_s,
+                             calibration_time_s=calibration["seconds"], calibration_where=calibration["where"],
+                             eval_time_s=eval_s, bytes_total=result["bytes_total"],
+                             val_data=val_data_use(eval_cfg.run_modes()))
+    if train_hw:  # training ran elsewhere: judge its clock against its own hardware
+        train_block = compliance_block(train_hw, train_time_s=train_s, calibration_time_s=calibration["seconds"],
+                                       calibration_where=calibration["where"])
+        block["train_hardware"] = train_hw
+        block["train_limit_s"] = train_block["train_limit_s"]
+        block["verdicts"]["train_time"] = train_block["verdicts"]["train_time"]
+        block["verdicts"]["calibration"] = train_block["verdicts"]["calibration"]
+    return block
+
+
+def _quantize_and_write(state: dict, quant: QuantConfig, budget: BudgetConfig, hessians, loss_fn, timings: dict,
+                        out: Path, run_cfg: TrainRunConfig, code_bytes: int) -> tuple[dict, str]:
+    """Fit (optional), quantize, write the artifact atomically if artifact + `code_bytes` fit; (the byte report as
+    a dict, the full budget table as text). The one quantize-and-write path of export.py and of a record's
+    train_gpt.py (golf.submission), so both write the same bytes for the same weights."""
     code_files = [("train_gpt.py", code_bytes)]
     table, fit = None, None
     if budget.fit:
-        from golf.quant.fitter import choose_allocation, format_fit, measure_options, with_group_bits  # lazy
-
         t0 = time.perf_counter()
         table = measure_options(state, quant, budget, loss_fn, hessians)
         timings["fit_s"] = time.perf_counter() - t0
@@ -188,7 +286,7 @@ def export_model(model: torch.nn.Module, model_on_device: Callable[[], torch.nn.
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    if hessians is not None:
+    if hessians is not None and "gptq_hessian_s" in timings:
         log.info(f"gptq: quantization took {timings['quantize_s']:.2f}s "
                  f"(+ {timings['gptq_hessian_s']:.2f}s Hessians)")
     result = {"artifact": str(out), "artifact_bytes": report.artifact_bytes, "code_bytes": report.code_bytes,
@@ -200,7 +298,7 @@ def export_model(model: torch.nn.Module, model_on_device: Callable[[], torch.nn.
     log.info(f"Code size: {report.code_bytes} bytes")
     log.info(f"Total submission size {quant.scheme}+{report.codec}: {report.total_bytes} bytes "
              f"(target {budget.target_bytes}, headroom {budget.target_bytes - report.total_bytes})")
-    return result, report
+    return result, format_report(report)
 
 
 def artifact_name(quant: QuantConfig, fit: bool = False) -> str:
@@ -238,20 +336,28 @@ def write_text(path: Path, text: str) -> None:
 
 
 def roundtrip(checkpoint_model: torch.nn.Module, artifact: Path, run_cfg: TrainRunConfig, eval_cfg,
-              device: torch.device) -> dict:
-    """Evaluate the checkpoint's model and the re-loaded artifact on the same tokens; return both and the gap."""
+              device: torch.device, rank: int = 0, world_size: int = 1) -> dict:
+    """Evaluate the checkpoint's model and the re-loaded artifact on the same tokens; return both and the gap.
+
+    `roundtrip_wall_s` is the artifact's evaluation as a submission runs it: loading and dequantizing the
+    artifact, loading the val data and the mode itself (the slowest rank's time under torchrun).
+    """
     seq_len = eval_cfg.seq_len or run_cfg.trainer.train_seq_len
     val = load_val_data(run_cfg.data, run_cfg.model.vocab_size, seq_len, eval_cfg.max_tokens)
-    ctx = EvalContext(device, progress=True)
+    ctx = EvalContext(device, rank, world_size, progress=rank == 0)
     pre = run_evaluation(checkpoint_model, val, eval_cfg, ctx)
-    post = run_evaluation(load_for_eval(artifact, device).model, val, eval_cfg, ctx)
+    t0 = time.perf_counter()
+    artifact_model = load_for_eval(artifact, device).model
+    val = load_val_data(run_cfg.data, run_cfg.model.vocab_size, seq_len, eval_cfg.max_tokens)
+    post = run_evaluation(artifact_model, val, eval_cfg, ctx)
+    wall_s = max_over_ranks(time.perf_counter() - t0, device)
     log.info(f"pre-quant val_loss:{pre.val_loss:.4f} val_bpb:{pre.val_bpb:.4f}")
     log.info(f"final_roundtrip val_loss:{post.val_loss:.4f} val_bpb:{post.val_bpb:.4f} "
              f"eval_time:{post.seconds * 1000:.0f}ms")
     log.info(f"final_roundtrip_exact val_loss:{post.val_loss:.8f} val_bpb:{post.val_bpb:.8f}")
     log.info(f"quantization gap: {post.val_bpb - pre.val_bpb:+.5f} bpb")
     return {"pre_quant": pre.to_dict(), "roundtrip": post.to_dict(), "val_bpb": post.val_bpb,
-            "val_loss": post.val_loss, "quant_gap_bpb": post.val_bpb - pre.val_bpb}
+            "val_loss": post.val_loss, "quant_gap_bpb": post.val_bpb - pre.val_bpb, "roundtrip_wall_s": wall_s}
 
 
-__all__ = ["export_run", "export_model", "portable", "roundtrip", "CodeBytes", "BudgetExceededError", "EXPORT_REPORT"]
+__all__ = ["export_run", "roundtrip", "BudgetExceededError", "EXPORT_REPORT"]

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from golf.sweep.plots import plot_bpb_vs_bytes, plot_loss_curves
-from golf.sweep.records import COMPLETED, FAILED, RecordsError, collect_jobs, job_table, split_overrides
+from golf.sweep.records import COMPLETED, FAILED, RecordsError, collect_jobs, fmt, job_table, split_overrides
 from golf.sweep.stats import (
     RECORD_ALPHA,
     RECORD_MARGIN_NATS,
@@ -94,13 +94,60 @@ def build_report(paths: list[str | Path], baseline_paths: list[str | Path] = (),
                f"Δ = baseline − candidate (positive: the candidate is better). Record rule: one-sided Welch t-test "
                f"of Δ val_loss > {margin_nats} nats, met at p < {alpha}.", ""]
     md += ["## Jobs", "", job_table(jobs), ""]
+    clocks = [(j.job, job_compliance(j.path, j.metrics)) for j in jobs]
+    if any(c for _, c in clocks):
+        md += ["## Compliance (the challenge's clocks and bytes)", "", compliance_table(clocks), "",
+               "Limits scaled to each run's hardware (600 s on 8xH100; unknown on CPU). Calibration `after` = "
+               "calibrated on training data after training (non-record).", ""]
     if base_jobs:
         md += ["## Baseline jobs", "", job_table(base_jobs), ""]
-    report = {"paths": [str(p) for p in paths], "baseline_paths": [str(p) for p in baseline_paths],
+    report = {"compliance": {job: c for job, c in clocks if c},
+              "paths": [str(p) for p in paths], "baseline_paths": [str(p) for p in baseline_paths],
               "configs": [c.to_dict() for c in configs], "baseline": baseline.to_dict() if baseline else None,
               "comparisons": [c.to_dict() for c in comparisons], "jobs": [j.to_dict() for j in jobs],
               "baseline_jobs": [j.to_dict() for j in base_jobs]}
     return report, "\n".join(md)
+
+
+def job_compliance(job_dir: Path, metrics: dict) -> dict:
+    """The job's compliance blocks merged: training (metrics.json), export (export.json), eval (eval.json);
+    later files add eval times and bytes, and their verdicts win for the rules they judge (an `unknown` never
+    replaces a known verdict). {} when none."""
+    merged: dict = {}
+    blocks = [metrics.get("compliance")]
+    for name in ("export.json", "eval.json"):
+        path = Path(job_dir) / name
+        if path.is_file():
+            try:
+                blocks.append(json.loads(path.read_text()).get("compliance"))
+            except (OSError, ValueError):
+                continue
+    for block in filter(None, blocks):
+        eval_times = {**merged.get("eval_time_s", {}), **block.get("eval_time_s", {})}
+        verdicts = {**merged.get("verdicts", {}),
+                    **{k: v for k, v in block["verdicts"].items() if v != "unknown" or k not in merged.get("verdicts", {})}}
+        keep_calibration = merged.get("calibration_where", "none") != "none" and \
+            block.get("calibration_where") == "none"
+        merged.update({k: v for k, v in block.items() if v is not None
+                       and not (keep_calibration and k in ("calibration_where", "calibration_time_s"))})
+        merged["eval_time_s"], merged["verdicts"] = eval_times, verdicts
+    return merged
+
+
+def compliance_table(rows: list[tuple[str, dict]]) -> str:
+    """Markdown: job, train s, calibration (where, s), eval s per mode, bytes, one verdict per rule."""
+    lines = ["| job | train s | calibration | eval s | bytes_total | verdicts |", "|---|---:|---|---|---:|---|"]
+    for job, c in rows:
+        if not c:
+            continue
+        calib = c.get("calibration_where", "none")
+        if c.get("calibration_time_s") is not None:
+            calib += f" {c['calibration_time_s']:.1f}s"
+        evals = ", ".join(f"{m} {s:.1f}" for m, s in c.get("eval_time_s", {}).items()) or "—"
+        verdicts = ", ".join(f"{k} {v}" for k, v in c.get("verdicts", {}).items())
+        lines.append(f"| {job} | {fmt(c.get('train_time_s'), '.1f')} | {calib} | {evals} | "
+                     f"{fmt(c.get('bytes_total'), ',.0f')} | {verdicts} |")
+    return "\n".join(lines)
 
 
 def _labels(configs: list[ConfigStats], baseline: ConfigStats | None, paths, baseline_paths) -> dict[str, str]:

@@ -7,7 +7,7 @@ the official data layout (./data/datasets/fineweb10B_sp1024, ./data/tokenizers/f
 1. the config's defaults, overridden by the official environment variables (ENV_OVERRIDES: DATA_PATH,
    TOKENIZER_PATH, RUN_ID, SEED, ITERATIONS, MAX_WALLCLOCK_SECONDS, VAL_LOSS_EVERY, TRAIN_LOG_EVERY, ...);
 2. golf's trainer (golf.train.run.train) under the wallclock cap;
-3. rank 0: golf's export core (golf.export_run.export_model, the same code as export.py) writes
+3. rank 0: golf's export core (golf.export_run: the calibration and quantize-and-write steps of export.py) writes
    final_model.golf; it stops with one line `error: ...` when artifact + this file exceed 16,000,000 bytes;
 4. every rank reloads the artifact and evaluates it with the config's eval mode (golf.eval.run), distributed.
 
@@ -34,7 +34,7 @@ import torch.distributed as dist
 from golf.errors import GolfError
 from golf.eval.data import load_val_data
 from golf.eval.run import EvalContext, run_evaluation
-from golf.export_run import export_model
+from golf.export_run import _calibration, _quantize_and_write
 from golf.train.config import TrainRunConfig
 from golf.train.context import RunContext
 from golf.train.load import load_for_eval
@@ -119,8 +119,12 @@ def _run(cfg: TrainRunConfig, code_file: Path, run_id: str) -> float:
         failure = [None]
         if rank == 0:
             try:
-                result.update(export_model(model, lambda: model, cfg, cfg.quant, cfg.budget, device, artifact,
-                                           code_bytes)[0])
+                state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                timings: dict = {}
+                hessians, loss_fn, _ = _calibration(lambda: model, cfg, cfg.quant, cfg.budget, device, state, timings,
+                                                    run_dir, False, 0, 1)
+                result.update(_quantize_and_write(state, cfg.quant, cfg.budget, hessians, loss_fn, timings, artifact,
+                                                  cfg, code_bytes)[0])
             except GolfError as exc:
                 failure[0] = str(exc)
         if world > 1:

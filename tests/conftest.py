@@ -102,3 +102,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+CASEOPS_VARIANT = "sp8192_lossless_caps_caseops_v1_reserved"
+
+
+@pytest.fixture(scope="session")
+def caseops_data_root(tmp_path_factory, fineweb_docs: Path) -> Path:
+    """A GOLF_DATA_DIR with the 200 FineWeb docs prepared with CaseOps (2026-04-27 record): tokenizer from the
+    record folder (symlinked), shards + val byte sidecar under datasets/fineweb10B_<CASEOPS_VARIANT>, first 50
+    docs -> val, 10M-token shards as the record's prepare_caseops_data.py. Skips if the record is absent."""
+    from record_0427 import CASEOPS_TOKENIZER, require_record
+
+    from golf.data.prepare import prepare_shards
+
+    require_record()
+    root = tmp_path_factory.mktemp("caseops_root")
+    (root / "tokenizers").mkdir()
+    tok = root / "tokenizers" / CASEOPS_TOKENIZER.name
+    tok.symlink_to(CASEOPS_TOKENIZER)
+    prepare_shards(fineweb_docs, tok, root / "datasets" / f"fineweb10B_{CASEOPS_VARIANT}", val_docs=50,
+                   shard_tokens=10_000_000, text_transform="caseops_v1")
+    return root

@@ -72,8 +72,10 @@ def test_export_fit_lands_under_target_with_gptq(tiny_run: Path, data_root: Path
     target = base["code_bytes"] + int(0.6 * base["artifact_bytes"])  # int8 everywhere does not fit
     proc = run_golf("export.py", f"run_dir={run}", *common, "quant=gptq_int6", "budget=fit",
                     f"budget.target_bytes={target}", "budget.fit_bits=[16,8,6,4]", "budget.fit_batches=1",
-                    "quant.gptq.calib_batches=2", "quant.gptq.calib_batch_tokens=4096", data_root=data_root)
+                    "quant.gptq.calib_batches=2", "quant.gptq.calib_batch_tokens=4096", "non_record=true",
+                    data_root=data_root)  # the run calibrated nothing in training: after the fact = non-record
     report = json.loads((run / "export.json").read_text())
+    assert report["calibration"]["where"] == "after_training"
     assert report["fits"] and report["bytes_total"] <= target
     assert report["artifact_bytes"] == (run / "model.fit+brotli.golf").stat().st_size == \
         Path(report["artifact"]).stat().st_size

@@ -27,10 +27,13 @@ PARAMS = {
     "baseline": 17_059_912, "smoke": 2_101_776, "nanoforge_int8": 17_059_912,
     "nanoforge_int6_ptq": 26_501_720, "nanoforge_int6_qat": 26_501_720, "depth_recurrent": 6_365_720,
     "pr374_gptq_lite": 26_993_756, "smeargate_pr65": 22_368_840,
+    "record_0427_sota": 35_945_671,  # the record's log (tests/test_record_0427.py checks it against the file)
 }
 # Presets whose published artifact fits but whose Gaussian-noise estimate (an upper bound for int6 row-max /
 # clip-search codes, see golf/quant/estimate.py) does not: checked against that bound instead.
-ESTIMATE_UPPER_BOUND_ONLY = {"nanoforge_int6_ptq", "nanoforge_int6_qat", "pr374_gptq_lite"}
+# record_0427_sota: the Gaussian estimate (brotli-11 for pergroup, no GPTQ) is 16,194,260 + code; the record
+# published 15,901,919 (3-seed mean) with GPTQ + pergroup lrzip on trained weights.
+ESTIMATE_UPPER_BOUND_ONLY = {"nanoforge_int6_ptq", "nanoforge_int6_qat", "pr374_gptq_lite", "record_0427_sota"}
 
 
 def preset(name: str, *overrides: str) -> TrainRunConfig:
@@ -61,7 +64,7 @@ def test_estimated_artifact_fits_the_budget(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [p for p in PRESETS if p != "smoke"])
+@pytest.mark.parametrize("name", [p for p in PRESETS if p not in ("smoke", "record_0427_sota")])  # CaseOps data:
 def test_preset_runs_end_to_end_at_cpu_tiny(name, data_root: Path, tmp_path: Path):
     run = tmp_path / "run"
     tiny = ["scale=cpu_tiny", "logger=none", "schedule.iterations=6", "eval.max_tokens=4096"]

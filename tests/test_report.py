@@ -116,3 +116,23 @@ def test_baseline_config_inside_one_sweep_and_cli_errors(tmp_path: Path, capsys)
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty")]) == 2
     assert "no job directories" in capsys.readouterr().err
+
+
+def test_report_shows_the_compliance_of_training_export_and_eval(tmp_path: Path):
+    from golf.train.compliance import compliance_block
+
+    h100x8 = {"device": "NVIDIA H100", "world_size": 8, "speed_vs_h100": 1.0, "scale": 1.0}
+    job = make_job(tmp_path / "sweep", "0", ["seed=0"], 3.0, "completed")
+    metrics = json.loads((job / "metrics.json").read_text())
+    metrics["compliance"] = compliance_block(h100x8, train_time_s=596.0, calibration_time_s=3.5,
+                                             calibration_where="in_training")
+    (job / "metrics.json").write_text(json.dumps(metrics))
+    (job / "eval.json").write_text(json.dumps({"compliance": compliance_block(
+        h100x8, eval_time_s={"ttt": 640.0}, bytes_total=15_900_000, val_data="score_first_ttt")}))
+    report = write_report([tmp_path / "sweep"], tmp_path / "out")
+    merged = report["compliance"]["0"]
+    assert merged["train_time_s"] == 596.0 and merged["eval_time_s"] == {"ttt": 640.0}
+    assert merged["verdicts"]["train_time"] == "pass" and merged["verdicts"]["eval_time:ttt"] == "fail"
+    md = report["markdown"]
+    assert "## Compliance" in md and "in_training 3.5s" in md and "eval_time:ttt fail" in md
+    assert "15,900,000" in md

@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()  # keep failures to one line (no per-retry warnings)
     train_shards = args.train_shards if args.train_shards_positional is None else args.train_shards_positional
     print(f"download: {args.variant} from {args.repo_id} (network errors are retried by huggingface_hub; "
-          "set HF_HUB_OFFLINE=1 to skip)", file=sys.stderr, flush=True)
+          "set HF_HUB_OFFLINE=1 to skip)", flush=True)  # progress on stdout: stderr is the one error line
     try:
         done = download(args.variant, train_shards, args.root, args.repo_id, args.remote_root,
                         args.with_docs, args.skip_manifest)

@@ -25,13 +25,19 @@ class ValidationTooShortError(GolfError, ValueError):
     """The validation split has fewer than seq_len + 1 tokens."""
 
 
+SIDECAR_INFIX = "_bytes_"
+"""Byte-sidecar shards (``fineweb_val_bytes_*.bin``, CaseOps) share the ``fineweb_val_*.bin`` glob."""
+
+
 def shard_files(pattern: str) -> list[Path]:
-    """Return the files matching ``pattern`` in sorted order.
+    """Return the files matching ``pattern`` in sorted order; byte sidecars (names holding ``_bytes_``) are
+    left out unless the pattern itself names them (as the 2026-04-27 record's ``load_validation_tokens``).
 
     Raises:
         NoShardsFoundError: nothing matches (message names the pattern).
     """
-    files = [Path(p) for p in sorted(glob.glob(pattern))]
+    keep_sidecars = SIDECAR_INFIX in Path(pattern).name
+    files = [Path(p) for p in sorted(glob.glob(pattern)) if keep_sidecars or SIDECAR_INFIX not in Path(p).name]
     if not files:
         raise NoShardsFoundError(f"No files found for pattern: {pattern}")
     return files
@@ -177,3 +183,23 @@ def load_validation_tokens(pattern: str, seq_len: int, vocab_size: int | None = 
             f"Validation split {pattern} has {tokens.numel()} tokens, too short for seq_len={seq_len} "
             f"(need at least {seq_len + 1})")
     return tokens[: usable + 1]
+
+
+def load_validation_byte_sidecar(pattern: str, num_tokens: int) -> torch.Tensor:
+    """Per-token original-byte counts parallel to the validation tokens (CaseOps sidecar).
+
+    Args:
+        pattern: sidecar glob (``fineweb_val_bytes_*.bin``; same shard format, uint16 counts).
+        num_tokens: length of the validation token tensor it must cover (``load_validation_tokens`` result).
+    Returns:
+        int32 tensor of shape [num_tokens]: entry i = original UTF-8 bytes token i stands for (BOS = 0).
+    Raises:
+        NoShardsFoundError: no file matches. ShardError: malformed shard.
+        ValidationTooShortError: the sidecar holds fewer than num_tokens entries.
+    Source: 2026-04-27 record ``load_validation_byte_sidecar``.
+    """
+    counts = torch.cat([_load(f, None) for f in shard_files(pattern)])
+    if counts.numel() < num_tokens:
+        raise ValidationTooShortError(f"byte sidecar {pattern} has {counts.numel()} entries, fewer than the "
+                                      f"{num_tokens} validation tokens")
+    return counts[:num_tokens].to(torch.int32)

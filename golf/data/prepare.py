@@ -2,6 +2,7 @@
 
     python -m golf.data.prepare --input DOCS.jsonl[.gz]|DOCS.txt[.gz] --tokenizer X.model --out DIR \\
         --val-docs N [--shard-tokens 100000000] [--text-field text] [--max-docs K] [--clean-text]
+        [--text-transform identity|caseops_v1]
 
 Behaviour of openai/parameter-golf ``data/download_hf_docs_and_tokenize.py`` ``export_shards``:
 documents are taken in file order; each is written as ``[BOS] + sp.encode(text)`` (no EOS); the first
@@ -15,6 +16,14 @@ skipped); ``.txt``/``.txt.gz`` = one document per line (newline removed, blank l
 The official export encodes the text exactly as stored (no NUL replacement, no strip, empty documents
 still emit a lone BOS). ``--clean-text`` (off by default) applies the cleaning the official script uses
 only for *tokenizer training* text: NUL -> space, strip, skip empty documents.
+
+``--text-transform caseops_v1`` (2026-04-27 record, ``prepare_caseops_data.py``; use its CaseOps tokenizer)
+encodes each document with the lossless-capitals transform (``golf.data.caseops``) before tokenizing, and
+writes, for the validation stream only, byte-sidecar shards ``fineweb_val_bytes_{i:06d}.bin`` parallel to
+``fineweb_val_{i:06d}.bin`` (same format, one uint16 per token: the ORIGINAL UTF-8 bytes the token stands
+for, BOS = 0), so val_bpb is counted on the untransformed text. The manifest records per split
+``sidecar_bytes`` and ``sidecar_mismatch_docs`` (documents whose sidecar total differs from their UTF-8
+length; 0 unless the tokenizer's normalizer drops characters).
 
 Output is atomic: shards and ``manifest.json`` are written into a temporary folder next to ``--out``
 and renamed into place; on any error nothing is left behind.
@@ -36,6 +45,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from golf.data.caseops import TRANSFORMS, apply_transform, token_original_bytes
 from golf.data.shards import MAX_SHARD_TOKENS, UINT16_LIMIT, umask_mode, write_shard
 from golf.errors import GolfError
 from golf.data.tokenizer import byte_lut_arrays, load_tokenizer, sha256_file
@@ -117,8 +127,9 @@ def _read_documents(path: Path, is_json: bool, text_field: str, clean_text: bool
 class _ShardPacker:
     """The official export buffer: fill shard_tokens, flush when full and on the val->train switch."""
 
-    def __init__(self, out_dir: Path, shard_tokens: int):
+    def __init__(self, out_dir: Path, shard_tokens: int, suffix: str = ""):
         self.out_dir = out_dir
+        self.suffix = suffix
         self.buf = np.empty(shard_tokens, dtype=np.uint16)
         self.fill = 0
         self.split = "val"
@@ -127,7 +138,7 @@ class _ShardPacker:
     def flush(self) -> None:
         if self.fill == 0:
             return
-        name = f"fineweb_{self.split}_{len(self.files[self.split]):06d}.bin"
+        name = f"fineweb_{self.split}{self.suffix}_{len(self.files[self.split]):06d}.bin"
         write_shard(self.out_dir / name, self.buf[: self.fill])
         self.files[self.split].append(name)
         self.fill = 0
@@ -146,13 +157,26 @@ class _ShardPacker:
                 self.flush()
 
 
+def _encode_caseops(sp, batch: list[str]) -> tuple[list[list[int]], list[list[int]]]:
+    ids, nbytes = [], []
+    for text in batch:
+        i, b = token_original_bytes(sp, apply_transform("caseops_v1", text))
+        ids.append(i)
+        nbytes.append(b)
+    return ids, nbytes
+
+
 def _export(docs: Iterator[str], sp, out_dir: Path, val_docs: int, shard_tokens: int,
-            max_docs: int | None, progress: bool, label: str) -> dict:
+            max_docs: int | None, progress: bool, label: str, text_transform: str = "identity") -> dict:
     vocab_size, bos_id = int(sp.vocab_size()), int(sp.bos_id())
     base, lead, boundary = byte_lut_arrays(sp, vocab_size)
     base = base.astype(np.int64)
     packer = _ShardPacker(out_dir, shard_tokens)
+    sidecar = _ShardPacker(out_dir, shard_tokens, suffix="_bytes") if text_transform != "identity" else None
     counts = {s: {"documents": 0, "tokens": 0, "bytes": 0, "lut_bytes": 0} for s in SPLITS}
+    if sidecar is not None:
+        for c in counts.values():
+            c.update(sidecar_bytes=0, sidecar_mismatch_docs=0)
     threads = os.cpu_count() or 1
     n_docs = 0
     bar = tqdm(total=max_docs, unit="doc", desc=f"prepare {label}", disable=not progress)
@@ -160,8 +184,11 @@ def _export(docs: Iterator[str], sp, out_dir: Path, val_docs: int, shard_tokens:
 
     def encode_batch() -> None:
         nonlocal n_docs
-        encoded = sp.encode(batch, out_type=int, num_threads=threads)
-        for text, ids in zip(batch, encoded, strict=True):
+        if sidecar is None:
+            encoded, doc_bytes = sp.encode(batch, out_type=int, num_threads=threads), [None] * len(batch)
+        else:
+            encoded, doc_bytes = _encode_caseops(sp, batch)
+        for text, ids, nb in zip(batch, encoded, doc_bytes, strict=True):
             split = "val" if n_docs < val_docs else "train"
             toks = np.empty(len(ids) + 1, dtype=np.int64)
             toks[0] = bos_id
@@ -172,6 +199,14 @@ def _export(docs: Iterator[str], sp, out_dir: Path, val_docs: int, shard_tokens:
             c["documents"] += 1
             c["tokens"] += toks.size
             c["bytes"] += len(text.encode("utf-8"))
+            if nb is not None:
+                c["sidecar_bytes"] += sum(nb)
+                c["sidecar_mismatch_docs"] += int(sum(nb) != len(text.encode("utf-8")))
+                if split == "val":
+                    if max(nb, default=0) >= UINT16_LIMIT:
+                        raise PrepareError(f"document {n_docs}: a token stands for more than {UINT16_LIMIT - 1} "
+                                           "bytes (uint16 sidecar)")
+                    sidecar.add("val", np.asarray([0, *nb], dtype=np.uint16))
             tgt, prev = toks[1:], toks[:-1]
             c["lut_bytes"] += int(base[tgt].sum() + (lead[tgt] & ~boundary[prev]).sum())
             packer.add(split, toks.astype(np.uint16))
@@ -188,11 +223,15 @@ def _export(docs: Iterator[str], sp, out_dir: Path, val_docs: int, shard_tokens:
         if batch:
             encode_batch()
         packer.flush()
+        if sidecar is not None:
+            sidecar.flush()
     finally:
         bar.close()
     if n_docs < val_docs:
         raise PrepareError(f"--val-docs {val_docs} exceeds the {n_docs} documents read")
     splits = {s: {**counts[s], "shards": len(packer.files[s]), "files": packer.files[s]} for s in SPLITS}
+    if sidecar is not None:
+        splits["val"]["sidecar_files"] = sidecar.files["val"]
     stats = {"docs_total": n_docs, "files_total": sum(len(f) for f in packer.files.values()),
              "tokens_total": sum(c["tokens"] for c in counts.values())}
     for s in SPLITS:
@@ -224,7 +263,8 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 
 def prepare_shards(input: str | os.PathLike, tokenizer: str | os.PathLike, out: str | os.PathLike,
                    val_docs: int, shard_tokens: int = DEFAULT_SHARD_TOKENS, *, text_field: str = "text",
-                   max_docs: int | None = None, clean_text: bool = False, progress: bool = False) -> dict:
+                   max_docs: int | None = None, clean_text: bool = False, progress: bool = False,
+                   text_transform: str = "identity") -> dict:
     """Tokenize ``input`` into shards under ``out`` and write ``out/manifest.json``.
 
     Args:
@@ -236,6 +276,7 @@ def prepare_shards(input: str | os.PathLike, tokenizer: str | os.PathLike, out: 
         shard_tokens: tokens per shard (official 100,000,000).
         text_field: JSON field holding the text. max_docs: stop after this many documents.
         clean_text: apply the tokenizer-training cleaning (see module docstring). progress: tqdm bar.
+        text_transform: ``identity`` (official) or ``caseops_v1`` (transform + val byte sidecar, see above).
     Returns:
         The manifest dict: per split documents / tokens (BOS included) / bytes (UTF-8 of the text) /
         lut_bytes (val_bpb byte denominator of all its targets) / shards / files; official-style
@@ -250,6 +291,8 @@ def prepare_shards(input: str | os.PathLike, tokenizer: str | os.PathLike, out: 
         raise PrepareError(f"--shard-tokens must be in [1, {MAX_SHARD_TOKENS}], got {shard_tokens}")
     if max_docs is not None and max_docs < 0:
         raise PrepareError(f"--max-docs must be >= 0, got {max_docs}")
+    if text_transform not in TRANSFORMS:
+        raise PrepareError(f"--text-transform must be one of {', '.join(TRANSFORMS)}, got {text_transform!r}")
     sp = load_tokenizer(tokenizer)
     check_vocab_fits_uint16(int(sp.vocab_size()))
     if sp.bos_id() < 0:
@@ -260,12 +303,13 @@ def prepare_shards(input: str | os.PathLike, tokenizer: str | os.PathLike, out: 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         os.chmod(tmp, umask_mode(directory=True))
-        result = _export(docs, sp, tmp, val_docs, shard_tokens, max_docs, progress, out.name)
+        result = _export(docs, sp, tmp, val_docs, shard_tokens, max_docs, progress, out.name, text_transform)
         manifest = {
             "format": "golf.prepare/1",
             "input": str(input.resolve()),
             "text_field": text_field,
             "clean_text": clean_text,
+            "text_transform": text_transform,
             "max_docs": max_docs,
             "tokenizer": {"path": str(tokenizer.resolve()), "sha256": sha256_file(tokenizer),
                           "vocab_size": int(sp.vocab_size()), "bos_id": int(sp.bos_id())},
@@ -294,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-field", default="text", help="JSON field holding the document text")
     p.add_argument("--max-docs", type=int, default=None, help="stop after this many documents")
     p.add_argument("--clean-text", action="store_true", help="NUL->space, strip, skip empty (not official export)")
+    p.add_argument("--text-transform", default="identity", choices=TRANSFORMS,
+                   help="caseops_v1: lossless-capitals transform + val byte sidecar (2026-04-27 record)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -304,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         manifest = prepare_shards(args.input, args.tokenizer, args.out, args.val_docs, args.shard_tokens,
                                   text_field=args.text_field, max_docs=args.max_docs,
-                                  clean_text=args.clean_text, progress=not args.no_progress)
+                                  clean_text=args.clean_text, progress=not args.no_progress,
+                                  text_transform=args.text_transform)
     except (GolfError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from golf.errors import GolfError
-
-EVAL_MODES = ("standard", "sliding", "ttt")
+EVAL_MODES = ("standard", "sliding", "ttt", "phased_ttt")
 TTT_PARAMS = ("full", "lora")
 TTT_OPTIMIZERS = ("sgd", "adam", "adamw")
 TTT_LR_SCHEDULES = ("cosine", "constant")
@@ -16,10 +14,6 @@ TTT_RESETS = ("never", "document")
 def _allowed(key: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{key}={value!r}; allowed: {', '.join(allowed)}")
-
-
-class EvalModeError(GolfError, ValueError):
-    """An evaluation mode cannot run with these settings (stride vs window length, missing BOS id, ...)."""
 
 
 @dataclass
@@ -97,6 +91,57 @@ class TTTConfig:
 
 
 @dataclass
+class PhasedTTTConfig:
+    """Phased TTT (`eval.mode=phased_ttt`, golf.eval.phased_ttt), defaults = the 2026-04-27 record (PR #1855):
+    per-document LoRA on every virtual layer slot and the tied head, 3 phases of global SGD on the scored prefix."""
+
+    lora_rank: int = 80
+    """Adapter rank (TTT_LORA_RANK; one of the record's greedy overrides, default 96 before)."""
+    lora_alpha: float = 144.0
+    """Adapter output scale alpha / rank (TTT_LORA_ALPHA, PR #1767)."""
+    lr: float = 1e-4
+    """AdamW learning rate of the adapters (TTT_LORA_LR)."""
+    beta1: float = 0.0
+    """AdamW beta1 (TTT_BETA1)."""
+    beta2: float = 0.99
+    """AdamW beta2 (TTT_BETA2; greedy override, 0.999 before)."""
+    eps: float = 1e-10
+    """AdamW epsilon."""
+    weight_decay: float = 0.5
+    """AdamW weight decay (TTT_WEIGHT_DECAY; greedy override, 1.0 before)."""
+    chunk_tokens: int = 48
+    """Targets per chunk: each is scored, then one step is taken on it (TTT_CHUNK_SIZE)."""
+    doc_batch: int = 64
+    """Documents adapted side by side (TTT_BATCH_SIZE)."""
+    prefix_docs: int = 2500
+    """Documents (in processing order) whose scoring triggers the global phases (PHASED_TTT_PREFIX_DOCS)."""
+    num_phases: int = 3
+    """Global SGD phases at prefix_docs * k / num_phases scored documents (PHASED_TTT_NUM_PHASES)."""
+    global_lr: float = 0.001
+    """Global SGD learning rate, cosine over chunks (GLOBAL_TTT_LR)."""
+    global_momentum: float = 0.9
+    """Global SGD momentum (GLOBAL_TTT_MOMENTUM)."""
+    global_epochs: int = 1
+    """Passes over each global chunk (GLOBAL_TTT_EPOCHS)."""
+    global_chunk_tokens: int = 32768
+    """Tokens per global-SGD chunk (GLOBAL_TTT_CHUNK_TOKENS)."""
+    global_batch_seqs: int = 32
+    """Windows of eval.seq_len per global-SGD step (GLOBAL_TTT_BATCH_SEQS)."""
+    global_grad_clip: float = 1.0
+    """Global-norm gradient clip of the global SGD (GLOBAL_TTT_GRAD_CLIP)."""
+    seed: int = 0
+    """Seed of the adapters' A initialization."""
+
+    def __post_init__(self) -> None:
+        for key in ("lora_rank", "chunk_tokens", "doc_batch", "num_phases", "global_chunk_tokens",
+                    "global_batch_seqs"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"eval.phased.{key}={getattr(self, key)} must be >= 1")
+        if self.prefix_docs < 0 or self.global_epochs < 0:
+            raise ValueError("eval.phased.prefix_docs and eval.phased.global_epochs must be >= 0")
+
+
+@dataclass
 class EvalConfig:
     """How val_bpb is computed. `standard` = non-overlapping windows of seq_len, as official `eval_val`."""
 
@@ -120,10 +165,14 @@ class EvalConfig:
     (standard always stays official)."""
     ttt: TTTConfig = field(default_factory=TTTConfig)
     """Test-time training options (mode ttt)."""
+    phased: PhasedTTTConfig = field(default_factory=PhasedTTTConfig)
+    """Phased TTT options (mode phased_ttt)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.ttt, dict):  # built from plain values outside Hydra
             self.ttt = TTTConfig(**self.ttt)
+        if isinstance(self.phased, dict):
+            self.phased = PhasedTTTConfig(**self.phased)
         self.modes = list(self.modes)
         _allowed("eval.mode", self.mode, EVAL_MODES)
         for i, m in enumerate(self.modes):

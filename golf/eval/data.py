@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from golf.data.config import DataConfig
-from golf.data.loader import load_validation_tokens
+from golf.data.loader import load_validation_byte_sidecar, load_validation_tokens
 from golf.data.tokenizer import load_tokenizer
 from golf.eval.bpb import ByteLUTs, build_byte_luts
 
@@ -22,6 +22,9 @@ class ValData:
     """Window length in tokens (eval.seq_len, default the run's train_seq_len)."""
     bos_id: int = -1
     """Tokenizer BOS id (start of every document), -1 when the tokenizer has none."""
+    byte_sidecar: torch.Tensor | None = None
+    """int32 [len(tokens)]: original bytes per token (CaseOps data, data.text_transform=caseops_v1); None = count
+    bytes with the LUTs."""
 
 
 def load_val_data(data: DataConfig, vocab_size: int, seq_len: int, max_tokens: int = 0) -> ValData:
@@ -33,4 +36,7 @@ def load_val_data(data: DataConfig, vocab_size: int, seq_len: int, max_tokens: i
     tokens = load_validation_tokens(data.val_glob(), seq_len, vocab_size)
     if max_tokens:
         tokens = tokens[: (min(max_tokens, tokens.numel() - 1) // seq_len) * seq_len + 1]
-    return ValData(tokens, build_byte_luts(sp, vocab_size), seq_len, int(sp.bos_id()))
+    sidecar = None
+    if data.uses_byte_sidecar:
+        sidecar = load_validation_byte_sidecar(data.val_bytes_glob(), tokens.numel())
+    return ValData(tokens, build_byte_luts(sp, vocab_size), seq_len, int(sp.bos_id()), sidecar)

@@ -43,12 +43,15 @@ class LoRAAdapters(nn.Module):
     """
 
     def __init__(self, model: nn.Module, targets: list[str], rank: int, alpha: float = 0.0, groups: int = 1,
-                 seed: int = 0):
+                 seed: int = 0, keys: list[int] | None = None):
         super().__init__()
         chosen = lora_target_modules(model, targets)
         self.names = [name for name, _ in chosen]
         self.scale = (alpha or rank) / rank
         self.seed = seed
+        self.keys = list(keys) if keys is not None else None
+        if self.keys is not None and len(self.keys) != groups:
+            raise ValueError(f"LoRAAdapters: {len(self.keys)} keys for {groups} adapter sets")
         self.A = nn.ParameterList()
         self.B = nn.ParameterList()
         for _, m in chosen:
@@ -64,12 +67,26 @@ class LoRAAdapters(nn.Module):
         return int(self.A[0].shape[0])
 
     def reset(self) -> None:
-        """Re-initialize every adapter set (seeded, so repeated evaluations are identical)."""
-        gen = torch.Generator().manual_seed(self.seed)
+        """Re-initialize every adapter set (seeded, so repeated evaluations are identical).
+
+        Without `keys` one generator (seed) fills all sets in order. With `keys` (e.g. document indices) set g is
+        drawn from its own generator seeded by (seed, keys[g]), so a document gets the same adapters whichever
+        slot, batch or rank it lands in (multi-rank LoRA TTT then equals the single-process result).
+        """
         with torch.no_grad():
-            for a, b in zip(self.A, self.B, strict=True):
-                bound = 1.0 / math.sqrt(a.shape[1])
-                a.copy_(torch.rand(a.shape, generator=gen, dtype=torch.float32).mul_(2 * bound).sub_(bound))
+            if self.keys is None:
+                gen = torch.Generator().manual_seed(self.seed)
+                for a in self.A:
+                    bound = 1.0 / math.sqrt(a.shape[1])
+                    a.copy_(torch.rand(a.shape, generator=gen, dtype=torch.float32).mul_(2 * bound).sub_(bound))
+            else:
+                for g, key in enumerate(self.keys):
+                    gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(key))
+                    for a in self.A:
+                        bound = 1.0 / math.sqrt(a.shape[1])
+                        a[g].copy_(torch.rand(a.shape[1:], generator=gen, dtype=torch.float32)
+                                   .mul_(2 * bound).sub_(bound))
+            for b in self.B:
                 b.zero_()
 
     def route(self, groups: np.ndarray | Tensor) -> None:

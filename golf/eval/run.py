@@ -15,15 +15,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from golf.eval.config import EVAL_MODES, EvalConfig, EvalModeError
+from golf.eval.config import EVAL_MODES, EvalConfig
 from golf.eval.data import ValData
 from golf.eval.standard import EvalResult
+from golf.eval.windows import EvalModeError
 
 log = logging.getLogger("golf.eval")
 
 MODE_MODULES: dict[str, str] = {"standard": "golf.eval.standard", "sliding": "golf.eval.sliding",
-                                "ttt": "golf.eval.ttt"}
+                                "ttt": "golf.eval.ttt", "phased_ttt": "golf.eval.phased_ttt"}
 """Eval mode -> the module whose `score` implements it (keys equal golf.eval.config.EVAL_MODES; tested)."""
+SIDECAR_MODES = ("standard", "phased_ttt")
+"""Modes that count val_bpb bytes from a CaseOps byte sidecar (golf.eval.data.ValData.byte_sidecar)."""
 
 
 @dataclass
@@ -34,6 +37,9 @@ class EvalContext:
     rank: int = 0
     world_size: int = 1
     progress: bool = False
+    target_losses: torch.Tensor | None = None
+    """Optional float64 [N] tensor that receives each target's loss in nats, for this rank's targets (tests
+    and analysis; the modes leave the other entries untouched)."""
 
 
 def run_evaluation(model: nn.Module, val: ValData, cfg: EvalConfig, ctx: EvalContext,
@@ -47,6 +53,9 @@ def run_evaluation(model: nn.Module, val: ValData, cfg: EvalConfig, ctx: EvalCon
     mode = mode or cfg.mode
     if mode not in MODE_MODULES:
         raise EvalModeError(f"eval mode {mode!r}; allowed: {', '.join(EVAL_MODES)}")
+    if val.byte_sidecar is not None and mode not in SIDECAR_MODES:
+        raise EvalModeError(f"eval mode {mode!r} does not count bytes from the CaseOps byte sidecar; "
+                            f"use {' or '.join(SIDECAR_MODES)}")
     t0 = time.perf_counter()
     result = importlib.import_module(MODE_MODULES[mode]).score(model, val, cfg, ctx)
     result.seconds = time.perf_counter() - t0

@@ -15,7 +15,15 @@ from torch import Tensor, nn
 from golf.device import autocast_for, progress_bar
 from golf.eval.bpb import ByteLUTs, bits_per_byte
 from golf.eval.standard import EvalResult
-from golf.eval.windows import EvalModeError, ScoreSums, WindowPlan, document_segments, plan_range, score_plan
+from golf.eval.windows import (
+    EvalModeError,
+    ScoreSums,
+    WindowPlan,
+    document_segments,
+    plan_range,
+    rank_documents,
+    score_plan,
+)
 
 
 def stream_segments(tokens: Tensor, doc_aware: bool, bos_id: int) -> np.ndarray:
@@ -55,7 +63,9 @@ def evaluate_sliding(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_l
         batch_tokens: tokens per forward summed over ranks -> batch_tokens // (world_size * seq_len) windows
             per forward on each rank.
         doc_aware: cut windows at every BOS (`bos_id`), so no target attends across documents.
-        rank, world_size: each rank scores a contiguous share of the windows; sums are all-reduced.
+        rank, world_size: each rank scores a contiguous share of the windows (with doc_aware, a contiguous run
+            of whole documents, golf.eval.windows.rank_documents); the exact
+            sums (golf.eval.bpb.on_grid) are all-reduced, so the score does not depend on world_size.
         target_losses: optional float64 tensor [N] that receives each target's loss in nats (this rank's
             targets only), for tests and analysis.
     Returns:
@@ -67,7 +77,11 @@ def evaluate_sliding(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_l
     t0 = time.perf_counter()
     tokens = val_tokens.to(torch.int64)
     full_plan = sliding_plan(tokens, seq_len, stride, doc_aware, bos_id)
-    plan = full_plan.rank_slice(rank, world_size)
+    if doc_aware:  # whole documents per rank (a contiguous run with ~N/W targets)
+        plan = plan_range(rank_documents(stream_segments(tokens, True, bos_id), rank, world_size), 0,
+                          tokens.numel() - 1, seq_len, stride)
+    else:  # contiguous window ranges, as official eval_val
+        plan = full_plan.rank_slice(rank, world_size)
     sums = ScoreSums(luts, device, target_losses)
     was_training = model.training
     model.eval()
@@ -80,7 +94,7 @@ def evaluate_sliding(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_l
     val_loss, val_bpb = bits_per_byte(loss_sum, int(n_tokens), int(n_bytes))
     details = {"seq_len": seq_len, "stride": stride, "doc_aware": doc_aware, "windows": len(full_plan)}
     return EvalResult("sliding", val_loss, val_bpb, int(n_tokens), int(n_bytes), time.perf_counter() - t0,
-                      details=details)
+                      details=details, world_size=world_size, rank_tokens=sums.rank_tokens)
 
 
 def score(model: nn.Module, val, cfg, ctx) -> EvalResult:
@@ -89,4 +103,4 @@ def score(model: nn.Module, val, cfg, ctx) -> EvalResult:
     Args: val: golf.eval.data.ValData; cfg: golf.eval.config.EvalConfig; ctx: golf.eval.run.EvalContext.
     """
     return evaluate_sliding(model, val.tokens, val.luts, val.seq_len, cfg.stride, cfg.batch_tokens, cfg.doc_aware,
-                            val.bos_id, ctx.rank, ctx.world_size, ctx.device, ctx.progress)
+                            val.bos_id, ctx.rank, ctx.world_size, ctx.device, ctx.progress, ctx.target_losses)

@@ -87,7 +87,7 @@ class _Trainer:
     """Trainable parameters (full model or LoRA adapters), their optimizer and one update step."""
 
     def __init__(self, model: nn.Module, cfg: TTTConfig, groups: int, split_rows: bool, rank: int,
-                 world_size: int, device: torch.device):
+                 world_size: int, device: torch.device, keys: list[int] | None = None):
         self.model, self.cfg, self.device = model, cfg, device
         self.split_rows, self.rank, self.world_size = split_rows, rank, world_size
         self.adapters: LoRAAdapters | None = None
@@ -95,7 +95,8 @@ class _Trainer:
         for name, p in model.named_parameters():
             p.requires_grad_(cfg.params == "full" and not name.startswith(frozen))
         if cfg.params == "lora":
-            self.adapters = LoRAAdapters(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, groups, cfg.seed)
+            self.adapters = LoRAAdapters(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, groups, cfg.seed,
+                                         keys)
             self.params = list(self.adapters.parameters())
         else:
             self.params = [p for p in model.parameters() if p.requires_grad]
@@ -157,7 +158,9 @@ def evaluate_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: 
         cfg: TTT options (chunking, trained parameters, optimizer, schedule, reset).
         doc_aware: no window crosses a BOS (`bos_id`); required by cfg.reset=document.
         rank, world_size: reset=never splits each chunk's scoring and training windows across ranks and sums
-            the gradients; reset=document gives each rank every world_size-th document.
+            the gradients (every rank applies the same update); reset=document gives each rank every
+            world_size-th document, its adapters seeded by the document index, so the score does not depend on
+            world_size (with grad_clip > 0 or lr_schedule=cosine the documents batched together still interact).
         target_losses: optional float64 [N] tensor receiving each target's loss in nats (this rank's targets).
         callback: called with a TTTEvent after each chunk is scored and after each update on it.
     Returns:
@@ -175,12 +178,14 @@ def evaluate_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: 
     work = copy.deepcopy(model)  # weights reset between evaluations: the caller's model is never changed
     segments = stream_segments(tokens, doc_aware, bos_id)
     per_doc = cfg.reset == "document"
-    if per_doc:
-        mine = segments[rank::world_size]
-        mine = mine[np.argsort(-(mine[:, 1] - mine[:, 0]), kind="stable")]
-        batches = [[tuple(s) for s in mine[i:i + cfg.doc_batch]] for i in range(0, len(mine), cfg.doc_batch)]
-        total = int((mine[:, 1] - mine[:, 0]).sum())
+    if per_doc:  # every world_size-th document, longest first; adapters seeded by the document's index
+        doc_ids = np.arange(len(segments))[rank::world_size]
+        doc_ids = doc_ids[np.argsort(-(segments[doc_ids, 1] - segments[doc_ids, 0]), kind="stable")]
+        id_batches = [doc_ids[i:i + cfg.doc_batch].tolist() for i in range(0, len(doc_ids), cfg.doc_batch)]
+        batches = [[tuple(segments[d]) for d in ids] for ids in id_batches]
+        total = int((segments[doc_ids, 1] - segments[doc_ids, 0]).sum())
     else:
+        id_batches = [None]
         batches = [[(0, n)]]
         total = n // world_size
     split_rows = not per_doc and world_size > 1
@@ -196,7 +201,7 @@ def evaluate_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: 
     with progress_bar(total=total, desc="eval ttt", unit="tok", unit_scale=True, leave=False,
               disable=not progress or rank != 0) as bar:
         for b, streams in enumerate(batches):
-            trainer = _Trainer(work, cfg, len(streams), split_rows, rank, world_size, device)
+            trainer = _Trainer(work, cfg, len(streams), split_rows, rank, world_size, device, id_batches[b])
             trained_params = sum(p.numel() for p in trainer.params)
             stream_segs = [np.array([s]) for s in streams] if per_doc else [segments]
             chunks = [chunk_bounds(s, e, cfg.chunk_tokens) for s, e in streams]
@@ -233,7 +238,7 @@ def evaluate_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: 
     if cfg.params == "lora":
         details.update(lora_rank=cfg.lora_rank, lora_targets=list(cfg.lora_targets))
     return EvalResult("ttt", val_loss, val_bpb, int(n_tokens), int(n_bytes), time.perf_counter() - t0,
-                      details=details)
+                      details=details, world_size=world_size, rank_tokens=sums.rank_tokens)
 
 
 def score(model: nn.Module, val, cfg, ctx) -> EvalResult:
@@ -242,4 +247,5 @@ def score(model: nn.Module, val, cfg, ctx) -> EvalResult:
     Args: val: golf.eval.data.ValData; cfg: golf.eval.config.EvalConfig; ctx: golf.eval.run.EvalContext.
     """
     return evaluate_ttt(model, val.tokens, val.luts, val.seq_len, cfg.stride, cfg.batch_tokens, cfg.ttt,
-                        cfg.doc_aware, val.bos_id, ctx.rank, ctx.world_size, ctx.device, ctx.progress)
+                        cfg.doc_aware, val.bos_id, ctx.rank, ctx.world_size, ctx.device, ctx.progress,
+                        ctx.target_losses)

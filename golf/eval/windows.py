@@ -28,8 +28,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from golf.eval.bpb import ByteLUTs, token_bytes
-from golf.eval.config import EvalModeError
+from golf.errors import GolfError
+from golf.eval.bpb import ByteLUTs, on_grid, token_bytes
+
+
+class EvalModeError(GolfError, ValueError):
+    """An evaluation mode cannot run with these settings (stride vs window length, missing BOS id, ...)."""
 
 
 @dataclass
@@ -96,6 +100,21 @@ def document_segments(tokens: Tensor, bos_id: int, begin: int = 0, end: int | No
     starts = np.unique(np.concatenate([[begin], bos]))
     ends = np.append(starts[1:], n)
     return np.stack([starts, ends], axis=1)
+
+
+def rank_documents(segments: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """The rows of `segments` ([S, 2], sorted) a rank scores when work is shared by documents.
+
+    Rank r takes the documents whose middle target lies in [N r / W, N (r + 1) / W) of the range they cover: a
+    contiguous run of whole documents with about N / W targets, so no document is split across ranks.
+    """
+    if world_size == 1 or len(segments) == 0:
+        return segments
+    lo, hi = int(segments[0, 0]), int(segments[-1, 1])
+    n = hi - lo
+    first, last = lo + n * rank // world_size, lo + n * (rank + 1) // world_size
+    middle = (segments[:, 0] + segments[:, 1]) // 2
+    return segments[(middle >= first) & (middle < last)]
 
 
 def plan_segment(seg_start: int, seg_end: int, score_start: int, score_end: int, seq_len: int,
@@ -179,29 +198,45 @@ def token_losses(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 
 
 class ScoreSums:
-    """Running fp64 sums of an evaluation (loss nats, targets, bytes), optionally filling per-target losses."""
+    """Running fp64 sums of an evaluation (loss nats, targets, bytes), optionally filling per-target losses.
 
-    def __init__(self, luts: ByteLUTs, device: torch.device, target_losses: Tensor | None = None):
+    Losses are added on the 2**-20 grid (`golf.eval.bpb.on_grid`), so the sums are exact and the reduced result
+    is the same for any split of the targets across batches and ranks. `rank_tokens` (after `reduced()`) holds
+    the targets each rank scored.
+    """
+
+    def __init__(self, luts: ByteLUTs, device: torch.device, target_losses: Tensor | None = None,
+                 byte_sidecar: Tensor | None = None):
         self.luts = luts.to(device)
+        self.byte_sidecar = byte_sidecar  # CaseOps: bytes of target j = byte_sidecar[j + 1] (int, [N + 1])
         self.loss = torch.zeros((), dtype=torch.float64, device=device)
         self.tokens = torch.zeros((), dtype=torch.float64, device=device)
         self.bytes = torch.zeros((), dtype=torch.float64, device=device)
         self.target_losses = target_losses
+        self.rank_tokens: list[int] = []
 
     def add(self, nll: Tensor, x: Tensor, y: Tensor, score: Tensor, plan: WindowPlan) -> int:
         """Add the scored positions of one batch; returns the number of targets added."""
-        picked = nll[score].double()
+        picked = on_grid(nll[score])
         self.loss += picked.sum()
         self.tokens += picked.numel()
-        self.bytes += token_bytes(x[score], y[score], self.luts).double().sum()
+        if self.byte_sidecar is not None:
+            targets = torch.from_numpy(plan.scored_targets()) + 1
+            self.bytes += self.byte_sidecar[targets].to(self.bytes.device, torch.float64).sum()
+        else:
+            self.bytes += token_bytes(x[score], y[score], self.luts).double().sum()
         if self.target_losses is not None:
             self.target_losses[torch.from_numpy(plan.scored_targets())] = picked.detach().cpu()
         return picked.numel()
 
     def reduced(self) -> tuple[float, float, float]:
-        """(loss_sum, tokens, bytes) summed over ranks."""
+        """(loss_sum, tokens, bytes) summed over ranks (fp64, exact); also fills `rank_tokens`."""
         t = torch.stack([self.loss, self.tokens, self.bytes])
+        self.rank_tokens = [int(self.tokens.item())]
         if dist.is_available() and dist.is_initialized():
+            counts = [torch.zeros_like(self.tokens) for _ in range(dist.get_world_size())]
+            dist.all_gather(counts, self.tokens)
+            self.rank_tokens = [int(c.item()) for c in counts]
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         loss, tokens, nbytes = t.tolist()
         return loss, tokens, nbytes

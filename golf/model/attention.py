@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from golf.model.layers import CastedLinear, Rotary, apply_rotary_emb, rms_norm
+from golf.model.varlen import Segments, varlen_attention
 
 _FLASH_MODULES = {"fa3": "flash_attn_interface", "fa2": "flash_attn"}
 
@@ -103,7 +104,8 @@ class CausalSelfAttention(nn.Module):
             q, k, v, is_causal=True, enable_gqa=self.num_kv_heads != self.num_heads
         )
 
-    def forward(self, x: Tensor, v_embed: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, v_embed: Tensor | None = None, segments: Segments | None = None) -> Tensor:
+        """[B, T, d] -> [B, T, d]; with `segments` attention stays inside each document (golf.model.varlen)."""
         bsz, seqlen, dim = x.shape
         q = self.c_q(x).reshape(bsz, seqlen, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.c_k(x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -115,7 +117,7 @@ class CausalSelfAttention(nn.Module):
         cos, sin = self.rotary(seqlen, x.device, q.dtype)
         q, k = apply_rotary_emb(q, cos, sin, self.rope_dims), apply_rotary_emb(k, cos, sin, self.rope_dims)
         q = q * self.q_gain.to(q.dtype)[None, :, None, None]
-        y = self.attend(q, k, v)
+        y = self.attend(q, k, v) if segments is None else varlen_attention(q, k, v, segments, self.backend)
         if self.xsa:
             y = exclusive_self_attention(y, v)
         if self.gate is not None:

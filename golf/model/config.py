@@ -62,6 +62,13 @@ class ModelConfig:
     """Init of the per-head learnable query gain (attention temperature after QK RMS-norm; records: 4.0-5.25)."""
     attention_backend: str = "auto"
     """Attention kernel: auto (FA3 -> FA2 -> PyTorch SDPA), sdpa, fa2 or fa3."""
+    attn_doc_mask: bool = False
+    """Document-masked attention: a token attends only within its document (segments start at every bos_id and
+    every row start; FlashAttention varlen on CUDA, exact per-segment SDPA otherwise). 2026-04-27 record /
+    PR #1530 VarLen attention (golf.model.varlen)."""
+    attn_doc_mask_max_len: int = 0
+    """attn_doc_mask: documents longer than this split into segments of this length (0 = never; the record
+    uses its train/eval sequence length, 2048)."""
 
     # --- embedding-side options -------------------------------------------------------------------------------
     smear_gate: str = "none"
@@ -94,6 +101,12 @@ class ModelConfig:
     """relu2 (baseline) | leaky_relu2: leaky_relu(x, mlp_leaky_slope)² (PR #493)."""
     mlp_leaky_slope: float = 0.5
     """Negative slope of leaky_relu2."""
+    fused_mlp: bool = False
+    """leaky_relu2 through the fused Triton activation kernel on CUDA (PR #1530 fused LeakyReLU² MLP; exact
+    PyTorch formula elsewhere; golf.model.kernels)."""
+    fused_ce: bool = False
+    """Training loss through the fused softcapped cross-entropy Triton kernel on CUDA (PR #1787 FUSED_CE_ENABLED;
+    training forward only, as the record; exact PyTorch formula elsewhere; golf.model.kernels)."""
 
     # --- attention options ------------------------------------------------------------------------------------
     rope_dims: int = 0

@@ -21,8 +21,10 @@ from torch import Tensor, nn
 from golf.model.attention import CausalSelfAttention
 from golf.model.config import ModelConfig
 from golf.model.init import init_weights
+from golf.model.kernels import leaky_relu2, softcapped_cross_entropy
 from golf.model.layers import CastedLinear, RMSNorm, rms_norm
 from golf.model.recurrence import LayerSchedule, layer_schedules
+from golf.model.varlen import Segments, segments_from_ids
 
 
 class MLP(nn.Module):
@@ -31,8 +33,10 @@ class MLP(nn.Module):
     act = relu(x)² (modded-nanogpt, baseline) or leaky_relu(x, slope)² (PR #493, records 03-23 onward).
     """
 
-    def __init__(self, dim: int, hidden: int, activation: str = "relu2", leaky_slope: float = 0.5):
+    def __init__(self, dim: int, hidden: int, activation: str = "relu2", leaky_slope: float = 0.5,
+                 fused: bool = False):
         super().__init__()
+        self.fused = fused
         self.fc = CastedLinear(dim, hidden, bias=False)
         self.proj = CastedLinear(hidden, dim, bias=False)
         self.proj._zero_init = True
@@ -42,6 +46,8 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.fc(x)
         if self.activation == "leaky_relu2":
+            if self.fused:
+                return self.proj(leaky_relu2(h, self.leaky_slope))
             return self.proj(F.leaky_relu(h, negative_slope=self.leaky_slope).square())
         return self.proj(torch.relu(h).square())
 
@@ -62,7 +68,7 @@ class Block(nn.Module):
             dim, cfg.num_heads, cfg.num_kv_heads, cfg.rope_base, cfg.qk_gain_init, backend=cfg.attention_backend,
             rope_dims=cfg.rope_dims, xsa=layer >= cfg.num_layers - cfg.xsa_last_n, gate=cfg.attn_gate,
             gate_width=cfg.attn_gate_width, gate_scale=cfg.attn_gate_scale, gate_init_std=cfg.attn_gate_init_std)
-        self.mlp = MLP(dim, cfg.mlp_hidden, cfg.mlp_activation, cfg.mlp_leaky_slope)
+        self.mlp = MLP(dim, cfg.mlp_hidden, cfg.mlp_activation, cfg.mlp_leaky_slope, cfg.fused_mlp)
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
@@ -73,12 +79,12 @@ class Block(nn.Module):
         mix = self.resid_mix.to(x.dtype)
         return mix[0] * x + mix[1] * x0
 
-    def attn_branch(self, x: Tensor, v_embed: Tensor | None = None) -> Tensor:
+    def attn_branch(self, x: Tensor, v_embed: Tensor | None = None, segments: Segments | None = None) -> Tensor:
         """attn_scale ⊙ Attn(norm(x) [· ln_scale])."""
         h = self.attn_norm(x)
         if self.ln_scale is not None:
             h = h * self.ln_scale
-        return self.attn_scale.to(x.dtype) * self.attn(h, v_embed)
+        return self.attn_scale.to(x.dtype) * self.attn(h, v_embed, segments)
 
     def mlp_branch(self, x: Tensor) -> Tensor:
         """mlp_scale ⊙ MLP(norm(x) [· ln_scale])."""
@@ -87,9 +93,10 @@ class Block(nn.Module):
             h = h * self.ln_scale
         return self.mlp_scale.to(x.dtype) * self.mlp(h)
 
-    def forward(self, x: Tensor, x0: Tensor, v_embed: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, x0: Tensor, v_embed: Tensor | None = None,
+                segments: Segments | None = None) -> Tensor:
         x = self.mix(x, x0)
-        x = x + self.attn_branch(x, v_embed)
+        x = x + self.attn_branch(x, v_embed, segments)
         return x + self.mlp_branch(x)
 
 
@@ -206,15 +213,22 @@ class GPT(nn.Module):
             x = self.smear(x)
         return x
 
+    def segments_for(self, input_ids: Tensor) -> Segments | None:
+        """Document segments of `input_ids` when model.attn_doc_mask is on, else None."""
+        if not self.cfg.attn_doc_mask:
+            return None
+        return segments_from_ids(input_ids, self.cfg.bos_id, self.cfg.attn_doc_mask_max_len)
+
     def hidden(self, input_ids: Tensor) -> Tensor:
         """Final-normed hidden states [B, T, d]."""
+        segments = self.segments_for(input_ids)
         x = self.embed(input_ids)
         x0 = x
         ve = self.value_embed(input_ids) if self.value_embed is not None else None
         schedule = self.schedule
         skips: list[Tensor] = []
         for layer in schedule.encoder:
-            x = self.blocks[layer](x, x0, self._value_embed_for(ve, layer))
+            x = self.blocks[layer](x, x0, self._value_embed_for(ve, layer), segments)
             skips.append(x)
         after = self.cfg.skip_placement == "after"
         lanes: tuple[Tensor, Tensor] | None = None
@@ -224,11 +238,11 @@ class GPT(nn.Module):
                 lane0, lane1 = lanes if lanes is not None else (x, x)
                 if skips:
                     lane0 = self._skip(lane0, skips.pop(), i)
-                lanes = self.parallel.step(self.blocks[layer], layer, lane0, lane1, x0, v_embed)
+                lanes = self.parallel.step(self.blocks[layer], layer, lane0, lane1, x0, v_embed, segments)
                 continue
             if skips and not after:
                 x = self._skip(x, skips.pop(), i)
-            x = self.blocks[layer](x, x0, v_embed)
+            x = self.blocks[layer](x, x0, v_embed, segments)
             if skips and after:
                 x = self._skip(x, skips.pop(), i)
         if lanes is not None:
@@ -241,14 +255,17 @@ class GPT(nn.Module):
     def _value_embed_for(self, ve: Tensor | None, layer: int) -> Tensor | None:
         return None if ve is None else self.value_embed.for_layer(ve, layer)
 
+    def project_raw(self, h: Tensor) -> Tensor:
+        """Pre-softcap logits z from hidden states [..., d] -> [..., V] (the activation dtype)."""
+        if self.lm_head is not None:
+            return self.lm_head(h)
+        if self.factored is not None:
+            h = self.factored.head_proj(h)
+        return F.linear(h, self.tok_emb.weight)
+
     def project(self, h: Tensor) -> Tensor:
         """Softcapped logits (fp32) from hidden states [..., d] -> [..., V]."""
-        if self.lm_head is not None:
-            z = self.lm_head(h)
-        else:
-            if self.factored is not None:
-                h = self.factored.head_proj(h)
-            z = F.linear(h, self.tok_emb.weight)
+        z = self.project_raw(h)
         c = self.cfg.logit_softcap
         return (c * torch.tanh(z / c)).float()
 
@@ -262,5 +279,8 @@ class GPT(nn.Module):
                                reduction="none").view_as(target_ids)
 
     def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
+        if self.cfg.fused_ce and self.training:
+            z = self.project_raw(self.hidden(input_ids))
+            return softcapped_cross_entropy(z.reshape(-1, z.size(-1)), target_ids.reshape(-1), self.cfg.logit_softcap)
         logits = self.logits(input_ids)
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1), reduction="mean")

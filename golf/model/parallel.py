@@ -34,9 +34,10 @@ class ParallelLanes(nn.Module):
         return layer >= self.start_layer
 
     def step(self, block: nn.Module, layer: int, lane0: Tensor, lane1: Tensor, x0: Tensor,
-             v_embed: Tensor | None) -> tuple[Tensor, Tensor]:
-        """One two-lane layer with the weights of `block` (a gpt.Block) at physical index `layer`."""
-        attn_out = block.attn_branch(block.mix(lane0, x0), v_embed)
+             v_embed: Tensor | None, segments=None) -> tuple[Tensor, Tensor]:
+        """One two-lane layer with the weights of `block` (a gpt.Block) at physical index `layer`;
+        `segments` (golf.model.varlen.Segments) keeps attention inside documents."""
+        attn_out = block.attn_branch(block.mix(lane0, x0), v_embed, segments)
         mlp_out = block.mlp_branch(lane1)
         r = self.resid_lambdas[layer].to(lane0.dtype)
         post = self.post_lambdas[layer].to(lane0.dtype)

@@ -69,6 +69,7 @@ from golf.quant.config import BEST_CODEC
 from golf.quant.int8 import DTYPES, QuantizedState, dequantize_state
 from golf.quant.packing import PackingError
 from golf.quant.payload import PayloadError, build_payload, entry_fault, tensor_from_payload
+from golf.quant.pergroup import PERGROUP, compress_pergroup, decompress_pergroup
 
 MAGIC = b"GOLFART\x00"
 FORMAT_VERSION = 2
@@ -97,6 +98,8 @@ class ArtifactInfo:
     byte_shuffle: int = 0
     codec_trials: list[dict] = field(default_factory=list)
     """codec=best: ``{codec, level, shuffle, compressed_bytes}`` of every candidate tried."""
+    streams: list[dict] = field(default_factory=list)
+    """codec=pergroup: ``{name, codec, raw_bytes, compressed_bytes}`` of every stream (golf.quant.pergroup)."""
 
 
 def golf_version() -> str:
@@ -115,9 +118,14 @@ def config_fingerprint(config: dict | str | None) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def compress_payload(raw: bytes, codec: str, level: int | None, shuffle: int) -> tuple[bytes, str, int | None, int, list[dict]]:
+def compress_payload(raw: bytes, codec: str, level: int | None, shuffle: int,
+                     table: list[dict] | None = None) -> tuple[bytes, str, int | None, int, list[dict]]:
     """(blob, codec, level, shuffle, trials): ``codec`` as given, or for "best" the smallest of every codec at its
-    maximum level with and without the byte shuffle. Raises CodecError for a bad codec or level."""
+    maximum level with and without the byte shuffle; "pergroup" (needs ``table``) returns its streams as trials.
+    Raises CodecError for a bad codec or level."""
+    if codec == PERGROUP:
+        blob, streams = compress_pergroup(raw, table or [])
+        return blob, PERGROUP, None, 0, [asdict(s) for s in streams]
     if codec == BEST_CODEC:
         blob, best, trials = compress_best(raw, best_candidates(shuffle))
         return blob, best.codec, best.level, best.shuffle, [asdict(t) for t in trials]
@@ -147,7 +155,7 @@ def write_artifact(
     path = Path(path)
     try:
         raw, table = build_payload(qstate)
-        blob, codec, level, byte_shuffle, trials = compress_payload(raw, codec, level, byte_shuffle)
+        blob, codec, level, byte_shuffle, trials = compress_payload(raw, codec, level, byte_shuffle, table)
         manifest = {
             "format_version": FORMAT_VERSION,
             "created_with": f"golf {golf_version()}",
@@ -187,7 +195,8 @@ def write_artifact(
         raise
     return ArtifactInfo(path=path, file_bytes=path.stat().st_size, payload_bytes=len(raw),
                         compressed_bytes=len(blob), manifest_bytes=len(manifest_bytes), codec=codec, level=level,
-                        byte_shuffle=byte_shuffle, codec_trials=trials)
+                        byte_shuffle=byte_shuffle, codec_trials=[] if codec == PERGROUP else trials,
+                        streams=trials if codec == PERGROUP else [])
 
 def encode_manifest(manifest: dict) -> bytes:
     """Compact JSON (no NaN), zlib-9 compressed: the manifest counts against the budget like the payload."""
@@ -264,7 +273,13 @@ def read_artifact(path: str | Path) -> tuple[QuantizedState, dict]:
     if not isinstance(shuffle, int) or not 0 <= shuffle <= 16:
         raise ArtifactError(f"{path}: manifest malformed: byte_shuffle {shuffle!r} is not an int in [0, 16]")
     try:
-        raw = byte_unshuffle(decompress(blob, manifest["codec"]), shuffle)
+        if manifest["codec"] == PERGROUP:
+            if not isinstance(manifest["tensors"], list) or not all(
+                    isinstance(e, dict) and entry_fault(e, 1 << 62) is None for e in manifest["tensors"]):
+                raise CodecError("pergroup payload with a malformed tensor table")
+            raw = byte_unshuffle(decompress_pergroup(blob, manifest["tensors"]), shuffle)
+        else:
+            raw = byte_unshuffle(decompress(blob, manifest["codec"]), shuffle)
     except CodecError as exc:
         raise ArtifactError(f"{path}: payload does not decompress: {exc}") from exc
     if len(raw) != manifest["raw_payload_bytes"]:

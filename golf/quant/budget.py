@@ -16,6 +16,7 @@ from golf.errors import GolfError
 from golf.quant.artifact import ArtifactInfo
 from golf.quant.compress import byte_shuffle, compress
 from golf.quant.config import GROUP_NAMES
+from golf.quant.config import PERGROUP_CODEC as PERGROUP
 from golf.quant.int8 import QuantizedState
 from golf.quant.payload import build_payload, stored_tensors
 
@@ -81,6 +82,8 @@ class BudgetReport:
     byte_shuffle: int = 0
     codec_trials: list[dict] = field(default_factory=list)
     """codec=best: compressed bytes of every (codec, level, shuffle) tried."""
+    streams: list[dict] = field(default_factory=list)
+    """codec=pergroup: bytes and codec (lrzip / brotli) of every role stream, the remainder and the permutations."""
 
     def to_dict(self) -> dict:
         """JSON-ready dict (paths as strings)."""
@@ -116,8 +119,9 @@ def build_budget_report(
         packed = 0
         if group_compression:
             raw, _ = build_payload(qstate, [r.name for r in members])
-            packed = len(compress(byte_shuffle(raw, artifact_info.byte_shuffle), artifact_info.codec,
-                                  artifact_info.level))
+            codec, level = ("brotli", 11) if artifact_info.codec == PERGROUP else (artifact_info.codec,
+                                                                                    artifact_info.level)
+            packed = len(compress(byte_shuffle(raw, artifact_info.byte_shuffle), codec, level))
         groups.append(GroupBudgetRow(g, len(members), sum(math.prod(r.shape) for r in members),
                                      sum(r.raw_bytes for r in members), packed))
     total = int(artifact_info.file_bytes) + int(code_bytes)
@@ -140,6 +144,7 @@ def build_budget_report(
         level=artifact_info.level,
         byte_shuffle=artifact_info.byte_shuffle,
         codec_trials=list(artifact_info.codec_trials),
+        streams=list(artifact_info.streams),
     )
 
 
@@ -172,6 +177,9 @@ def format_report(report: BudgetReport, show_tensors: bool = True, show_files: b
                                                                          report.byte_shuffle) else ""
         lines.append(f"codec {t['codec']:<12} level {t['level']!s:>4} shuffle {t['shuffle']:>2}: "
                      f"{t['compressed_bytes']:>12,} payload bytes{mark}")
+    for st in report.streams:
+        lines.append(f"pergroup {st['name']:<18} {st['codec']:<7} {st['raw_bytes']:>12,} raw -> "
+                     f"{st['compressed_bytes']:>12,} bytes")
     codec = f"{report.codec}-{report.level}" + (f" after byte shuffle {report.byte_shuffle}"
                                                   if report.byte_shuffle > 1 else "")
     lines += [

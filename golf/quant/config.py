@@ -41,6 +41,8 @@ CODEC_LEVELS: dict[str, tuple[int | None, int | None, int | None]] = {
 }
 """Codec name -> (default level, min level, max level); None = level-less. golf.quant.compress builds its
 CODECS from this table, so the config checks names and levels without importing the codec libraries."""
+PERGROUP_CODEC = "pergroup"
+"""Per-group lrzip/brotli of the payload with the L1 row sort (golf.quant.pergroup; 2026-04-27 record)."""
 # Record 03-22 (GPTQ-lite, train_gpt.py quantize_int6_per_row): row quantiles 0.999, 0.9995, 0.9999, 0.99999, 1.0.
 GPTQ_LITE_PERCENTILES: tuple[float, ...] = (99.9, 99.95, 99.99, 99.999, 100.0)
 
@@ -155,6 +157,35 @@ class GPTQConfig:
     """Columns quantized per block before the lazy error update of the remaining columns."""
     act_order: bool = True
     """Quantize columns in descending diag(H) order (act-order)."""
+    calibrate_in_training: bool = True
+    """The training process collects the Hessians right after training (inside schedule.gptq_reserve_seconds,
+    as the 2026-04-27 record) and saves run_dir/hessians.pt; export then reads no training data
+    (golf.train.calibration). false skips it: the export must then calibrate after training, a non-record run
+    (--non-record)."""
+
+
+@dataclass
+class LQERConfig:
+    """LQER: low-rank correction of the quantization error E = W - dequant(codes) on the top_k matrices with the
+    largest ||E||_F, stored in the artifact and added back at load (2026-04-27 record / PR #1797, from PR #1530).
+
+    E ~= A B from the rank-`rank` SVD (A = U_r S_r [rows, r], B = V_r^T [r, cols]). asym=true (the record): A as
+    int2 codes in [-2, 1] with one fp16 scale |A|max / 1.5; B as int4 codes in [-8, 7] with one fp16 scale
+    |B_g|max / 7.5 per group of `asym_group` consecutive elements of the flattened B. asym=false: A and B per-row
+    symmetric `factor_bits` codes. Matrices whose B does not split into whole groups use the symmetric form."""
+
+    enabled: bool = False
+    """Add the correction (quant.scheme=mixed only)."""
+    rank: int = 4
+    """Rank r of the correction (record LQER_RANK=4)."""
+    top_k: int = 3
+    """Matrices corrected: the top_k quantized 2-D tensors by ||W - dequant||_F (record LQER_TOP_K=3)."""
+    factor_bits: int = 4
+    """Bits of the symmetric factor codes (asym=false or B not divisible into groups; record LQER_FACTOR_BITS)."""
+    asym: bool = True
+    """int2 A / group-wise int4 B (record LQER_ASYM_ENABLED=1)."""
+    asym_group: int = 64
+    """Group size of B's int4 scales (record LQER_ASYM_GROUP=64)."""
 
 
 @dataclass
@@ -175,7 +206,8 @@ class QuantConfig:
     scheme: str = "int8"
     """int8 = official per-row int8; mixed = per-group rules in quant.groups; none = exact fp passthrough."""
     codec: str = "zlib"
-    """Payload compressor (golf.quant.compress.CODECS) or "best" = try every codec, keep the smallest."""
+    """Payload compressor (golf.quant.compress.CODECS), "best" = try every codec, keep the smallest, or
+    "pergroup" = per-role lrzip (ZPAQ) + brotli with the L1 row sort (golf.quant.pergroup, 2026-04-27 record)."""
     level: int | None = None
     """Compression level; None = the codec's default (zlib 9, zstd 22, lzma 9, brotli 11)."""
     byte_shuffle: int = 0
@@ -199,14 +231,22 @@ class QuantConfig:
     """Calibration and solver settings for groups with method=gptq."""
     qat: QATConfig = field(default_factory=QATConfig)
     """Fake-quantization during training (read by train.py through golf.train.hooks.build_hooks)."""
+    lqer: LQERConfig = field(default_factory=LQERConfig)
+    """Low-rank quantization-error correction on the worst matrices (scheme=mixed; golf.quant.lqer)."""
+    gate_int8: bool = False
+    """"Quant gate": store attention-gate weights (names ending in one of `gate_patterns`, 32..8192 elements)
+    as per-row int8 codes with fp16 scales |w_row|max / 127 instead of float passthrough (scheme=mixed;
+    2026-04-27 record GATED_ATTN_QUANT_GATE=1, from PR #1736)."""
+    gate_patterns: list[str] = field(default_factory=lambda: [".attn.gate.weight"])
+    """Name suffixes of the attention-gate weights that gate_int8 stores as int8."""
 
     def __post_init__(self) -> None:
         _check_choice("quant", "scheme", self.scheme, list(SCHEME_NAMES))
-        _check_choice("quant", "codec", self.codec, [*CODEC_LEVELS, BEST_CODEC])
+        _check_choice("quant", "codec", self.codec, [*CODEC_LEVELS, BEST_CODEC, PERGROUP_CODEC])
         _check_choice("quant", "keep_float_dtype", self.keep_float_dtype, FLOAT_STORE_DTYPES)
         _check_choice("quant", "scale_dtype", self.scale_dtype, FLOAT_STORE_DTYPES)
         _check_choice("quant", "packing", self.packing, PACKINGS)
-        if self.codec != BEST_CODEC:
+        if self.codec not in (BEST_CODEC, PERGROUP_CODEC):
             check_codec_level(self.codec, self.level)
         _check(0.0 < float(self.clip_percentile) <= 100.0, "quant.clip_percentile", self.clip_percentile,
                "is not in (0, 100]")
@@ -225,6 +265,15 @@ class QuantConfig:
         _check(g.block_size >= 1, "quant.gptq.block_size", g.block_size, "must be >= 1")
         _check(0.0 <= float(self.qat.late_threshold) <= 1.0, "quant.qat.late_threshold", self.qat.late_threshold,
                "is not in [0, 1]")
+        lq = self.lqer
+        _check(lq.rank >= 1, "quant.lqer.rank", lq.rank, "must be >= 1")
+        _check(lq.top_k >= 1, "quant.lqer.top_k", lq.top_k, "must be >= 1")
+        _check(2 <= lq.factor_bits <= 8, "quant.lqer.factor_bits", lq.factor_bits, "is not in [2, 8]")
+        _check(lq.asym_group >= 1, "quant.lqer.asym_group", lq.asym_group, "must be >= 1")
+        _check(not lq.enabled or self.scheme == "mixed", "quant.lqer.enabled", lq.enabled,
+               f"needs quant.scheme=mixed (got {self.scheme})")
+        _check(not self.gate_int8 or self.scheme == "mixed", "quant.gate_int8", self.gate_int8,
+               f"needs quant.scheme=mixed (got {self.scheme})")
 
     def uses_gptq(self) -> bool:
         """True when scheme=mixed and some quantized group has method=gptq (export then needs calibration)."""

@@ -126,4 +126,4 @@ def _rtn_groups(quant: QuantConfig):
 
 
 def _codec(quant: QuantConfig) -> str:
-    return "brotli" if quant.codec == "best" else quant.codec
+    return "brotli" if quant.codec in ("best", "pergroup") else quant.codec

@@ -94,7 +94,7 @@ def fit_codec(quant: QuantConfig, budget: BudgetConfig) -> tuple[str, int | None
     """Codec and level used to predict sizes: budget.fit_codec, else quant.codec (zstd-22 for "best")."""
     if budget.fit_codec:
         return budget.fit_codec, None
-    return ("zstd", None) if quant.codec == BEST_CODEC else (quant.codec, quant.level)
+    return ("zstd", None) if quant.codec in (BEST_CODEC, "pergroup") else (quant.codec, quant.level)
 
 
 def _compressed(qstate, names, codec: str, level: int | None, shuffle: int) -> int:

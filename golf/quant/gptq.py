@@ -7,7 +7,7 @@ through the inverse Hessian H^-1, H = X^T X / tokens:
 
 1. dead columns (diag H == 0) get H_jj = 1 and W_:j = 0;
 2. damping: H += damp * mean(diag H) * I;
-3. act-order (optional): columns permuted by descending diag H;
+3. act-order (optional): columns permuted by descending diag of the damped H;
 4. U = upper Cholesky factor of H^-1 (H^-1 = U^T U);
 5. blocks of ``block_size`` columns: q_j = clamp(round(w_j / s), -qmax, qmax) with the per-row scales s chosen
    beforehand by the group's clip rule; err_j = (w_j - q_j s) / U_jj; w_{j+1..} -= err_j U_{j, j+1..} inside
@@ -37,14 +37,21 @@ class GPTQError(GolfError, ValueError):
     """A Hessian is malformed or cannot be inverted even after extra damping; names the tensor."""
 
 
-def _inverse_cholesky_upper(name: str, h: Tensor, damp: float) -> Tensor:
-    """Upper Cholesky factor of (H + damp * mean(diag H) I)^-1; retries with 10x, 100x damping."""
-    mean_diag = float(h.diagonal().mean())
-    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+def _damped_order_and_factor(name: str, h: Tensor, damp: float, act_order: bool) -> tuple[Tensor, Tensor]:
+    """(column order, upper Cholesky factor U of (H + damp * mean(diag H) I)[order][:, order]^-1).
+
+    The damping is added to the diagonal in H's dtype before act-order sorts the DAMPED diagonal (fp32 rounding
+    can tie or swap close entries), exactly as the 2026-04-27 record's gptq_quantize_weight, so the codes are
+    bit-identical; retries with 10x and 100x damping (the record has no retry) when H is not positive definite.
+    """
+    mean_diag = h.diag().mean()  # a contiguous copy: the mean of the strided view rounds differently
     for factor in (1.0, 10.0, 100.0):
+        damped = h.clone()
+        damped.diagonal().add_(damp * factor * mean_diag)
+        order = torch.argsort(damped.diagonal(), descending=True) if act_order else torch.arange(h.shape[0])
         try:
-            lower = torch.linalg.cholesky(h + (damp * factor * mean_diag) * eye)
-            return torch.linalg.cholesky(torch.cholesky_inverse(lower), upper=True)
+            lower = torch.linalg.cholesky(damped[order][:, order])
+            return order, torch.linalg.cholesky(torch.cholesky_inverse(lower), upper=True)
         except torch.linalg.LinAlgError:
             log.info(f"gptq: {name}: Hessian not positive definite at damp {damp * factor:g}; retrying")
     raise GPTQError(f"gptq: Hessian of {name!r} is not positive definite even with damp {damp * 100:g}")
@@ -71,9 +78,8 @@ def gptq_quantize(name: str, w: Tensor, hessian: Tensor, scale: Tensor, qmax: in
     dead = h.diagonal() == 0
     h[dead, dead] = 1.0
     W[:, dead] = 0.0
-    perm = torch.argsort(h.diagonal(), descending=True) if cfg.act_order else torch.arange(cols)
-    W, h = W[:, perm], h[perm][:, perm]
-    U = _inverse_cholesky_upper(name, h, cfg.damp)
+    perm, U = _damped_order_and_factor(name, h, cfg.damp, cfg.act_order)
+    W = W[:, perm]
     Q = torch.zeros(rows, cols, dtype=torch.int8)
     for i1 in range(0, cols, cfg.block_size):
         i2 = min(i1 + cfg.block_size, cols)
@@ -114,6 +120,10 @@ def collect_hessians(model: nn.Module, batches: list[tuple[Tensor, Tensor]], wan
 
     Runs ``model(x, y)`` in eval mode with forward hooks (removed afterwards, also on error); ``autocast`` is
     an optional context-manager factory (e.g. bf16 on CUDA). Returns (hessians, seconds).
+
+    Under a process group each rank passes its share of the batches (``calibration_batches(..., rank,
+    world_size)``): the sums X^T X and the token counts are all-reduced before dividing, so every rank gets the
+    Hessians of all batches, as one process would (up to fp32 summation order).
     """
     t0 = time.perf_counter()
     sums: dict[str, Tensor] = {}
@@ -145,17 +155,45 @@ def collect_hessians(model: nn.Module, batches: list[tuple[Tensor, Tensor]], wan
         for h in handles:
             h.remove()
         model.train(was_training)
+    _all_reduce_sums(model, hessian_sources(model, wanted), sums, counts)
     hessians = {k: (v / max(counts[k], 1)).cpu() for k, v in sums.items()}
     return hessians, time.perf_counter() - t0
 
 
-def calibration_batches(train_glob: str, n: int, batch_tokens: int, seq_len: int,
-                        device: torch.device) -> list[tuple[Tensor, Tensor]]:
-    """The first ``n`` batches of the training stream (golf.data.loader, rank 0 of 1): (x, y) [B, seq_len].
+def _all_reduce_sums(model: nn.Module, sources: dict, sums: dict[str, Tensor], counts: dict[str, int]) -> None:
+    """Sum X^T X and token counts over ranks (no-op without a process group). A rank that saw no batch adds
+    zeros, so every rank takes part in the same collectives in the same (sorted) order."""
+    import torch.distributed as dist
 
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return
+    state = model.state_dict()
+    device = next(model.parameters()).device
+    for name in sorted(sources):
+        if name not in sums:
+            cols = state[name].shape[1]
+            sums[name] = torch.zeros(cols, cols, dtype=torch.float32, device=device)
+            counts[name] = 0
+        dist.all_reduce(sums[name], op=dist.ReduceOp.SUM)
+        n = torch.tensor([counts[name]], dtype=torch.float64, device=device)
+        dist.all_reduce(n, op=dist.ReduceOp.SUM)
+        counts[name] = int(n.item())
+
+
+def calibration_batches(train_glob: str, n: int, batch_tokens: int, seq_len: int, device: torch.device,
+                        rank: int = 0, world_size: int = 1) -> list[tuple[Tensor, Tensor]]:
+    """This rank's share of the first ``n`` batches of the training stream: (x, y) [B, seq_len] each.
+
+    The batches are those of one process reading the stream (golf.data.loader, rank 0 of 1); rank r keeps
+    batches r, r + W, r + 2W, ... so the ranks together hold exactly the single-process batches.
     Raises NoShardsFoundError / ShardError / ValueError (batch_tokens not a multiple of seq_len) from the loader.
     """
     from golf.data.loader import DistributedTokenLoader
 
-    loader = DistributedTokenLoader(train_glob, 0, 1, device)
-    return [loader.next_batch(batch_tokens, seq_len, 1) for _ in range(n)]
+    loader = DistributedTokenLoader(train_glob, 0, 1, torch.device("cpu"))
+    out = []
+    for i in range(n):
+        x, y = loader.next_batch(batch_tokens, seq_len, 1)
+        if i % world_size == rank:
+            out.append((x.to(device), y.to(device)))
+    return out

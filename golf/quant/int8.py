@@ -94,6 +94,8 @@ class QuantizedState:
     groups: dict[str, str] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
+    lqer: dict[str, dict] = field(default_factory=dict)
+    """LQER report of the corrected tensors (golf.quant.lqer.add_lqer; not stored in the artifact)."""
 
     def payload_nbytes(self) -> int:
         """Uncompressed bytes of all stored tensors (codes + scales + passthrough), i.e. ``int8_payload_bytes``."""
@@ -277,15 +279,18 @@ def dequantize_state(qstate: QuantizedState) -> dict[str, Tensor]:
     Quantized tensors become ``q * scale`` in their recorded dtype; downcast passthrough tensors are cast back
     to their recorded original dtype. Raises QuantizationError on inconsistent entries.
     """
+    from golf.quant.lqer import SUFFIX_A, fold_lqer, is_lqer_entry
+
+    lqer_bases = {n[: -len(SUFFIX_A)] for n in qstate.quantized
+                  if n.endswith(SUFFIX_A) and is_lqer_entry(n, qstate.qmeta.get(n))}
     out: dict[str, Tensor] = {}
     for name in qstate.ordered_names():
         if name in qstate.quantized:
             if name not in qstate.scales or name not in qstate.dtypes:
                 raise QuantizationError(f"tensor {name!r}: quantized codes without a scale or dtype")
-            out[name] = dequantize_tensor(
-                name, qstate.quantized[name], qstate.scales[name], dtype_from_name(qstate.dtypes[name]),
-                qstate.qmeta.get(name, {}),
-            )
+            dtype = torch.float32 if name in lqer_bases else dtype_from_name(qstate.dtypes[name])
+            out[name] = dequantize_tensor(name, qstate.quantized[name], qstate.scales[name], dtype,
+                                          qstate.qmeta.get(name, {}))
         elif name in qstate.passthrough:
             t = qstate.passthrough[name].detach().to("cpu").contiguous()
             orig = qstate.passthrough_orig_dtypes.get(name)
@@ -294,4 +299,11 @@ def dequantize_state(qstate: QuantizedState) -> dict[str, Tensor]:
             out[name] = t
         else:
             raise QuantizationError(f"tensor {name!r} is listed but neither quantized nor passthrough")
+    if lqer_bases or any(is_lqer_entry(n, qstate.qmeta.get(n)) for n in qstate.quantized):
+        try:  # LQER (2026-04-27 record): W' = codes*scale + A @ B in fp32, then the tensor's dtype
+            fold_lqer(out, qstate.qmeta)
+        except ValueError as exc:
+            raise QuantizationError(str(exc)) from None
+        for base in lqer_bases:
+            out[base] = out[base].to(dtype_from_name(qstate.dtypes[base])).contiguous()
     return out

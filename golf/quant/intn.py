@@ -32,9 +32,20 @@ from golf.quant.int8 import (
     register_scheme,
     tensor_nbytes,
 )
+from golf.quant.lqer import add_lqer, is_lqer_entry
 from golf.quant.packing import packed_nbytes, qmax_for
 
 log = logging.getLogger("golf.quant")
+
+GATE_INT8_RULE = GroupQuant(bits=8, clip="rowmax", scale_floor="none")
+"""quant.gate_int8: per-row int8, scale = max|w_row| / 127 in fp16 (2026-04-27 record `_quantize_gate_int8_row`)."""
+
+
+def is_quant_gate(name: str, t: Tensor, cfg: QuantConfig) -> bool:
+    """quant.gate_int8 applies: a 2-D float attention-gate weight (name ends in a gate pattern) of 32..8192
+    elements (the record's bounds: dense (8, 512) and sparse (8, 12) gates)."""
+    return (cfg.gate_int8 and t.is_floating_point() and t.ndim == 2 and 32 <= t.numel() <= 8192
+            and any(name.endswith(p) for p in cfg.gate_patterns))
 
 
 def quantize_rows_tensors(w: Tensor, rule: GroupQuant, scale_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
@@ -187,7 +198,9 @@ def quantize_state_dict_mixed(state_dict: dict[str, Tensor], cfg: QuantConfig,
         stats["param_count"] += int(t.numel())
         stats["num_tensors"] += 1
         stats["baseline_tensor_bytes"] += tensor_nbytes(t)
-        if not t.is_floating_point() or not rule.quantized:
+        if is_quant_gate(name, t, cfg):
+            rule = GATE_INT8_RULE
+        elif not t.is_floating_point() or not rule.quantized:
             stats["num_nonfloat_tensors"] += int(not t.is_floating_point())
             kept = _store_passthrough(name, t, rule if t.is_floating_point() else None, cfg, out)
             out.passthrough[name] = kept
@@ -202,11 +215,17 @@ def quantize_state_dict_mixed(state_dict: dict[str, Tensor], cfg: QuantConfig,
                 log.info(f"gptq: no calibration Hessian for {name}; round-to-nearest instead")
             q, s, label, method = quantize_matrix(name, t, rule, scale_dtype, hessians.get(name) if use_gptq else None,
                                                   cfg.gptq)
+            if rule is GATE_INT8_RULE:
+                label = "gate_int8"
             out.qmeta[name] = {"scheme": "per_row", "axis": 0, **meta, "clip": label, "method": method}
         else:
             q, s, label = quantize_per_tensor(name, t, rule)
             out.qmeta[name] = {"scheme": "per_tensor", **meta, "clip": label, "method": "rtn"}
         out.quantized[name], out.scales[name], out.dtypes[name] = q, s, dtype_name(t.dtype)
         stats["int8_payload_bytes"] += stored_code_bytes(q, rule.bits, packing) + tensor_nbytes(s)
+    if cfg.lqer.enabled:
+        out.lqer = add_lqer(out, state_dict, cfg.lqer)
+        stats["int8_payload_bytes"] += sum(tensor_nbytes(out.quantized[n]) + tensor_nbytes(out.scales[n])
+                                           for n in out.quantized if is_lqer_entry(n, out.qmeta.get(n)))
     out.stats = stats
     return out

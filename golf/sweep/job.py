@@ -71,7 +71,12 @@ def rank_param_divergence(model: nn.Module) -> float:
 
 def summary_values(metrics: dict) -> dict:
     """The metrics that go into the W&B summary under their flat (submission.json) names."""
-    return {k: metrics[k] for k in SUMMARY_KEYS if k in metrics}
+    out = {k: metrics[k] for k in SUMMARY_KEYS if k in metrics}
+    if metrics.get("compliance"):  # after export_after: the export's block (bytes included)
+        from golf.train.compliance import summary_values as compliance_summary
+
+        out.update(compliance_summary(metrics["compliance"]))
+    return out
 
 
 def after_train_for(cfg, run_dir: str | Path) -> Callable[[dict, nn.Module, Tracker], dict]:
@@ -107,7 +112,7 @@ def _export(cfg, run_dir: Path) -> dict:
 
     device = pick_device(cfg.trainer.device, int(os.environ.get("LOCAL_RANK", "0")))
     result = export_run(run_dir, cfg.quant, cfg.budget, cfg.eval, device, code_bytes=submission_code_bytes)
-    out = {k: result[k] for k in ("bytes_total", "artifact_bytes", "code_bytes") if k in result}
+    out = {k: result[k] for k in ("bytes_total", "artifact_bytes", "code_bytes", "compliance") if k in result}
     if "val_bpb" in result:
         out.update(roundtrip_val_bpb=result["val_bpb"], roundtrip_val_loss=result["val_loss"],
                    quant_gap_bpb=result["quant_gap_bpb"])

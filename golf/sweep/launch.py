@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from golf.errors import GolfError
@@ -57,11 +58,13 @@ def torchrun_command(script: str | Path, overrides: list[str], job_dir: Path, np
 
 
 def run_under_torchrun(script: str | Path, overrides: list[str], job_dir: str | Path, nproc: int, group: str,
-                       run_id: str) -> dict:
-    """Run the job under torchrun, wait, and return the metrics its rank 0 wrote.
+                       run_id: str, result: str | Path | None = None, log_glob: str = "train_rank*.log") -> dict:
+    """Run the job under torchrun, wait, and return the JSON its rank 0 wrote.
 
+    result: that JSON file (default <job_dir>/metrics.json; eval.py passes its eval.json, export.py its
+    export.json); log_glob: the ranks' log files in job_dir, searched for the error line on failure.
     Output streams to this process's stdout/stderr (rank 0 prints, every rank logs to its file).
-    Raises TorchrunJobError when torchrun exits non-zero or leaves no metrics.json.
+    Raises TorchrunJobError when torchrun exits non-zero or leaves no result file.
     """
     job_dir = Path(job_dir).absolute()
     cmd = torchrun_command(script, overrides, job_dir, nproc, group)
@@ -69,6 +72,7 @@ def run_under_torchrun(script: str | Path, overrides: list[str], job_dir: str | 
     env = {**os.environ, "GOLF_RUN_ID": run_id}
     sys.stdout.flush()
     sys.stderr.flush()
+    started = time.time()
     proc = subprocess.Popen(cmd, env=env)
     forwarded = False
     with StopSignals() as stop:
@@ -87,19 +91,19 @@ def run_under_torchrun(script: str | Path, overrides: list[str], job_dir: str | 
             preempted.chain()  # e.g. submitit: requeue this job; the requeued job resumes the run directory
         raise preempted
     if proc.returncode != 0:
-        last = last_error_line(job_dir)
+        last = last_error_line(job_dir, log_glob)
         raise TorchrunJobError(f"torchrun ({nproc} processes) exited with status {proc.returncode} in {job_dir}"
-                               + (f": {last}" if last else "; see train_rank*.log there"))
-    metrics_path = job_dir / METRICS_NAME
-    if not metrics_path.is_file():
-        raise TorchrunJobError(f"torchrun finished but wrote no {METRICS_NAME} in {job_dir}")
-    return read_json(metrics_path)
+                               + (f": {last}" if last else f"; see {log_glob} there"))
+    result_path = Path(result) if result else job_dir / METRICS_NAME
+    if not result_path.is_file() or result_path.stat().st_mtime < started - 1.0:  # a stale file is no result
+        raise TorchrunJobError(f"torchrun finished but wrote no {result_path.name} in {result_path.parent}")
+    return read_json(result_path)
 
 
-def last_error_line(job_dir: Path) -> str:
+def last_error_line(job_dir: Path, log_glob: str = "train_rank*.log") -> str:
     """The last 'error: ...' line the ranks logged in `job_dir` (the child's one-line GolfError), or ''."""
     found = ""
-    for path in sorted(job_dir.glob("train_rank*.log")):
+    for path in sorted(job_dir.glob(log_glob)):
         for line in path.read_text(errors="replace").splitlines():
             if "error: " in line:
                 found = line.split("error: ", 1)[1].strip()

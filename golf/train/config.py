@@ -25,6 +25,7 @@ SWITCHES = ("auto", "on", "off")
 RESUME_POLICIES = ("auto", "never")
 LOGGERS = ("wandb", "none")
 RETIRED_BUDGET_KEYS = frozenset({"code_paths", "code_mode"})
+LOADERS = ("sequential", "doc_packing")
 
 
 AVERAGING_NAMES: tuple[str, ...] = ("none", "ema", "swa", "lawa")
@@ -89,12 +90,17 @@ class TrainerConfig:
     checkpoint_every_seconds: float = 0.0
     """Write the resume point when this much wall time (s) passed since the last one; 0 = off. Writing time is
     excluded from the training clock, like validation."""
+    loader: str = "sequential"
+    """Training batches: sequential (official DistributedTokenLoader, [B, seq_len] rows) or doc_packing (one
+    packed row per rank from the first BOS of each shard, 2026-04-27 record; golf.data.packing)."""
 
     def __post_init__(self) -> None:
         if self.train_seq_len < 1 or self.train_batch_tokens < 1 or self.grad_accum_base < 1:
             raise ValueError("trainer.train_seq_len, train_batch_tokens and grad_accum_base must be >= 1")
         if self.device not in DEVICES:
             raise ValueError(f"trainer.device={self.device!r}; allowed: {', '.join(DEVICES)}")
+        if self.loader not in LOADERS:
+            raise ValueError(f"trainer.loader={self.loader!r}; allowed: {', '.join(LOADERS)}")
         if self.compile not in SWITCHES:
             raise ValueError(f"trainer.compile={self.compile!r}; allowed: {', '.join(SWITCHES)}")
         every = self.checkpoint_every_steps
@@ -135,10 +141,16 @@ class DistConfig:
 
     nproc_per_node: int = 1
     """Processes (GPUs) per node. > 1 outside torchrun: the run re-launches itself under torchrun --standalone."""
+    timeout_s: float = 120.0
+    """Process-group timeout in seconds: a collective that waits longer (a stalled or dead peer rank) ends the
+    job with one line naming the rank, instead of gloo/NCCL's 30-minute default. Keep it well under the
+    challenge's 600 s limits, and above the longest gap between collectives (e.g. rank 0 writing files)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.nproc_per_node, int) or self.nproc_per_node < 1:
             raise ValueError(f"dist.nproc_per_node={self.nproc_per_node!r}; must be an integer >= 1")
+        if not (isinstance(self.timeout_s, (int, float)) and 0 < self.timeout_s < 1800):
+            raise ValueError(f"dist.timeout_s={self.timeout_s!r}; must be in (0, 1800) seconds")
 
 
 @dataclass

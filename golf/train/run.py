@@ -21,8 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from golf.train.checkpoint import CHECKPOINT_NAME
+from golf.train.compliance import summary_values as compliance_summary
 from golf.train.context import RunContext
-from golf.train.dist import init_distributed, teardown
+from golf.train.dist import collective_errors, init_distributed, teardown
 from golf.train.resume import RESUME_NAME, Preempted, ResumeError, ResumePoint, check_same_run, load_resume
 from golf.train.tracking import HISTORY_NAME, METRICS_NAME, Tracker, write_json
 from golf.train.trainer import Trainer
@@ -82,7 +83,7 @@ def train(cfg, run: RunContext, clock: Callable[[], float] = time.perf_counter, 
 
     Raises Preempted (after the resume point is written and W&B is closed) when a stop signal arrived.
     """
-    ctx = init_distributed(cfg.trainer.device)
+    ctx = init_distributed(cfg.trainer.device, cfg.dist.timeout_s)
     run_dir = Path(run.run_dir)
     given = tracker
     tracker = None
@@ -94,12 +95,14 @@ def train(cfg, run: RunContext, clock: Callable[[], float] = time.perf_counter, 
                           group=run.group, tags=run.tags, active=ctx.is_main,
                           resume_id=str(point.trainer.get("wandb_id") or "") if point else "")
         trainer = Trainer(cfg, run, tracker, clock=clock)
-        metrics = trainer.run(point)
+        with collective_errors(ctx.rank, ctx.world_size, cfg.dist.timeout_s):
+            metrics = trainer.run(point)
         if ctx.is_main:
             write_json(run_dir / METRICS_NAME, metrics)  # after checkpoint.pt: its presence means finished
             (run_dir / RESUME_NAME).unlink(missing_ok=True)
         tracker.summary({"val/bpb": metrics["val_bpb"], "val/loss": metrics["val_loss"], "params": metrics["params"],
-                         "steps": metrics["steps"], "train_time_s": metrics["train_time_s"]})
+                         "steps": metrics["steps"], "train_time_s": metrics["train_time_s"],
+                         **compliance_summary(metrics["compliance"])})
         if run.after_train is not None:
             metrics = run.after_train(metrics, trainer.model, tracker)
         tracker.finish(0)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from golf.data.loader import DistributedTokenLoader
+from golf.data.packing import DocumentPackingLoader, train_loader
 from golf.device import autocast_for, synchronize
 from golf.eval.data import load_val_data
 from golf.eval.standard import evaluate_standard
@@ -85,7 +86,7 @@ class Trainer:
     def build(self) -> None:
         """Process group, val data, model (+ hooks' structural changes), compile/DDP, optimizers, loader."""
         cfg, t = self.cfg, self.cfg.trainer
-        self.ctx: DistContext = init_distributed(t.device)
+        self.ctx: DistContext = init_distributed(t.device, cfg.dist.timeout_s)
         device = self.device = self.ctx.device
         self.accum = grad_accum_steps_for(cfg, self.ctx.world_size)
         check_vocab(cfg)
@@ -103,7 +104,7 @@ class Trainer:
             hook.on_model_built(self.model)
         compiled = self.model
         if t.compile == "on" or (t.compile == "auto" and device.type == "cuda"):
-            compiled = torch.compile(self.model, dynamic=False, fullgraph=True)
+            compiled = torch.compile(self.model, dynamic=False, fullgraph=not cfg.model.attn_doc_mask)  # varlen
         if self.ctx.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -123,8 +124,9 @@ class Trainer:
         log.info(f"seed:{cfg.seed}")
         self.loader = self._new_loader()
 
-    def _new_loader(self) -> DistributedTokenLoader:
-        return DistributedTokenLoader(self.cfg.data.train_glob(), self.ctx.rank, self.ctx.world_size, self.device)
+    def _new_loader(self) -> DistributedTokenLoader | DocumentPackingLoader:
+        return train_loader(self.cfg.trainer.loader, self.cfg.data.train_glob(), self.ctx.rank, self.ctx.world_size,
+                            self.device, self.cfg.model.bos_id)
 
     # -- prime ----------------------------------------------------------------------------------------------
     def prime(self) -> None:
@@ -227,7 +229,7 @@ class Trainer:
         self._lap()
         val = self.last_val = evaluate_standard(self.wrapped, self.val.tokens, self.val.luts, self.eval_seq,
                                                 self.cfg.eval.batch_tokens, self.ctx.rank, self.ctx.world_size,
-                                                self.accum, self.device)
+                                                self.accum, self.device, byte_sidecar=self.val.byte_sidecar)
         step, ms = self.step_count, self.train_ms
         log.info(f"step:{step}/{self.cfg.schedule.iterations} val_loss:{val.val_loss:.4f} val_bpb:{val.val_bpb:.4f} "
                  f"train_time:{ms:.0f}ms step_avg:{ms / max(step, 1):.2f}ms")
@@ -387,12 +389,26 @@ class Trainer:
             log.info(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB "
                      f"reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB")
         step, ms, val = self.step_count, self.train_ms, self.last_val
+        # --- issue #12: GPTQ calibration on training data runs here, inside the training process, in the
+        # schedule.gptq_reserve_seconds the loop left before the wallclock cap (2026-04-27 record's arrangement).
+        from golf.train.calibration import calibrate_in_training
+        from golf.train.compliance import compliance_block, hardware
+
+        calibration = calibrate_in_training(self.model, self.cfg, self.ctx.rank, self.ctx.world_size, self.device,
+                                            Path(self.run_ctx.run_dir), self.ctx.is_main)
+        # ---
         metrics = {
             "val_loss": val.val_loss, "val_bpb": val.val_bpb, "steps": step, "train_time_s": ms / 1000.0,
             "tokens_seen": step * self.cfg.trainer.train_batch_tokens, "params": self.n_params,
             "ms_per_step": ms / max(step, 1), "val_tokens": val.tokens, "val_bytes": val.bytes,
-            "world_size": self.ctx.world_size, "device": self.device.type,
+            "world_size": self.ctx.world_size, "device": self.device.type, "calibration": calibration,
+            "compliance": compliance_block(
+                hardware(self.device, self.ctx.world_size), train_time_s=ms / 1000.0,
+                calibration_time_s=calibration["seconds"] if calibration else None,
+                calibration_where="in_training" if calibration else "none"),
         }
+        if calibration:
+            metrics.update(gptq_calibration_s=calibration["seconds"], gptq_reserve_s=self.cfg.schedule.gptq_reserve_seconds)
         if self.ctx.is_main and self.cfg.trainer.checkpoint:
             save_checkpoint(Path(self.run_ctx.run_dir) / CHECKPOINT_NAME, self.model, self.optimizers, step, self.cfg)
         log.info(f"final val_loss:{val.val_loss:.4f} val_bpb:{val.val_bpb:.4f} steps:{step} "
