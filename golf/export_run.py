@@ -34,7 +34,6 @@ from golf.quant.budget import (
     format_report,
 )
 from golf.quant.config import BudgetConfig, QuantConfig
-from golf.quant.fitter import choose_allocation, format_fit, loss_function, measure_options, with_group_bits
 from golf.quant.gptq import calibration_batches, collect_hessians
 from golf.quant.int8 import quantize_state_dict
 from golf.train.calibration import HESSIANS_NAME, CalibrationError, load_stored_hessians, needs_hessians
@@ -118,6 +117,8 @@ def _calibration(model_on_device, run_cfg: TrainRunConfig, quant: QuantConfig, b
             f"use budget.fit_metric=recon, or pass non_record=true")
     if not (names or need_loss):
         return hessians, None, where
+    from golf.quant.fitter import loss_function  # lazy: only GPTQ / fitted exports ship the fitter
+
     n_h = g.calib_batches if names else 0
     t0 = time.perf_counter()
     model = model_on_device()
@@ -254,6 +255,8 @@ def _quantize_and_write(state: dict, quant: QuantConfig, budget: BudgetConfig, h
     code_files = [("train_gpt.py", code_bytes)]
     table, fit = None, None
     if budget.fit:
+        from golf.quant.fitter import choose_allocation, format_fit, measure_options, with_group_bits  # lazy
+
         t0 = time.perf_counter()
         table = measure_options(state, quant, budget, loss_fn, hessians)
         timings["fit_s"] = time.perf_counter() - t0
