@@ -31,8 +31,7 @@ from golf.config import EvalRunConfig, register_configs
 from golf.entry import EntryContext, guarded_main, require_override, run_entry
 from golf.eval.data import load_val_data
 from golf.eval.run import EvalContext, run_evaluation
-from golf.export_run import code_bytes_for
-from golf.quant.config import BudgetConfig
+from golf.record import submission_code_bytes
 from golf.runcfg import run_eval_settings
 from golf.summary import RunSummary, format_summary
 from golf.sweep.launch import needs_torchrun, run_under_torchrun
@@ -132,7 +131,7 @@ def _compliance(loaded, eval_time: dict, modes: list[str], device, world_size: i
 
 def eval_summary(eval_cfg, loaded, results, total_s: float) -> RunSummary:
     """Summary of an evaluation: the first mode's score; artifact and code bytes when an artifact was scored
-    (code bytes from the run's export.json, else counted with the default budget)."""
+    (code bytes from the run's export.json, else the generated train_gpt.py for the artifact's config)."""
     first = results[0]
     art = loaded.path.stat().st_size if loaded.kind == "artifact" else None
     code = None
@@ -140,7 +139,7 @@ def eval_summary(eval_cfg, loaded, results, total_s: float) -> RunSummary:
         try:
             code = json.loads((loaded.path.parent / "export.json").read_text())["code_bytes"]
         except (OSError, ValueError, KeyError):
-            code = code_bytes_for(BudgetConfig())[0]
+            code = submission_code_bytes(loaded.run_config)
     notes = [f"{r.mode}: val_bpb {r.val_bpb:.5f} in {r.seconds:.1f} s" for r in results[1:]]
     return RunSummary("eval", loaded.path.parent, first.val_loss, first.val_bpb, first.tokens, eval_cfg.max_tokens,
                       first.mode, "artifact" if art is not None else "checkpoint, pre-quantization", art,

@@ -29,6 +29,7 @@ from golf.device import pick_device
 from golf.entry import EntryContext, guarded_main, require_override, run_entry
 from golf.errors import GolfError
 from golf.export_run import EXPORT_REPORT, export_run
+from golf.record import submission_code_bytes
 from golf.runcfg import run_eval_settings
 from golf.summary import RunSummary, format_summary
 from golf.sweep.launch import needs_torchrun, run_under_torchrun
@@ -64,7 +65,7 @@ def _export(cfg: ExportRunConfig, ctx: EntryContext) -> float | None:
         with collective_errors(dctx.rank, dctx.world_size, cfg.dist.timeout_s):
             result = export_run(cfg.run_dir, quant, cfg.budget, eval_cfg, device, cfg.out or None,
                                 cfg.roundtrip_eval, non_record=cfg.non_record, rank=dctx.rank,
-                                world_size=dctx.world_size)
+                                world_size=dctx.world_size, code_bytes=submission_code_bytes)
         if dctx.is_main:
             tracker.summary({"bytes_total": result["bytes_total"], "artifact_bytes": result["artifact_bytes"],
                              **({"val/bpb": result["val_bpb"], "quant_gap_bpb": result["quant_gap_bpb"]}

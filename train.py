@@ -27,7 +27,7 @@ from golf.config import register_configs
 from golf.device import device_choice
 from golf.entry import EntryContext, guarded_main, run_entry, run_group
 from golf.io import run_lock
-from golf.preflight import code_bytes_for, format_summary, preflight
+from golf.preflight import format_summary, preflight
 from golf.summary import RunSummary
 from golf.summary import format_summary as format_summary_block
 from golf.sweep.job import after_train_for
@@ -72,7 +72,7 @@ def train_summary(cfg: TrainRunConfig, m: dict, run_dir: Path) -> RunSummary:
         "train", run_dir, m.get("roundtrip_val_loss", m["val_loss"]), m.get("roundtrip_val_bpb", m["val_bpb"]),
         m.get("val_tokens"), cfg.eval.max_tokens, cfg.eval.mode,
         "artifact round trip" if rt else "checkpoint, pre-quantization", m.get("artifact_bytes"),
-        None, m.get("code_bytes", code_bytes_for(cfg)), cfg.budget.target_bytes, m.get("train_time_s"),
+        None, m.get("code_bytes"), cfg.budget.target_bytes, m.get("train_time_s"),
         notes=[f"pre-quantization val_bpb {m['val_bpb']:.5f}"] if rt else [])
 
 

@@ -57,3 +57,37 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued CUDA work (timing boundaries); no-op on CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+class _NoBar:
+    """What `progress_bar` returns when disabled: iterates the iterable, ignores update/close."""
+
+    def __init__(self, iterable=None):
+        self.iterable = iterable
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def progress_bar(iterable=None, *, disable: bool = False, **kwargs):
+    """A tqdm progress bar, or (disable=True) a silent stand-in with the same iterate/update/close/with use.
+
+    tqdm is imported only for an enabled bar, so a submission (no bars) does not need it.
+    """
+    if disable:
+        return _NoBar(iterable)
+    from tqdm import tqdm  # third-party, only for interactive bars
+
+    return tqdm(iterable, **kwargs)

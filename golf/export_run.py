@@ -17,7 +17,8 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -33,23 +34,20 @@ from golf.quant.budget import (
     BudgetExceededError,
     build_budget_report,
     check_budget,
-    count_code_bytes,
     format_report,
 )
 from golf.quant.config import BudgetConfig, QuantConfig
-from golf.quant.fitter import choose_allocation, format_fit, loss_function, measure_options, with_group_bits
 from golf.quant.gptq import calibration_batches, collect_hessians
 from golf.quant.int8 import quantize_state_dict
 from golf.train.calibration import HESSIANS_NAME, CalibrationError, load_stored_hessians, needs_hessians
 from golf.train.checkpoint import CHECKPOINT_NAME
 from golf.train.compliance import compliance_block, format_block, hardware, val_data_use
-from golf.train.config import TrainRunConfig
+from golf.train.config import LoggerConfig, TrainRunConfig
 from golf.train.dist import max_over_ranks
 from golf.train.load import RUN_SECTION, load_for_eval
 from golf.train.tracking import METRICS_NAME, read_json
 
 log = logging.getLogger("golf.export")
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXPORT_REPORT = "export.json"
 EXPORT_MARKDOWN = "export_report.md"
 FIT_ATTEMPTS = 4
@@ -67,12 +65,26 @@ class ExportRankError(GolfError):
     """Rank 0 of a multi-rank export failed (its own error names the cause); the other ranks stop with this."""
 
 
-def code_bytes_for(budget: BudgetConfig) -> tuple[int, list]:
-    """Counted code bytes; relative code paths are relative to the golf project root."""
-    paths = [p if Path(p).is_absolute() else PROJECT_ROOT / p for p in budget.code_paths]
-    n, files = count_code_bytes(paths, budget.code_mode)
-    return n, [(str(Path(f).relative_to(PROJECT_ROOT)) if Path(f).is_relative_to(PROJECT_ROOT) else str(f), b)
-               for f, b in files]
+CodeBytes = Callable[[TrainRunConfig], int]
+"""Counted code bytes of a run's submission: the size of the `train_gpt.py` generated for its config
+(golf.record.submission_code_bytes, injected by the entry points: export_run sits below golf.record)."""
+
+
+def portable(run_cfg: TrainRunConfig) -> TrainRunConfig:
+    """`run_cfg` with the data location in the official layout (data.root ./data, default shard folder and
+    tokenizer) and the default logger section: what an artifact manifest records, so the bytes do not depend on
+    where the data lived or how the run was logged (a record's train_gpt.py and golf's export of the same run
+    write the same artifact)."""
+    data = replace(run_cfg.data, root="./data", dataset_dir="", tokenizer_path="")
+    return replace(run_cfg, data=data, logger=LoggerConfig())
+
+
+def export_modules(quant: QuantConfig, budget: BudgetConfig) -> None:
+    """Import the modules exporting with (quant, budget) may run lazily (golf.submission.plan traces this)."""
+    if budget.fit or (quant.scheme != "none" and quant.uses_gptq()):
+        import golf.quant.fitter  # noqa: F401  lazy
+        import golf.quant.gptq  # noqa: F401  lazy
+        import golf.quant.groups  # noqa: F401  lazy
 
 
 def _calibration(model_on_device, run_cfg: TrainRunConfig, quant: QuantConfig, budget: BudgetConfig, device: torch.device,
@@ -108,6 +120,8 @@ def _calibration(model_on_device, run_cfg: TrainRunConfig, quant: QuantConfig, b
             f"use budget.fit_metric=recon, or pass non_record=true")
     if not (names or need_loss):
         return hessians, None, where
+    from golf.quant.fitter import loss_function  # lazy: only GPTQ / fitted exports ship the fitter
+
     n_h = g.calib_batches if names else 0
     t0 = time.perf_counter()
     model = model_on_device()
@@ -152,10 +166,11 @@ def weights_checksum(state: dict[str, torch.Tensor]) -> str:
 
 def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetConfig, eval_cfg, device: torch.device,
                out: str | Path | None = None, roundtrip_eval: bool = True, *, non_record: bool = False,
-               rank: int = 0, world_size: int = 1) -> dict:
+               rank: int = 0, world_size: int = 1, code_bytes: CodeBytes) -> dict:
     """Quantize <run_dir>/checkpoint.pt into an artifact and return the export report (also export.json).
 
-    `quant=None` exports with the quantization the run was trained with. Under torchrun (world_size > 1,
+    `quant=None` exports with the quantization the run was trained with. `code_bytes(run_cfg)` counts the
+    submission's code (the train_gpt.py golf.record generates for the run's config). Under torchrun (world_size > 1,
     process group joined) calibration after training (non_record only) and the round-trip evaluation are
     shared across ranks; rank 0 alone quantizes and writes files, the others wait for its outcome.
     `non_record=true` allows calibrating on training data here (GPTQ Hessians, budget.fit_metric=loss); the
@@ -167,13 +182,16 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
     """
     run_dir = Path(run_dir)
     if rank != 0:  # rank 0 alone writes, and holds the output directory's export lock
-        return _export(run_dir, quant, budget, eval_cfg, device, out, roundtrip_eval, non_record, rank, world_size)
+        return _export(run_dir, quant, budget, eval_cfg, device, out, roundtrip_eval, non_record, rank, world_size,
+                       code_bytes)
     with run_lock(Path(out).parent if out else run_dir, "export"):
-        return _export(run_dir, quant, budget, eval_cfg, device, out, roundtrip_eval, non_record, rank, world_size)
+        return _export(run_dir, quant, budget, eval_cfg, device, out, roundtrip_eval, non_record, rank, world_size,
+                       code_bytes)
 
 
 def _export(run_dir: Path, quant: QuantConfig | None, budget: BudgetConfig, eval_cfg, device: torch.device,
-            out: str | Path | None, roundtrip_eval: bool, non_record: bool, rank: int, world_size: int) -> dict:
+            out: str | Path | None, roundtrip_eval: bool, non_record: bool, rank: int, world_size: int,
+            code_bytes: CodeBytes) -> dict:
     loaded = load_for_eval(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
     run_cfg = loaded.run_config
     quant = quant or run_cfg.quant  # the run's own rule (e.g. its QAT clip) unless told otherwise
@@ -201,7 +219,7 @@ def _export(run_dir: Path, quant: QuantConfig | None, budget: BudgetConfig, eval
     try:
         try:
             result, report_text, staged = _quantize_and_write(state, quant, budget, hessians, loss_fn, timings, out,
-                                                              run_cfg)
+                                                              run_cfg, code_bytes(run_cfg))
         except Exception as exc:
             _rank0_outcome(f"{type(exc).__name__}: {exc}")
             raise
@@ -292,12 +310,16 @@ def _compliance(run_dir: Path, result: dict, calibration: dict, eval_cfg, device
 
 
 def _quantize_and_write(state: dict, quant: QuantConfig, budget: BudgetConfig, hessians, loss_fn, timings: dict,
-                        out: Path, run_cfg: TrainRunConfig) -> tuple[dict, str, StagedFile]:
-    """Fit (optional), quantize, write the artifact to a temp file beside `out` if it fits; (the byte report as a
-    dict, the full budget table as text, the staged artifact: the caller commits it after the round trip)."""
-    code_bytes, code_files = code_bytes_for(budget)
+                        out: Path, run_cfg: TrainRunConfig, code_bytes: int) -> tuple[dict, str, StagedFile]:
+    """Fit (optional), quantize, write the artifact to a temp file beside `out` if artifact + `code_bytes` fit;
+    (the byte report as a dict, the full budget table as text, the staged artifact: the caller commits it after
+    the round trip). The one quantize-and-write path of export.py and of a record's train_gpt.py
+    (golf.submission), so both write the same bytes for the same weights."""
+    code_files = [("train_gpt.py", code_bytes)]
     table, fit = None, None
     if budget.fit:
+        from golf.quant.fitter import choose_allocation, format_fit, measure_options, with_group_bits  # lazy
+
         t0 = time.perf_counter()
         table = measure_options(state, quant, budget, loss_fn, hessians)
         timings["fit_s"] = time.perf_counter() - t0
@@ -313,15 +335,16 @@ def _quantize_and_write(state: dict, quant: QuantConfig, budget: BudgetConfig, h
             t0 = time.perf_counter()
             qstate = quantize_state_dict(state, quant, hessians)
             timings["quantize_s"] = time.perf_counter() - t0
-            extra = {RUN_SECTION: run_cfg.to_dict(),
+            manifest_cfg = portable(run_cfg).to_dict()
+            extra = {RUN_SECTION: manifest_cfg,
                      "export": {"quant": asdict(quant), "fit": fit.to_dict() if fit else None}}
             t0 = time.perf_counter()
             if staged is not None:
                 staged.discard()
             staged, info = stage_artifact(out, qstate, codec=quant.codec, level=quant.level,
-                                          config=run_cfg.to_dict(), extra=extra, byte_shuffle=quant.byte_shuffle)
+                                          config=manifest_cfg, extra=extra, byte_shuffle=quant.byte_shuffle)
             timings["compress_s"] = time.perf_counter() - t0
-            report = build_budget_report(qstate, info, code_bytes, code_files, budget.target_bytes, budget.code_mode)
+            report = build_budget_report(qstate, info, code_bytes, code_files, budget.target_bytes, "shipped")
             if report.fits or table is None:
                 break
             log.info(f"fit: attempt {attempt + 1} is {-report.headroom_bytes:,} bytes over; refitting")
@@ -340,8 +363,9 @@ def _quantize_and_write(state: dict, quant: QuantConfig, budget: BudgetConfig, h
               "scheme": quant.scheme, "codec": report.codec, "level": report.level,
               "byte_shuffle": report.byte_shuffle, "timings_s": timings, "budget": report.to_dict(),
               "fit": fit.to_dict() if fit else None, "quant": asdict(quant)}
-    log.info(f"Serialized model {quant.scheme}+{report.codec}: {report.artifact_bytes} bytes; "
-             f"code {report.code_bytes} bytes; Total submission size: {report.total_bytes} bytes "
+    log.info(f"Serialized model {quant.scheme}+{report.codec}: {report.artifact_bytes} bytes")
+    log.info(f"Code size: {report.code_bytes} bytes")
+    log.info(f"Total submission size {quant.scheme}+{report.codec}: {report.total_bytes} bytes "
              f"(target {budget.target_bytes}, headroom {budget.target_bytes - report.total_bytes})")
     return result, format_report(report), staged
 

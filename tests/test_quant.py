@@ -6,7 +6,6 @@ import json
 import os
 import struct
 import zlib
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,10 +21,8 @@ from golf.quant.artifact import (
 )
 from golf.quant.budget import (
     BudgetExceededError,
-    CodeCountError,
     build_budget_report,
     check_budget,
-    count_code_bytes,
     format_report,
 )
 from golf.quant.compress import CodecError, compress, decompress
@@ -355,9 +352,7 @@ def test_failed_write_leaves_existing_file_untouched(tmp_path, monkeypatch):
 
 def test_budget_report_totals_and_exceeded(tmp_path, qstate):
     info = write_artifact(tmp_path / "m.golf", qstate)
-    code = tmp_path / "train.py"
-    code.write_text("print('hi')\n" * 100, encoding="utf-8")
-    code_bytes, files = count_code_bytes([code], mode="raw")
+    code_bytes, files = 1200, [("train_gpt.py", 1200)]
     report = build_budget_report(qstate, info, code_bytes, files, target_bytes=16_000_000)
     assert report.artifact_bytes == os.path.getsize(tmp_path / "m.golf")
     assert report.total_bytes == report.artifact_bytes + report.code_bytes == report.artifact_bytes + 1200
@@ -377,44 +372,3 @@ def test_budget_report_totals_and_exceeded(tmp_path, qstate):
     assert "OVER BUDGET" in format_report(tight, show_tensors=False)
 
 
-def test_count_code_bytes_raw_and_lzma(tmp_path):
-    pkg = tmp_path / "pkg"
-    (pkg / "sub" / "__pycache__").mkdir(parents=True)
-    (pkg / "a.py").write_text("X = 41 + 1  # héllo\n" + "# padding line for compression\n" * 300, encoding="utf-8")
-    (pkg / "sub" / "b.py").write_bytes(b"Y = X * 2\r\n")  # CRLF: read in text mode, counted as LF
-    (pkg / "sub" / "notes.txt").write_text("not code")
-    (pkg / "sub" / "__pycache__" / "b.py").write_text("junk = 1\n")
-    extra = tmp_path / "run.sh"
-    extra.write_text("echo hi\n")
-
-    raw, files = count_code_bytes([pkg, extra, pkg / "a.py"], mode="raw")
-    assert [f.relative_to(tmp_path).as_posix() for f, _ in files] == ["pkg/a.py", "pkg/sub/b.py", "run.sh"]
-    expected = [len(f.read_text(encoding="utf-8").encode("utf-8")) for f, _ in files]
-    assert [n for _, n in files] == expected and raw == sum(expected)
-    assert dict(files)[pkg / "sub" / "b.py"] == len(b"Y = X * 2\n")
-
-    packed, files2 = count_code_bytes([pkg], mode="lzma")
-    assert files2 == files[:2] and packed < raw
-    from golf.quant.budget import lzma_wrapper
-
-    wrapper = lzma_wrapper("".join(f.read_text(encoding="utf-8") for f, _ in files2))
-    assert len(wrapper.encode("utf-8")) == packed and wrapper.count("\n") == 2
-    namespace: dict = {}
-    exec(wrapper, namespace)  # the counted wrapper really runs the bundled code
-    assert namespace["X"] == 42 and namespace["Y"] == 84
-
-    with pytest.raises(CodeCountError, match="does not exist"):
-        count_code_bytes([tmp_path / "missing.py"])
-    (tmp_path / "latin1.py").write_bytes(b"s = '\xe9'\n")
-    with pytest.raises(CodeCountError, match="latin1.py is not utf-8"):
-        count_code_bytes([tmp_path / "latin1.py"])
-
-
-def test_budget_report_on_real_golf_sources(tmp_path, qstate):
-    info = write_artifact(tmp_path / "m.golf", qstate)
-    golf_dir = Path(__file__).resolve().parents[1] / "golf" / "quant"
-    raw, files = count_code_bytes([golf_dir], mode="raw")
-    packed, _ = count_code_bytes([golf_dir], mode="lzma")
-    assert packed < raw and any(f.name == "artifact.py" for f, _ in files)
-    report = build_budget_report(qstate, info, packed, files, code_mode="lzma")
-    assert "self-extracting" in format_report(report, show_tensors=False)

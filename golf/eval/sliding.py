@@ -11,9 +11,8 @@ import time
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from golf.device import autocast_for
+from golf.device import autocast_for, progress_bar
 from golf.eval.bpb import ByteLUTs, bits_per_byte
 from golf.eval.standard import EvalResult
 from golf.eval.windows import (
@@ -86,7 +85,7 @@ def evaluate_sliding(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_l
     sums = ScoreSums(luts, device, target_losses)
     was_training = model.training
     model.eval()
-    with tqdm(total=plan.num_targets, desc="eval sliding", unit="tok", unit_scale=True, leave=False,
+    with progress_bar(total=plan.num_targets, desc="eval sliding", unit="tok", unit_scale=True, leave=False,
               disable=not progress or rank != 0) as bar:
         score_plan(model, tokens, plan, sums, max(1, batch_tokens // (world_size * seq_len)), device,
                    lambda: autocast_for(device), on_batch=bar.update)

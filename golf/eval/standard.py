@@ -9,9 +9,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from golf.device import autocast_for
+from golf.device import autocast_for, progress_bar
 from golf.eval.bpb import BpbAccumulator, ByteLUTs, bits_per_byte
 from golf.eval.windows import ScoreSums, plan_range, score_plan
 
@@ -73,7 +72,7 @@ def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_
     was_training = model.training
     model.eval()
     starts = range(seq_start, seq_end, local_batch_seqs)
-    bar = tqdm(total=(seq_end - seq_start) * seq_len, desc="eval standard", unit="tok", unit_scale=True,
+    bar = progress_bar(total=(seq_end - seq_start) * seq_len, desc="eval standard", unit="tok", unit_scale=True,
                disable=not progress or rank != 0, leave=False)  # counts tokens, with ETA
     with torch.inference_mode(), bar:
         for s in starts:
@@ -131,7 +130,7 @@ def evaluate_standard_exact(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs
     sums = ScoreSums(luts, device, target_losses, byte_sidecar)
     was_training = model.training
     model.eval()
-    with tqdm(total=plan.num_targets, desc="eval standard", unit="tok", unit_scale=True, leave=False,
+    with progress_bar(total=plan.num_targets, desc="eval standard", unit="tok", unit_scale=True, leave=False,
               disable=not progress or rank != 0) as bar:
         score_plan(model, tokens, plan, sums, max(1, batch_tokens // (world_size * seq_len)), device,
                    lambda: autocast_for(device), on_batch=bar.update)

@@ -29,9 +29,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from golf.device import autocast_for
+from golf.device import autocast_for, progress_bar
 from golf.eval.bpb import ByteLUTs, bits_per_byte
 from golf.eval.config import TTTConfig
 from golf.eval.lora import LoRAAdapters
@@ -199,7 +198,7 @@ def evaluate_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_len: 
         if callback is not None:
             callback(TTTEvent(kind, b, k, work, trainer.params))
 
-    with tqdm(total=total, desc="eval ttt", unit="tok", unit_scale=True, leave=False,
+    with progress_bar(total=total, desc="eval ttt", unit="tok", unit_scale=True, leave=False,
               disable=not progress or rank != 0) as bar:
         for b, streams in enumerate(batches):
             trainer = _Trainer(work, cfg, len(streams), split_rows, rank, world_size, device, id_batches[b])

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from golf.model.gates import AttnOutputGate
 from golf.model.layers import CastedLinear, Rotary, apply_rotary_emb, rms_norm
 from golf.model.varlen import Segments, varlen_attention
 
@@ -92,6 +91,8 @@ class CausalSelfAttention(nn.Module):
         self.xsa = xsa
         self.gate = None
         if gate != "none":
+            from golf.model.gates import AttnOutputGate  # lazy: only gated models ship it
+
             self.gate = AttnOutputGate(gate, dim, num_heads, gate_width, gate_scale, gate_init_std)
         self.backend, self._flash = resolve_flash_kernel(backend)
 

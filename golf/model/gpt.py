@@ -20,12 +20,9 @@ from torch import Tensor, nn
 
 from golf.model.attention import CausalSelfAttention
 from golf.model.config import ModelConfig
-from golf.model.embeddings import BigramHashEmbedding, FactoredProjections, ValueEmbedding
-from golf.model.gates import SmearGateV1, SmearGateV2
 from golf.model.init import init_weights
 from golf.model.kernels import leaky_relu2, softcapped_cross_entropy
 from golf.model.layers import CastedLinear, RMSNorm, rms_norm
-from golf.model.parallel import ParallelLanes
 from golf.model.recurrence import LayerSchedule, layer_schedules
 from golf.model.varlen import Segments, segments_from_ids
 
@@ -122,14 +119,25 @@ class GPT(nn.Module):
         self.cfg = cfg
         dim = cfg.model_dim
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.embed_dim or dim)
-        self.factored = FactoredProjections(cfg.embed_dim, dim) if cfg.embed_dim else None
+        # Option modules are imported only when the config uses them (`# lazy`: golf.record ships them only then).
+        self.factored = None
+        if cfg.embed_dim:
+            from golf.model.embeddings import FactoredProjections  # lazy
+
+            self.factored = FactoredProjections(cfg.embed_dim, dim)
         self.bigram = None
         if cfg.bigram_buckets:
+            from golf.model.embeddings import BigramHashEmbedding  # lazy
+
             self.bigram = BigramHashEmbedding(cfg.bigram_buckets, cfg.bigram_dim, dim, cfg.bigram_hash)
         self.smear: nn.Module | None = None
         if cfg.smear_gate == "v1":
+            from golf.model.gates import SmearGateV1  # lazy
+
             self.smear = SmearGateV1(dim, cfg.smear_gate_init)
         elif cfg.smear_gate == "v2":
+            from golf.model.gates import SmearGateV2  # lazy
+
             self.smear = SmearGateV2(cfg.smear_gate_width, cfg.bos_id)
         self.full_schedule, self.plain_schedule = layer_schedules(cfg)
         self.num_encoder_layers = len(self.plain_schedule.encoder)
@@ -140,9 +148,13 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList([Block(cfg, i) for i in range(cfg.num_layers)])
         self.value_embed = None
         if cfg.value_embed_dim:
+            from golf.model.embeddings import ValueEmbedding  # lazy
+
             self.value_embed = ValueEmbedding(cfg.vocab_size, cfg.value_embed_dim, cfg.kv_dim, cfg.value_embed_layers)
         self.parallel = None
         if cfg.parallel_start_layer:
+            from golf.model.parallel import ParallelLanes  # lazy
+
             self.parallel = ParallelLanes(cfg.num_layers, cfg.parallel_start_layer, cfg.parallel_final_lane,
                                           cfg.parallel_resid_init)
         self.final_norm = RMSNorm()
@@ -201,12 +213,12 @@ class GPT(nn.Module):
             x = self.smear(x)
         if self.bigram is not None:
             x = x + self.bigram(input_ids)
-        if isinstance(self.smear, SmearGateV2):
+        if self.smear is not None and self.cfg.smear_gate == "v2":
             x = self.smear(x, input_ids)
         elif self.smear is not None and not self.cfg.smear_gate_after_norm and not before_bigram:
             x = self.smear(x)
         x = rms_norm(x)
-        if self.smear is not None and self.cfg.smear_gate_after_norm and isinstance(self.smear, SmearGateV1):
+        if self.smear is not None and self.cfg.smear_gate_after_norm and self.cfg.smear_gate == "v1":
             x = self.smear(x)
         return x
 

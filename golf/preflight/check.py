@@ -32,11 +32,10 @@ CPU_FULL_SCALE_TOKENS = 65_536
 
 
 def code_bytes_for(cfg) -> int:
-    """Counted code bytes of a submission of `cfg` (today: golf's own count of budget.code_paths; to be replaced
-    by the bundled submission file's size)."""
-    from golf.export_run import code_bytes_for as counted
+    """Counted code bytes of a submission of `cfg`: the size of the train_gpt.py golf.record generates for it."""
+    from golf.record import submission_code_bytes
 
-    return counted(cfg.budget)[0]
+    return submission_code_bytes(cfg)
 
 
 @dataclass

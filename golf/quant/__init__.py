@@ -5,8 +5,8 @@ modules its config uses)::
 
     qstate = quantize_state_dict(model.state_dict(), QuantConfig())   # scheme="mixed": per-group intN / GPTQ
     info = write_artifact("final_model.golf", qstate, codec="zlib", level=9, config=cfg_dict)  # or codec="best"
-    code_bytes, files = count_code_bytes(["golf", "train.py"], mode="raw")
-    report = build_budget_report(qstate, info, code_bytes, files)
+    report = build_budget_report(qstate, info, code_bytes, [("train_gpt.py", code_bytes)])
+    # code_bytes: golf.record.submission_code_bytes(run_cfg), the generated train_gpt.py as shipped
     print(format_report(report)); check_budget(report)
     model.load_state_dict(load_state_dict_from_artifact(info.path), strict=True)
 

@@ -2,84 +2,27 @@
 
 Official accounting (openai/parameter-golf train_gpt.py L734, L1086-1092): model bytes = size of the compressed
 model file; code bytes = ``len(Path(__file__).read_text(encoding="utf-8").encode("utf-8"))`` of the script.
-golf counts the whole artifact file (``ArtifactInfo.file_bytes``) and, for code, either the raw utf-8 bytes of the
-counted files ("raw") or the size of an lzma self-extracting ``exec`` wrapper around them ("lzma", technique #52,
-records 04-03..04-06 / PR #1493 wrapper form).
+golf counts the whole artifact file (``ArtifactInfo.file_bytes``) and, for code, the bytes of the one
+``train_gpt.py`` that golf.record generates for the run's config, as shipped (minified, in the records'
+self-extracting lzma wrapper): the caller passes that count in.
 """
 
 from __future__ import annotations
 
-import base64
-import lzma
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from golf.errors import GolfError
 from golf.quant.artifact import ArtifactInfo
 from golf.quant.compress import byte_shuffle, compress
-from golf.quant.config import CODE_MODES, GROUP_NAMES
+from golf.quant.config import GROUP_NAMES
 from golf.quant.config import PERGROUP_CODEC as PERGROUP
 from golf.quant.int8 import QuantizedState
 from golf.quant.payload import build_payload, stored_tensors
 
-# The two-line self-extracting wrapper (technique #52): raw LZMA2 stream, base85 text, exec'd at import.
-LZMA_WRAPPER_PREFIX = 'import lzma as L,base64 as B\nexec(L.decompress(B.b85decode("'
-LZMA_WRAPPER_SUFFIX = '"),format=L.FORMAT_RAW,filters=[{"id":L.FILTER_LZMA2}]))\n'
-_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9}]
-
-
-class CodeCountError(GolfError, ValueError):
-    """A counted code path is missing, unreadable, not utf-8, or the counting mode is unknown."""
-
 
 class BudgetExceededError(GolfError, RuntimeError):
     """Artifact bytes + code bytes exceed the target; the message gives total, target and overshoot in bytes."""
-
-
-def _collect_code_files(paths: list[str | Path]) -> list[Path]:
-    files: set[Path] = set()
-    for p in map(Path, paths):
-        if p.is_dir():
-            files.update(f for f in p.rglob("*.py") if f.is_file() and "__pycache__" not in f.parts)
-        elif p.is_file():
-            files.add(p)  # an explicitly named file counts whatever its suffix
-        else:
-            raise CodeCountError(f"code path {p} does not exist")
-    return sorted(files, key=lambda f: f.as_posix())
-
-
-def _read_code(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")  # text mode, as the official script reads itself
-    except UnicodeDecodeError as exc:
-        raise CodeCountError(f"code file {path} is not utf-8: {exc.reason} at byte {exc.start}") from exc
-    except OSError as exc:
-        raise CodeCountError(f"code file {path} cannot be read: {exc.strerror or exc}") from exc
-
-
-def lzma_wrapper(source: str) -> str:
-    """Self-extracting 2-line program that ``exec``s ``source`` (technique #52, PR #1493 wrapper form)."""
-    blob = lzma.compress(source.encode("utf-8"), format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
-    return LZMA_WRAPPER_PREFIX + base64.b85encode(blob).decode("ascii") + LZMA_WRAPPER_SUFFIX
-
-
-def count_code_bytes(paths: list[str | Path], mode: str = "raw") -> tuple[int, list[tuple[Path, int]]]:
-    """Count code bytes of the given files and every ``*.py`` under the given directories.
-
-    Returns (counted bytes, [(file, raw utf-8 bytes)] sorted by path). mode "raw": the sum of the files' utf-8
-    bytes (official). mode "lzma": utf-8 bytes of ``lzma_wrapper`` around the files' sources concatenated in that
-    order (each ending in a newline). Raises CodeCountError for a missing/non-utf-8 file or unknown mode.
-    """
-    if mode not in CODE_MODES:
-        raise CodeCountError(f"code mode {mode!r} is not one of {sorted(CODE_MODES)}")
-    files = _collect_code_files(paths)
-    sources = [_read_code(f) for f in files]
-    rows = [(f, len(s.encode("utf-8"))) for f, s in zip(files, sources, strict=True)]
-    if mode == "raw":
-        return sum(n for _, n in rows), rows
-    bundle = "".join(s if s.endswith("\n") or not s else s + "\n" for s in sources)
-    return len(lzma_wrapper(bundle).encode("utf-8")), rows
 
 
 @dataclass
@@ -151,7 +94,7 @@ def build_budget_report(
     qstate: QuantizedState,
     artifact_info: ArtifactInfo,
     code_bytes: int,
-    code_files: list[tuple[str | Path, int]],
+    code_files: list[tuple[str, int]],
     target_bytes: int = 16_000_000,
     code_mode: str = "raw",
     group_compression: bool = True,
@@ -206,12 +149,9 @@ def build_budget_report(
 
 
 def _code_words(report: BudgetReport) -> str:
-    n = len(report.code_files)
-    raw = sum(b for _, b in report.code_files)
-    if report.code_mode == "lzma":
-        return (f"code = utf-8 bytes of a 2-line lzma+base85 self-extracting exec wrapper around {n} file(s) "
-                f"({raw:,} raw bytes)")
-    return f"code = raw utf-8 bytes of {n} file(s)"
+    if report.code_mode == "shipped":
+        return "code = bytes of the train_gpt.py generated for this run's config, as shipped (golf.record)"
+    return f"code = raw utf-8 bytes of {len(report.code_files)} file(s)"
 
 
 def format_report(report: BudgetReport, show_tensors: bool = True, show_files: bool = True) -> str:

@@ -24,7 +24,6 @@ from golf.errors import GolfError
 from golf.model.config import OFFICIAL_CONTROL_TENSOR_PATTERNS
 
 FLOAT_STORE_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32")
-CODE_MODES: tuple[str, ...] = ("raw", "lzma")
 GROUP_NAMES: tuple[str, ...] = ("embed", "attn", "mlp", "other", "small")
 CLIP_MODES: tuple[str, ...] = ("percentile", "rowmax", "search", "std")
 CLIP_SEARCH: tuple[str, ...] = ("matrix", "row")
@@ -319,11 +318,6 @@ class BudgetConfig:
 
     target_bytes: int = 16_000_000
     """Cap in bytes, decimal (README FAQ: 16,000,000, not 16 MiB)."""
-    code_mode: str = "raw"
-    """How code bytes are counted: "raw" = utf-8 bytes of the counted files (official); "lzma" = size of an
-    lzma-9 + base85 self-extracting exec wrapper of those files (technique #52, records 04-03..04-06)."""
-    code_paths: list[str] = field(default_factory=list)
-    """Files/directories whose code is counted (directories: every *.py below them); the lead fills the default."""
     fit: bool = False
     """Choose bits / passthrough per group (quant.scheme becomes mixed) to land under target_bytes."""
     fit_bits: list[int] = field(default_factory=lambda: [16, 8, 7, 6, 5, 4])
@@ -339,7 +333,6 @@ class BudgetConfig:
     """Codec used to predict group sizes; empty = quant.codec (zstd when quant.codec=best)."""
 
     def __post_init__(self) -> None:
-        _check_choice("budget", "code_mode", self.code_mode, CODE_MODES)
         _check(int(self.target_bytes) > 0, "budget.target_bytes", self.target_bytes, "must be positive")
         _check_choice("budget", "fit_metric", self.fit_metric, FIT_METRICS)
         _check(len(self.fit_bits) > 0 and all(b == 16 or 2 <= int(b) <= 8 for b in self.fit_bits),

@@ -149,7 +149,7 @@ def quantize_matrix(name: str, t: Tensor, rule: GroupQuant, scale_dtype: torch.d
     label = clip_label(w, rule, idx)
     if hessian is None:
         return q.contiguous(), s.contiguous(), label, "rtn"
-    from golf.quant.gptq import gptq_quantize
+    from golf.quant.gptq import gptq_quantize  # lazy: only GPTQ groups ship it
 
     qmax = qmax_for(rule.bits)
     if rule.clip == "search" and gptq_cfg is not None and gptq_cfg.select_clip_by == "gptq":

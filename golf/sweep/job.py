@@ -108,9 +108,10 @@ def _export(cfg, run_dir: Path) -> dict:
     """Export the job's checkpoint into <run_dir>/model.<scheme>+<codec>.golf; the byte and round-trip numbers for metrics."""
     from golf.device import pick_device
     from golf.export_run import export_run
+    from golf.record import submission_code_bytes
 
     device = pick_device(cfg.trainer.device, int(os.environ.get("LOCAL_RANK", "0")))
-    result = export_run(run_dir, cfg.quant, cfg.budget, cfg.eval, device)
+    result = export_run(run_dir, cfg.quant, cfg.budget, cfg.eval, device, code_bytes=submission_code_bytes)
     out = {k: result[k] for k in ("bytes_total", "artifact_bytes", "code_bytes", "compliance") if k in result}
     if "val_bpb" in result:
         out.update(roundtrip_val_bpb=result["val_bpb"], roundtrip_val_loss=result["val_loss"],

@@ -36,8 +36,8 @@ class CalibrationError(GolfError):
 
 def gptq_weight_names(state: dict, quant: QuantConfig) -> set[str]:
     """2-D float tensors of groups with method=gptq (whatever their bits, so the fitter can vary them)."""
-    from golf.quant.fitter import with_group_bits
-    from golf.quant.groups import tensor_group
+    from golf.quant.fitter import with_group_bits  # lazy: only GPTQ / fitted exports ship the fitter
+    from golf.quant.groups import tensor_group  # lazy
 
     rules = with_group_bits(quant, {})
     return {n for n, t in state.items() if t.ndim == 2 and t.is_floating_point()
@@ -46,8 +46,9 @@ def gptq_weight_names(state: dict, quant: QuantConfig) -> set[str]:
 
 def needs_hessians(state: dict, quant: QuantConfig, budget: BudgetConfig) -> set[str]:
     """The weight names whose Hessians the export of `state` with (quant, budget) needs (empty = none)."""
-    names = gptq_weight_names(state, quant) if quant.scheme != "none" else set()
-    return names if names and (quant.uses_gptq() or budget.fit) else set()
+    if quant.scheme == "none" or not (quant.uses_gptq() or budget.fit):
+        return set()
+    return gptq_weight_names(state, quant)
 
 
 def weights_fingerprint(state: dict, names: set[str]) -> str:

@@ -25,6 +25,7 @@ SWITCHES = ("auto", "on", "off")
 RESUME_POLICIES = ("auto", "never")
 LOGGERS = ("wandb", "none")
 LOADERS = ("sequential", "doc_packing", "shuffled", "coprime")
+RETIRED_BUDGET_KEYS = frozenset({"code_paths", "code_mode"})
 
 
 AVERAGING_NAMES: tuple[str, ...] = ("none", "ema", "swa", "lawa", "ema_lawa")
@@ -194,5 +195,11 @@ class TrainRunConfig:
 
     @classmethod
     def from_dict(cls, values: dict, strict: bool = True) -> TrainRunConfig:
-        """Typed config from its plain form. Raises ConfigError (one line naming the key)."""
+        """Typed config from its plain form. Raises ConfigError (one line naming the key).
+
+        The retired keys budget.code_paths / budget.code_mode (code bytes are now the generated train_gpt.py,
+        golf.record) are dropped, so checkpoints and artifacts written before still load."""
+        budget = values.get("budget")
+        if isinstance(budget, dict) and set(budget) & RETIRED_BUDGET_KEYS:
+            values = {**values, "budget": {k: v for k, v in budget.items() if k not in RETIRED_BUDGET_KEYS}}
         return build_dataclass(cls, values, "", strict)

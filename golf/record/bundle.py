@@ -1,0 +1,254 @@
+"""One self-contained `train_gpt.py` from a run config: the import closure of golf.submission, renamed, bundled.
+
+The module set is derived, never listed (`closure`): start at `golf.submission`, follow every golf import found
+statically (AST, module level and inside functions), except imports marked `# lazy` on their line: those are
+option code a config may not use, followed only when running the config imports them. Which ones it imports is
+traced by running `golf.submission.plan(cfg)` (it builds the model on the meta device, the
+training hooks, the quantization scheme, the export modules and the eval mode: the same tables and branches
+the run uses), with golf's sources imported afresh under a private name so nothing already imported counts. Package `__init__` modules of every included module are included (Python runs them on import).
+
+The modules are embedded under the private package name `PRIVATE` (never `golf`, so the file cannot pick up an
+installed golf) with a 10-line meta-path importer, each minified with python-minifier (docstrings removed,
+locals renamed), and the file is shipped in the records' self-extracting form: a 2-line lzma (raw LZMA2,
+preset 9 extreme) + base85 `exec` wrapper (records 2026-04-09 / 2026-04-27; technique #52). `readable` holds
+the same program with the unminified sources, for reviewers.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import importlib
+import importlib.util
+import itertools
+import json
+import lzma
+import re
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import python_minifier
+
+from golf.errors import GolfError
+
+GOLF_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = GOLF_ROOT.parent
+ENTRY = "golf.submission"
+PRIVATE = "_pg"
+"""Package name the golf modules get inside the generated file."""
+WRAPPER_PREFIX = 'import lzma as L,base64 as B\nexec(L.decompress(B.b85decode("'
+WRAPPER_SUFFIX = '"),format=L.FORMAT_RAW,filters=[{"id":L.FILTER_LZMA2}]))\n'
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
+_LAZY = re.compile(r"#.*\blazy\b")
+_RENAME = re.compile(r"(?<![\w.])golf(?=\.[A-Za-z_]|\s+import\b)")
+
+
+class BundleError(GolfError):
+    """The submission file cannot be generated (a golf module is missing, or the trace failed)."""
+
+
+@dataclass
+class Bundle:
+    """A generated train_gpt.py: `shipped` (counted, what the record folder holds as train_gpt.py), `readable`
+    (same program, unminified), the golf modules it contains and the baked config."""
+
+    shipped: str
+    readable: str
+    modules: list[str]
+    config: dict
+
+    @property
+    def code_bytes(self) -> int:
+        """Counted code bytes: the utf-8 size of `shipped`, as the official script counts itself."""
+        return len(self.shipped.encode("utf-8"))
+
+
+def module_path(name: str) -> Path:
+    """golf.a.b -> golf/a/b.py or golf/a/b/__init__.py. Raises BundleError when neither exists."""
+    base = PROJECT_ROOT.joinpath(*name.split("."))
+    for p in (base / "__init__.py", base.with_suffix(".py")):
+        if p.is_file():
+            return p
+    raise BundleError(f"golf module {name} not found under {PROJECT_ROOT}")
+
+
+def is_package(name: str) -> bool:
+    return module_path(name).name == "__init__.py"
+
+
+def _exists(name: str) -> bool:
+    try:
+        module_path(name)
+        return True
+    except BundleError:
+        return False
+
+
+def golf_imports(name: str) -> tuple[set[str], set[str]]:
+    """(always, lazy): golf modules `name` imports; `lazy` are imports marked `# lazy` on their line.
+    `from pkg import x` counts as importing pkg.x when that is a module, else pkg."""
+    source = module_path(name).read_text(encoding="utf-8")
+    lines = source.splitlines()
+    always: set[str] = set()
+    lazy: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        targets: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "golf":
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                targets.append(sub if _exists(sub) else node.module)
+        elif isinstance(node, ast.Import):
+            targets = [a.name for a in node.names if a.name.split(".")[0] == "golf"]
+        if targets:
+            text = " ".join(lines[node.lineno - 1: (node.end_lineno or node.lineno)])
+            (lazy if _LAZY.search(text) else always).update(targets)
+    return always, lazy
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def closure(selected: set[str], root: str = ENTRY) -> list[str]:
+    """Sorted golf modules reachable from `root`: static imports always, `# lazy` ones only into `selected`
+    (the modules the traced run imported), plus every traced module itself and the parent packages."""
+    todo = [root, *sorted(m for m in selected if _exists(m))]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        always, lazy = golf_imports(name)
+        todo.extend(always | (lazy & selected))
+        todo.extend(_parents(name))
+    return sorted(seen)
+
+
+class _SourceImporter:
+    """Meta-path importer of golf's sources under another package name (`prefix`), renamed as in the bundle."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def _golf_name(self, name: str) -> str | None:
+        if name == self.prefix or name.startswith(self.prefix + "."):
+            golf = "golf" + name[len(self.prefix):]
+            return golf if _exists(golf) else None
+        return None
+
+    def find_spec(self, name, path=None, target=None):
+        golf = self._golf_name(name)
+        if golf is None:
+            return None
+        return importlib.util.spec_from_loader(name, self, is_package=is_package(golf))
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        golf = self._golf_name(module.__name__)
+        path = module_path(golf)
+        module.__file__ = str(path)
+        source = _RENAME.sub(self.prefix, path.read_text(encoding="utf-8"))
+        exec(compile(source, str(path), "exec"), module.__dict__)
+
+
+_trace_count = itertools.count()
+
+
+def trace(config: dict) -> set[str]:
+    """Golf modules that golf.submission.plan(config) leaves imported, when golf's sources are imported afresh
+    under a private name in this process (torch is shared; the copies are dropped afterwards)."""
+    prefix = f"_golf_trace{next(_trace_count)}"
+    importer = _SourceImporter(prefix)
+    sys.meta_path.insert(0, importer)
+    try:
+        submission = importlib.import_module(f"{prefix}.submission")
+        typed = importlib.import_module(f"{prefix}.train.config").TrainRunConfig.from_dict(config)
+        submission.plan(typed)
+        return {"golf" + m[len(prefix):] for m in sys.modules if m == prefix or m.startswith(prefix + ".")}
+    except Exception as exc:
+        raise BundleError(f"tracing the submission's modules failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.meta_path.remove(importer)
+        for m in [m for m in sys.modules if m == prefix or m.startswith(prefix + ".")]:
+            del sys.modules[m]
+
+
+def rename(source: str) -> str:
+    """`golf.x` / `from golf import` -> the private package name (strings such as 'golf.eval.standard' in the
+    lazy-import tables included; 'model.golf' file names are left alone)."""
+    return _RENAME.sub(PRIVATE, source)
+
+
+@lru_cache(maxsize=512)
+def minify(source: str, name: str) -> str:
+    """python-minifier with docstrings removed and locals renamed; globals keep their names (imported across
+    modules), class attribute annotations stay (dataclass fields)."""
+    return python_minifier.minify(source, filename=name, remove_literal_statements=True, rename_globals=False,
+                                  rename_locals=True, hoist_literals=False)
+
+
+_MARK = "\n#@"
+
+
+def _table(modules: dict[str, tuple[bool, str]]) -> str:
+    """The module sources as one raw string `S`, each after a line `#@<name> <is_package>`: verbatim (readable,
+    and ~5% smaller compressed than repr-escaped strings). Falls back to a repr'd dict `M` when a source holds
+    the marker or `'''`."""
+    blob = "".join(f"{_MARK}{name} {int(pkg)}\n{src}" for name, (pkg, src) in modules.items()) + "\n"
+    if _MARK not in "".join(src for _, src in modules.values()) and "'''" not in blob:
+        program = f"S=r'''{blob}'''\n"
+        if ast.literal_eval(program[2:]) == blob:
+            return (program + "M={}\nfor c in S.split(" + repr(_MARK) + ")[1:]:\n"
+                    " h,_,b=c.partition('\\n');n,k=h.split(' ');M[n]=(int(k),b)\n")
+    return "M={" + ",\n".join(f"{name!r}:({int(pkg)},{src!r})" for name, (pkg, src) in modules.items()) + "}\n"
+
+
+def _program(modules: dict[str, tuple[bool, str]], config: dict) -> str:
+    return (
+        "import sys,importlib.util as U\n"
+        + _table(modules) +
+        "class _I:\n"
+        " def find_spec(s,n,p=None,t=None):\n"
+        "  if n in M:return U.spec_from_loader(n,s,is_package=bool(M[n][0]))\n"
+        " def create_module(s,spec):return None\n"
+        " def exec_module(s,m):m.__file__=__file__;exec(compile(M[m.__name__][1],m.__name__,'exec'),m.__dict__)\n"
+        "sys.meta_path.insert(0,_I())\n"
+        f"from {PRIVATE}.submission import main\n"
+        f"CONFIG={config!r}\n"
+        "if __name__=='__main__':main(CONFIG,__file__)\n")
+
+
+def wrap(source: str) -> str:
+    """The records' 2-line self-extracting form: raw LZMA2 (preset 9e) + base85, exec'd at start-up."""
+    blob = lzma.compress(source.encode("utf-8"), format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+    return WRAPPER_PREFIX + base64.b85encode(blob).decode("ascii") + WRAPPER_SUFFIX
+
+
+def _private(name: str) -> str:
+    return PRIVATE + name[len("golf"):]
+
+
+@lru_cache(maxsize=32)
+def _build(config_json: str) -> Bundle:
+    config = json.loads(config_json)
+    names = closure(trace(config))
+    readable: dict[str, tuple[bool, str]] = {}
+    small: dict[str, tuple[bool, str]] = {}
+    for name in names:
+        src = rename(module_path(name).read_text(encoding="utf-8"))
+        readable[_private(name)] = (is_package(name), src)
+        small[_private(name)] = (is_package(name), minify(src, name))
+    return Bundle(shipped=wrap(_program(small, config)), readable=_program(readable, config), modules=names,
+                  config=config)
+
+
+def build(config: dict) -> Bundle:
+    """The generated train_gpt.py for a baked plain config (see golf.record.submission_config). Deterministic:
+    the same config gives the same bytes. Raises BundleError."""
+    return _build(json.dumps(config, sort_keys=True))

@@ -1,0 +1,170 @@
+"""The entry point of a record's `train_gpt.py`: train, quantize + compress, reload, evaluate (Hydra-free).
+
+`golf.record` bakes a run's resolved config into the generated file as a dict literal and calls
+`main(CONFIG, __file__)`. Run as `torchrun --standalone --nproc_per_node=8 train_gpt.py` (or plain `python`) in
+the official data layout (./data/datasets/fineweb10B_sp1024, ./data/tokenizers/fineweb_1024_bpe.model):
+
+1. the config's defaults, overridden by the official environment variables (ENV_OVERRIDES: DATA_PATH,
+   TOKENIZER_PATH, RUN_ID, SEED, ITERATIONS, MAX_WALLCLOCK_SECONDS, VAL_LOSS_EVERY, TRAIN_LOG_EVERY, ...);
+2. golf's trainer (golf.train.run.train) under the wallclock cap;
+3. rank 0: golf's export core (golf.export_run: the calibration and quantize-and-write steps of export.py) writes
+   final_model.golf; it stops with one line `error: ...` when artifact + this file exceed 16,000,000 bytes;
+4. every rank reloads the artifact and evaluates it with the config's eval mode (golf.eval.run), distributed.
+
+Log lines (rank 0, stdout and logs/<RUN_ID>.txt) follow the official script: `model_params:N`,
+`step:S/N train_loss:... step_avg:...ms`, `Serialized model <scheme>+<codec>: N bytes`, `Code size: N bytes`,
+`Total submission size <scheme>+<codec>: N bytes`, `final_<scheme>_<codec>_<mode>_roundtrip_exact val_loss:...
+val_bpb:...`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from golf.errors import GolfError
+from golf.eval.data import load_val_data
+from golf.eval.run import EvalContext, run_evaluation
+from golf.export_run import _calibration, _quantize_and_write
+from golf.train.config import TrainRunConfig
+from golf.train.context import RunContext
+from golf.train.load import load_for_eval
+from golf.train.run import train
+
+log = logging.getLogger("golf.submission")
+
+ARTIFACT_FILE = "final_model.golf"
+ENV_OVERRIDES: dict[str, str] = {
+    "DATA_PATH": "data.dataset_dir", "TOKENIZER_PATH": "data.tokenizer_path", "SEED": "seed",
+    "ITERATIONS": "schedule.iterations", "MAX_WALLCLOCK_SECONDS": "schedule.max_wallclock_seconds",
+    "VAL_LOSS_EVERY": "schedule.val_loss_every", "TRAIN_LOG_EVERY": "schedule.train_log_every",
+    "WARMUP_STEPS": "schedule.warmup_steps", "WARMDOWN_ITERS": "schedule.warmdown_iters",
+    "TRAIN_BATCH_TOKENS": "trainer.train_batch_tokens", "TRAIN_SEQ_LEN": "trainer.train_seq_len",
+    "VAL_BATCH_SIZE": "eval.batch_tokens",
+}
+"""Official environment variable (openai/parameter-golf train_gpt.py Hyperparameters) -> config key."""
+
+
+def apply_env(config: dict, env: dict[str, str]) -> dict:
+    """A copy of the plain config with the official environment variables applied (typed like the default).
+
+    Raises GolfError naming the variable when a value does not parse as the key's type.
+    """
+    out = copy.deepcopy(config)
+    for var, key in ENV_OVERRIDES.items():
+        if var not in env:
+            continue
+        *path, leaf = key.split(".")
+        node = out
+        for part in path:
+            node = node[part]
+        kind = type(node[leaf])
+        try:
+            node[leaf] = kind(float(env[var])) if kind is int else kind(env[var])
+        except ValueError:
+            raise GolfError(f"{var}={env[var]!r} is not a valid {kind.__name__} (config key {key})") from None
+    return out
+
+
+def _setup_logging(run_id: str, is_main: bool) -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    if not is_main:
+        root.setLevel(logging.WARNING)
+        return
+    Path("logs").mkdir(exist_ok=True)
+    fmt = logging.Formatter("%(message)s")
+    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(Path("logs") / f"{run_id}.txt")):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def main(config: dict, code_file: str) -> float:
+    """Run the submission; returns the final round-trip val_bpb. Exits 2 with one line on a GolfError."""
+    rank = int(os.environ.get("RANK", "0"))
+    run_id = os.environ.get("RUN_ID", str(uuid.uuid4()))
+    _setup_logging(run_id, rank == 0)
+    try:
+        return _run(TrainRunConfig.from_dict(apply_env(config, os.environ)), Path(code_file), run_id)
+    except GolfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _run(cfg: TrainRunConfig, code_file: Path, run_id: str) -> float:
+    code_bytes = len(code_file.read_text(encoding="utf-8").encode("utf-8"))
+    # The artifact manifest records the config as given (`cfg`), not these run-only settings.
+    # Train without W&B, checkpoint or resume points, in a fresh run directory under logs/.
+    train_cfg = dataclasses.replace(cfg, logger=dataclasses.replace(cfg.logger, name="none"), resume="never",
+                                    trainer=dataclasses.replace(cfg.trainer, checkpoint=False, checkpoint_every_steps=0,
+                                                                checkpoint_every_seconds=0.0))
+    result: dict = {}
+
+    def after_train(metrics: dict, model: torch.nn.Module, tracker) -> dict:
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        world = dist.get_world_size() if dist.is_initialized() else 1
+        device = next(model.parameters()).device
+        artifact = Path(ARTIFACT_FILE)
+        failure = [None]
+        if rank == 0:
+            try:
+                state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                timings: dict = {}
+                hessians, loss_fn, _ = _calibration(lambda: model, cfg, cfg.quant, cfg.budget, device, state, timings,
+                                                    run_dir, False, 0, 1)
+                written, _, staged = _quantize_and_write(state, cfg.quant, cfg.budget, hessians, loss_fn, timings,
+                                                         artifact, cfg, code_bytes)
+                staged.commit()  # the artifact fits: rename it into place before every rank reloads it
+                result.update(written)
+            except GolfError as exc:
+                failure[0] = str(exc)
+        if world > 1:
+            dist.broadcast_object_list(failure, src=0)
+        if failure[0] is not None:
+            raise GolfError(failure[0])
+        seq_len = cfg.eval.seq_len or cfg.trainer.train_seq_len
+        val = load_val_data(cfg.data, cfg.model.vocab_size, seq_len, cfg.eval.max_tokens)
+        t0 = time.perf_counter()
+        post = run_evaluation(load_for_eval(artifact, device).model, val, cfg.eval, EvalContext(device, rank, world))
+        tag = f"{cfg.quant.scheme}_{result.get('codec', cfg.quant.codec)}_{post.mode}"
+        log.info(f"final_{tag}_roundtrip val_loss:{post.val_loss:.4f} val_bpb:{post.val_bpb:.4f} "
+                 f"eval_time:{1000 * (time.perf_counter() - t0):.0f}ms")
+        log.info(f"final_{tag}_roundtrip_exact val_loss:{post.val_loss:.8f} val_bpb:{post.val_bpb:.8f}")
+        return {**metrics, "roundtrip_val_bpb": post.val_bpb, "roundtrip_val_loss": post.val_loss,
+                "eval_time_s": post.seconds}
+
+    run_dir = Path("logs") / f"{run_id}.run"  # metrics.json, history.jsonl; resume=never refuses a reused RUN_ID
+    metrics = train(train_cfg, RunContext(run_dir=run_dir, name=run_id, group=cfg.experiment_name, tags=[],
+                                          config=cfg.to_dict(), after_train=after_train))
+    return metrics["roundtrip_val_bpb"]
+
+
+def plan(cfg: TrainRunConfig) -> None:
+    """Import every golf module that running `cfg` selects at run time, without training (golf.record traces
+    the modules this leaves in sys.modules): the model's option modules (built on the meta device), the
+    training hooks, the quantization scheme, the export's calibration/fitter modules and the eval mode."""
+    import importlib
+
+    from golf.eval.run import MODE_MODULES
+    from golf.export_run import export_modules
+    from golf.model import build_model
+    from golf.quant.int8 import SCHEME_MODULES
+    from golf.train.techniques import build_hooks
+
+    with torch.device("meta"):
+        build_model(cfg.model)
+    build_hooks(cfg)
+    importlib.import_module(SCHEME_MODULES[cfg.quant.scheme])
+    export_modules(cfg.quant, cfg.budget)
+    importlib.import_module(MODE_MODULES[cfg.eval.mode])
