@@ -47,6 +47,7 @@ from golf.quant.artifact import write_artifact  # noqa: E402
 from golf.quant.config import LQERConfig  # noqa: E402
 from golf.quant.gptq import calibration_batches, collect_hessians  # noqa: E402
 from golf.quant.int8 import quantize_state_dict  # noqa: E402
+from golf.record import submission_code_bytes  # noqa: E402
 from golf.train.load import load_for_eval  # noqa: E402
 
 VARIANT = "sp8192_lossless_caps_caseops_v1_reserved"
@@ -150,7 +151,8 @@ def exports(run: Path) -> dict:
     out = {}
     for name, q in (("lqer", quant), ("no_lqer", dataclasses.replace(quant, lqer=LQERConfig(enabled=False))),
                     ("brotli11", dataclasses.replace(quant, codec="brotli", level=11))):
-        r = export_run(run, q, run_cfg.budget, ev, CPU, out=run / f"model_{name}.golf")
+        r = export_run(run, q, run_cfg.budget, ev, CPU, out=run / f"model_{name}.golf",
+                       code_bytes=submission_code_bytes)
         out[name] = {"artifact_bytes": r["artifact_bytes"], "pre_bpb": r["pre_quant"]["val_bpb"],
                      "post_bpb": r["val_bpb"], "gap_bpb": r["quant_gap_bpb"], "codec": r["codec"]}
     return out

@@ -24,6 +24,7 @@ from golf.quant.budget import BudgetExceededError
 from golf.quant.config import BudgetConfig, QuantConfig
 from golf.quant.fitter import loss_function, measure_options
 from golf.quant.gptq import calibration_batches
+from golf.record import submission_code_bytes
 from golf.train.load import load_for_eval
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,7 +48,7 @@ def test_budget_fit_export_scores_what_it_writes(tiny_run: Path, tmp_path: Path,
     ckpt_bytes = (run / "checkpoint.pt").read_bytes()
     budget = BudgetConfig(fit=True, fit_metric=metric, fit_bits=[8, 4], fit_batches=1, target_bytes=10**9)
     result = export_run(run, QuantConfig(keep_float_max_numel=SMALL_KEEP), budget, EVAL, torch.device("cpu"),
-                        non_record=True)  # loss trials calibrate on training data after training
+                        non_record=True, code_bytes=submission_code_bytes)  # loss trials calibrate on training data after training
     run_cfg = load_for_eval(run / "checkpoint.pt", torch.device("cpu")).run_config
     assert (run / "checkpoint.pt").read_bytes() == ckpt_bytes
     assert result["fit"]["choice"] and set(result["fit"]["choice"].values()) == {8}  # roomy target: int8 chosen
@@ -88,13 +89,13 @@ def test_failed_export_leaves_previous_outputs_untouched(tiny_run: Path, tmp_pat
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     path = Path(export_run(run, QuantConfig(), BudgetConfig(), EVAL, torch.device("cpu"),
-                           roundtrip_eval=False)["artifact"])
+                           roundtrip_eval=False, code_bytes=submission_code_bytes)["artifact"])
     artifact, report = path.read_bytes(), (run / "export.json").read_bytes()
     mode = stat.S_IMODE(path.stat().st_mode)
     assert mode == 0o666 & ~_umask()  # the user's umask, not mkstemp's 0600
     with pytest.raises(BudgetExceededError):
         export_run(run, QuantConfig(scheme="int8", codec="zlib", level=1), BudgetConfig(target_bytes=100_000),
-                   EVAL, torch.device("cpu"))
+                   EVAL, torch.device("cpu"), code_bytes=submission_code_bytes)
     assert path.read_bytes() == artifact and (run / "export.json").read_bytes() == report
     assert not [p.name for p in run.iterdir() if p.name.endswith(".golftmp")]
 
@@ -103,7 +104,7 @@ def test_out_writes_its_report_beside_its_artifact(tiny_run: Path, tmp_path: Pat
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     other = tmp_path / "elsewhere" / "alt.golf"
-    export_run(run, QuantConfig(), BudgetConfig(), EVAL, torch.device("cpu"), out=other, roundtrip_eval=False)
+    export_run(run, QuantConfig(), BudgetConfig(), EVAL, torch.device("cpu"), out=other, roundtrip_eval=False, code_bytes=submission_code_bytes)
     assert other.is_file() and (other.parent / "alt.golf.export.json").is_file()
     assert not (run / "export.json").exists() and not list(run.glob("model*.golf"))
 
@@ -115,12 +116,12 @@ def test_second_export_into_a_locked_directory_names_the_holder(tiny_run: Path, 
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(LockedError, match=f"another export \\(pid {holder.pid} on "):
-            export_run(run, QuantConfig(), BudgetConfig(), EVAL, torch.device("cpu"), roundtrip_eval=False)
+            export_run(run, QuantConfig(), BudgetConfig(), EVAL, torch.device("cpu"), roundtrip_eval=False, code_bytes=submission_code_bytes)
         assert not list(run.glob("model*.golf"))
     finally:
         holder.kill()
         holder.wait()
-    export_run(run, QuantConfig(), BudgetConfig(), EVAL, torch.device("cpu"), roundtrip_eval=False)  # released
+    export_run(run, QuantConfig(), BudgetConfig(), EVAL, torch.device("cpu"), roundtrip_eval=False, code_bytes=submission_code_bytes)  # released
 
 
 def test_export_cli_over_budget_keeps_earlier_log_and_outputs(tiny_run: Path, data_root: Path, tmp_path: Path):
