@@ -62,3 +62,22 @@ def test_train_token_ids_are_checked_against_the_vocabulary(tmp_path: Path, toke
         loader = DistributedTokenLoader(_shards(tmp_path, shard_bytes(bad)), 0, 1, torch.device("cpu"),
                                         vocab_size=1024)
     assert loader is None
+
+
+@pytest.mark.parametrize("kind", ["doc_packing", "shuffled", "coprime"])
+def test_every_train_loader_checks_token_ids_against_the_vocabulary(tmp_path: Path, tokens, kind):
+    """The record loaders (memory-mapped or packed) refuse an id >= vocab_size with one line, like the sequential
+    loader, instead of an IndexError in the embedding (a device-side assert on CUDA)."""
+    from golf.data.samplers import build_train_loader
+
+    bad = tokens[:8192].copy()
+    bad[777] = 1024 + 9
+    pattern = _shards(tmp_path, shard_bytes(bad))
+    with pytest.raises(ShardError, match="token id 1033 >= vocab_size 1024 \\(first bad id at position 777\\)"):
+        loader = build_train_loader(kind, pattern, 0, 1, torch.device("cpu"), 128, vocab_size=1024)
+        loader.next_batch(1024, 128, 1)
+    (tmp_path / "ok").mkdir()
+    good = build_train_loader(kind, _shards(tmp_path / "ok", shard_bytes(tokens[:8192].copy())), 0, 1,
+                              torch.device("cpu"), 128, vocab_size=1024)
+    x, y = good.next_batch(1024, 128, 1)
+    assert int(x.max()) < 1024 and int(y.max()) < 1024

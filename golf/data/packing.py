@@ -77,7 +77,7 @@ class DocumentPackingLoader:
 def train_loader(kind: str, pattern: str, rank: int, world_size: int, device: torch.device,
                  bos_id: int = 1, vocab_size: int | None = None) -> DistributedTokenLoader | DocumentPackingLoader:
     """trainer.loader: "sequential" (official DistributedTokenLoader) or "doc_packing" (DocumentPackingLoader).
-    ``vocab_size`` checks the sequential loader's token ids (ShardError, one line, instead of an IndexError)."""
+    ``vocab_size`` checks the token ids of either (ShardError, one line, instead of an IndexError)."""
     if kind == "doc_packing":
-        return DocumentPackingLoader(pattern, rank, world_size, device, bos_id)
+        return DocumentPackingLoader(pattern, rank, world_size, device, bos_id, vocab_size)
     return DistributedTokenLoader(pattern, rank, world_size, device, vocab_size=vocab_size)

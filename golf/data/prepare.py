@@ -47,8 +47,8 @@ from tqdm import tqdm
 
 from golf.data.caseops import TRANSFORMS, apply_transform, token_original_bytes
 from golf.data.shards import MAX_SHARD_TOKENS, UINT16_LIMIT, umask_mode, write_shard
-from golf.errors import GolfError
 from golf.data.tokenizer import byte_lut_arrays, load_tokenizer, sha256_file
+from golf.errors import GolfError
 
 DEFAULT_SHARD_TOKENS = 10**8  # official SHARD_SIZE
 OFFICIAL_VAL_DOCS = 50_000  # official NUM_VAL_DOCS

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from golf.data.loader import shard_files
-from golf.data.shards import HEADER_BYTES, read_header
+from golf.data.shards import HEADER_BYTES, ShardError, read_header
 
 _FNV_PRIME = 1099511628211
 _MASK64 = 0xFFFFFFFFFFFFFFFF
@@ -37,16 +37,23 @@ _MASK64 = 0xFFFFFFFFFFFFFFFF
 class _Shards:
     """Token counts and read-only memory maps of shard files (opened lazily, kept open)."""
 
-    def __init__(self, files: list[Path]):
+    def __init__(self, files: list[Path], vocab_size: int | None = None):
         self.files = files
         self.num_tokens = [read_header(f) for f in files]
+        self.vocab_size = vocab_size
         self._maps: dict[int, np.memmap] = {}
 
     def window(self, si: int, start: int, length: int) -> Tensor:
         """Tokens [start, start + length) of shard `si` as int64 [length]."""
         if si not in self._maps:
-            self._maps[si] = np.memmap(self.files[si], mode="r", dtype="<u2", offset=HEADER_BYTES,
-                                       shape=(self.num_tokens[si],))
+            tokens = np.memmap(self.files[si], mode="r", dtype="<u2", offset=HEADER_BYTES,
+                               shape=(self.num_tokens[si],))
+            if self.vocab_size is not None and tokens.size and int(tokens.max()) >= self.vocab_size:
+                # Checked once per shard when first mapped, like the sequential loader's read_shard check.
+                pos = int(np.argmax(tokens >= self.vocab_size))
+                raise ShardError(f"shard {self.files[si]}: token id {int(tokens.max())} >= vocab_size "
+                                 f"{self.vocab_size} (first bad id at position {pos})")
+            self._maps[si] = tokens
         return torch.from_numpy(np.array(self._maps[si][start:start + length], dtype=np.int64))
 
 
@@ -77,11 +84,12 @@ class ShuffledSequenceLoader:
         ValueError: this rank gets no shard, or next_batch asks for another seq_len.
     """
 
-    def __init__(self, pattern: str, rank: int, world_size: int, device: torch.device, seq_len: int):
+    def __init__(self, pattern: str, rank: int, world_size: int, device: torch.device, seq_len: int,
+                 vocab_size: int | None = None):
         files = shard_files(pattern)[rank::world_size]
         if not files:
             raise ValueError(f"data.loader=shuffled: rank {rank} of {world_size} gets no shard of {pattern}")
-        self.shards = _Shards(files)
+        self.shards = _Shards(files, vocab_size)
         self.world_size, self.seq_len, self.device = world_size, seq_len, torch.device(device)
         self.rng = np.random.Generator(np.random.PCG64(rank))
         self.starts: list[list[int]] = [[] for _ in files]
@@ -155,9 +163,10 @@ class CoprimeStrideLoader:
         NoShardsFoundError / ShardError as the other loaders; ValueError for a batch that is not whole sequences.
     """
 
-    def __init__(self, pattern: str, rank: int, world_size: int, device: torch.device, ramp_steps: int = 1800):
+    def __init__(self, pattern: str, rank: int, world_size: int, device: torch.device, ramp_steps: int = 1800,
+                 vocab_size: int | None = None):
         files = shard_files(pattern)
-        self.shards = _Shards(files)
+        self.shards = _Shards(files, vocab_size)
         self.rank, self.world_size, self.device = rank, world_size, torch.device(device)
         self.ramp_steps = ramp_steps
         self.rng = np.random.Generator(np.random.PCG64(paths_seed(files)))
@@ -282,13 +291,14 @@ class CoprimeStrideLoader:
 def build_train_loader(kind: str, pattern: str, rank: int, world_size: int, device: torch.device, seq_len: int,
                        bos_id: int = 1, vocab_size: int | None = None):
     """The train loader `trainer.loader` names: shuffled (ShuffledSequenceLoader), coprime (CoprimeStrideLoader),
-    or sequential / doc_packing (golf.data.packing.train_loader; ``vocab_size`` checks the sequential loader's ids).
+    or sequential / doc_packing (golf.data.packing.train_loader). ``vocab_size`` checks every loader's token ids
+    (ShardError, one line, when a shard is first read).
     All have next_batch(tokens, seq_len, accum)
     and a `stream` with state_dict()/load_state_dict() for resume."""
     if kind == "shuffled":
-        return ShuffledSequenceLoader(pattern, rank, world_size, device, seq_len)
+        return ShuffledSequenceLoader(pattern, rank, world_size, device, seq_len, vocab_size=vocab_size)
     if kind == "coprime":
-        return CoprimeStrideLoader(pattern, rank, world_size, device)
+        return CoprimeStrideLoader(pattern, rank, world_size, device, vocab_size=vocab_size)
     from golf.data.packing import train_loader
 
     return train_loader(kind, pattern, rank, world_size, device, bos_id, vocab_size)
