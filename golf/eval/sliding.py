@@ -12,8 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from golf.device import autocast_for, progress_bar
-from golf.eval.bpb import ByteLUTs, bits_per_byte
+from golf.eval.bpb import ByteLUTs
 from golf.eval.standard import EvalResult
 from golf.eval.windows import (
     EvalModeError,
@@ -22,7 +21,7 @@ from golf.eval.windows import (
     document_segments,
     plan_range,
     rank_documents,
-    score_plan,
+    score_windows,
 )
 
 
@@ -83,15 +82,8 @@ def evaluate_sliding(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_l
     else:  # contiguous window ranges, as official eval_val
         plan = full_plan.rank_slice(rank, world_size)
     sums = ScoreSums(luts, device, target_losses)
-    was_training = model.training
-    model.eval()
-    with progress_bar(total=plan.num_targets, desc="eval sliding", unit="tok", unit_scale=True, leave=False,
-              disable=not progress or rank != 0) as bar:
-        score_plan(model, tokens, plan, sums, max(1, batch_tokens // (world_size * seq_len)), device,
-                   lambda: autocast_for(device), on_batch=bar.update)
-    model.train(was_training)
-    loss_sum, n_tokens, n_bytes = sums.reduced()
-    val_loss, val_bpb = bits_per_byte(loss_sum, int(n_tokens), int(n_bytes))
+    val_loss, val_bpb, n_tokens, n_bytes = score_windows(model, tokens, plan, sums, seq_len, batch_tokens, rank,
+                                                         world_size, device, progress, "eval sliding")
     details = {"seq_len": seq_len, "stride": stride, "doc_aware": doc_aware, "windows": len(full_plan)}
     return EvalResult("sliding", val_loss, val_bpb, int(n_tokens), int(n_bytes), time.perf_counter() - t0,
                       details=details, world_size=world_size, rank_tokens=sums.rank_tokens)

@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from golf.device import autocast_for, progress_bar
-from golf.eval.bpb import BpbAccumulator, ByteLUTs, bits_per_byte
-from golf.eval.windows import ScoreSums, plan_range, score_plan
+from golf.eval.bpb import BpbAccumulator, ByteLUTs
+from golf.eval.windows import ScoreSums, plan_range, score_windows
 
 log = logging.getLogger("golf.eval")
 
@@ -128,15 +128,8 @@ def evaluate_standard_exact(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs
     full = plan_range(np.array([[0, n]], dtype=np.int64), 0, n, seq_len, seq_len)
     plan = full.rank_slice(rank, world_size)
     sums = ScoreSums(luts, device, target_losses, byte_sidecar)
-    was_training = model.training
-    model.eval()
-    with progress_bar(total=plan.num_targets, desc="eval standard", unit="tok", unit_scale=True, leave=False,
-              disable=not progress or rank != 0) as bar:
-        score_plan(model, tokens, plan, sums, max(1, batch_tokens // (world_size * seq_len)), device,
-                   lambda: autocast_for(device), on_batch=bar.update)
-    model.train(was_training)
-    loss_sum, n_tokens, n_bytes = sums.reduced()
-    val_loss, val_bpb = bits_per_byte(loss_sum, int(n_tokens), int(n_bytes))
+    val_loss, val_bpb, n_tokens, n_bytes = score_windows(model, tokens, plan, sums, seq_len, batch_tokens, rank,
+                                                         world_size, device, progress, "eval standard")
     return EvalResult("standard", val_loss, val_bpb, int(n_tokens), int(n_bytes), time.perf_counter() - t0,
                       details={"seq_len": seq_len, "windows": len(full)}, world_size=world_size,
                       rank_tokens=sums.rank_tokens)

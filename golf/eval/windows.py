@@ -28,8 +28,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from golf.device import autocast_for, progress_bar
 from golf.errors import GolfError
-from golf.eval.bpb import ByteLUTs, on_grid, token_bytes
+from golf.eval.bpb import ByteLUTs, bits_per_byte, on_grid, token_bytes
 
 
 class EvalModeError(GolfError, ValueError):
@@ -264,3 +265,23 @@ def score_plan(model: nn.Module, tokens: Tensor, plan: WindowPlan, sums: ScoreSu
             n = sums.add(nll, x, y, score, sub)
             if on_batch is not None:
                 on_batch(n)
+
+
+def score_windows(model: nn.Module, tokens: Tensor, plan: WindowPlan, sums: ScoreSums, seq_len: int,
+                  batch_tokens: int, rank: int, world_size: int, device: torch.device, progress: bool,
+                  desc: str) -> tuple[float, float, int, int]:
+    """Score this rank's `plan` in eval mode (the model's train/eval mode restored after), batch_tokens summed
+    over ranks per forward, with a token progress bar on rank 0; the sums are all-reduced.
+
+    Returns (val_loss in nats per token, val_bpb, scored tokens, bytes) over all ranks.
+    """
+    was_training = model.training
+    model.eval()
+    with progress_bar(total=plan.num_targets, desc=desc, unit="tok", unit_scale=True, leave=False,
+                      disable=not progress or rank != 0) as bar:
+        score_plan(model, tokens, plan, sums, max(1, batch_tokens // (world_size * seq_len)), device,
+                   lambda: autocast_for(device), on_batch=bar.update)
+    model.train(was_training)
+    loss_sum, n_tokens, n_bytes = sums.reduced()
+    val_loss, val_bpb = bits_per_byte(loss_sum, int(n_tokens), int(n_bytes))
+    return val_loss, val_bpb, int(n_tokens), int(n_bytes)
