@@ -12,18 +12,18 @@ import torch
 from records import specs
 from records.oracle import (
     compare_quantizers,
-    copy_weights,
     fineweb_tokens,
     golf_config,
     hparam_rows,
     log_values,
     max_rel_diff,
+    paired_models,
     randomize_,
     record_dir,
 )
 from records.specs import SPECS
 
-from golf.model import build_model, count_params_for
+from golf.model import count_params_for
 from golf.quant.int8 import quantize_state_dict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,23 +37,10 @@ def _spec(key: str):
     return spec
 
 
-def _pair(spec, env, overrides):
-    """(record model, golf model, record->golf names) with the same randomized weights, both in eval mode."""
-    torch.manual_seed(0)
-    module = spec.module(env)
-    record = spec.build(module).float().eval()
-    randomize_(record, seed=1)
-    cfg = golf_config(spec.preset, [*overrides, *spec.extra_overrides])
-    golf = build_model(cfg.model).float().eval()
-    mapping = copy_weights(record, golf, spec.name_map, spec.transforms,
-                           spec.record_state(module, record, params_only=True))
-    return record, golf, mapping, cfg
-
-
 @pytest.mark.parametrize("key", KEYS)
 def test_forward_matches_the_record(key):
     spec = _spec(key)
-    record, golf, _, _ = _pair(spec, spec.small_env, spec.small_overrides)
+    record, golf, _, _ = paired_models(spec, spec.small_env, spec.small_overrides)
     record, golf = record.to(spec.forward_dtype), golf.to(spec.forward_dtype)
     tokens = fineweb_tokens(spec.vocab, spec.seq_len)
     x, y = tokens[:-1][None], tokens[1:][None]
@@ -68,7 +55,7 @@ def test_forward_matches_the_record(key):
 def test_forward_check_fails_without_ntk_rope():
     """The harness can fail: 0322 without NTK RoPE (tables for 2048 instead of 1024 scaled) is far off."""
     spec = _spec("0322")
-    record, golf, _, _ = _pair(spec, spec.small_env, [*spec.small_overrides, "model.rope_train_seq_len=0"])
+    record, golf, _, _ = paired_models(spec, spec.small_env, [*spec.small_overrides, "model.rope_train_seq_len=0"])
     x = fineweb_tokens(spec.vocab, spec.seq_len)[:-1][None]
     with torch.no_grad():
         _, rel = max_rel_diff(golf.logits(x), spec.logits(record, x).float())
@@ -114,7 +101,7 @@ def test_hyperparameters_equal_the_preset_or_are_deliberate(key):
                                  for k in KEYS if SPECS[k].quantize is not None])
 def test_quantizer_matches_the_record(key):
     spec = _spec(key)
-    record, golf, mapping, cfg = _pair(spec, spec.quant_env, spec.quant_overrides)
+    record, golf, mapping, cfg = paired_models(spec, spec.quant_env, spec.quant_overrides)
     module = spec.module(spec.quant_env)
     hessians = None
     if spec.hessians is not None:  # GPTQ: both quantizers get the record's own calibration Hessians

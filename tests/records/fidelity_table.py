@@ -21,36 +21,23 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from golf.model import build_model, count_params_for  # noqa: E402
+from golf.model import count_params_for  # noqa: E402
 from golf.quant.artifact import write_artifact  # noqa: E402
 from golf.quant.int8 import quantize_state_dict  # noqa: E402
 from records import specs  # noqa: E402
 from records.oracle import (  # noqa: E402
     compare_quantizers,
-    copy_weights,
     fineweb_tokens,
     golf_config,
     hparam_rows,
     log_values,
     max_rel_diff,
-    randomize_,
+    paired_models,
 )
 
 
-def _pair(spec, env, overrides):
-    torch.manual_seed(0)
-    module = spec.module(env)
-    record = spec.build(module).float().eval()
-    randomize_(record, seed=1)
-    cfg = golf_config(spec.preset, [*overrides, *spec.extra_overrides])
-    golf = build_model(cfg.model).float().eval()
-    mapping = copy_weights(record, golf, spec.name_map, spec.transforms,
-                           spec.record_state(module, record, params_only=True))
-    return record, golf, mapping, cfg
-
-
 def forward_delta(spec) -> tuple[float, float]:
-    record, golf, _, _ = _pair(spec, spec.small_env, spec.small_overrides)
+    record, golf, _, _ = paired_models(spec, spec.small_env, spec.small_overrides)
     record, golf = record.to(spec.forward_dtype), golf.to(spec.forward_dtype)
     tokens = fineweb_tokens(spec.vocab, spec.seq_len)
     x = tokens[:-1][None]
@@ -73,7 +60,7 @@ def train_briefly(golf, vocab: int, steps: int, seq_len: int = 256, batch: int =
 
 
 def quant_and_bytes(spec, steps: int) -> tuple[str, int, int]:
-    record, golf, mapping, cfg = _pair(spec, spec.quant_env, spec.quant_overrides)
+    record, golf, mapping, cfg = paired_models(spec, spec.quant_env, spec.quant_overrides)
     if steps:
         train_briefly(golf, spec.vocab, steps)
         golf_params = dict(golf.named_parameters())

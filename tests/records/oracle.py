@@ -374,3 +374,19 @@ def compare_quantizers(record_q: dict[str, dict], qstate, mapping: dict[str, str
                 problems.append(f"{rname}.{k}: record {a.dtype}{tuple(a.shape)} vs golf {b.dtype}{tuple(b.shape)}"
                                 f" ({n} values differ)")
     return problems
+
+
+def paired_models(spec, env, overrides):
+    """(record model, golf model, record->golf names, golf config) with the same randomized weights, both fp32
+    in eval mode: the record's `GPT` from its own script under `env`, golf's from `spec.preset` + `overrides`."""
+    from golf.model import build_model
+
+    torch.manual_seed(0)
+    module = spec.module(env)
+    record = spec.build(module).float().eval()
+    randomize_(record, seed=1)
+    cfg = golf_config(spec.preset, [*overrides, *spec.extra_overrides])
+    golf = build_model(cfg.model).float().eval()
+    mapping = copy_weights(record, golf, spec.name_map, spec.transforms,
+                           spec.record_state(module, record, params_only=True))
+    return record, golf, mapping, cfg
