@@ -124,3 +124,19 @@ def caseops_data_root(tmp_path_factory, fineweb_docs: Path) -> Path:
     prepare_shards(fineweb_docs, tok, root / "datasets" / f"fineweb10B_{CASEOPS_VARIANT}", val_docs=50,
                    shard_tokens=10_000_000, text_transform="caseops_v1")
     return root
+
+
+def random_tiny_gpt():
+    """A 2-layer d64 GPT (4/2 heads) with random matrices (output projections included, normal std 0.08, seed 0),
+    so every token's loss depends on its context; in eval mode. For eval-mode tests."""
+    import torch
+
+    from golf.model import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2))
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.ndim == 2:
+                p.normal_(0.0, 0.08)
+    return m.eval()

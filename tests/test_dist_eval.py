@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import random_tiny_gpt
 
 from golf.data.loader import load_validation_tokens
 from golf.data.tokenizer import load_tokenizer
@@ -22,7 +23,6 @@ from golf.eval.bpb import build_byte_luts
 from golf.eval.config import EvalConfig, TTTConfig
 from golf.eval.data import ValData
 from golf.eval.run import EvalContext, run_evaluation
-from golf.model import ModelConfig, build_model
 
 SEQ = 32
 BOS = 1
@@ -54,13 +54,7 @@ def val(sp1024_shards: Path, sp1024_model: Path) -> ValData:
 
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    m = build_model(ModelConfig(num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2))
-    with torch.no_grad():
-        for p in m.parameters():
-            if p.ndim == 2:
-                p.normal_(0.0, 0.08)
-    return m.eval()
+    return random_tiny_gpt()
 
 
 def _score_modes(model, val: ValData, rank: int, world_size: int) -> dict[str, dict]:

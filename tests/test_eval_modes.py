@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_golf
+from conftest import random_tiny_gpt, run_golf
 
 from golf.data.loader import load_validation_tokens
 from golf.data.tokenizer import load_tokenizer
@@ -28,7 +28,6 @@ from golf.eval.sliding import evaluate_sliding, sliding_plan
 from golf.eval.standard import evaluate_standard
 from golf.eval.ttt import evaluate_ttt
 from golf.eval.windows import EvalModeError, target_coverage
-from golf.model import ModelConfig, build_model
 from golf.train.load import load_for_eval
 
 SEQ = 32
@@ -52,13 +51,7 @@ def val_stream(sp1024_shards: Path) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
     """A small GPT whose weights (outputs projections included) are random, so losses depend on context."""
-    torch.manual_seed(0)
-    m = build_model(ModelConfig(num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2))
-    with torch.no_grad():
-        for p in m.parameters():
-            if p.ndim == 2:
-                p.normal_(0.0, 0.08)
-    return m.eval()
+    return random_tiny_gpt()
 
 
 def _doc_slice(stream: torch.Tensor, n: int = 384) -> tuple[torch.Tensor, int]:
