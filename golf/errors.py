@@ -1,5 +1,7 @@
 """Errors golf reports to users as one line (entrypoints print `error: <message>` and exit non-zero)."""
 
+from __future__ import annotations
+
 
 class GolfError(Exception):
     """Base class of errors that are the user's input, not a bug: bad config, data, artifact or budget."""

@@ -20,10 +20,9 @@ from golf.device import autocast_for
 from golf.io import StagedFile
 from golf.quant.artifact import HEADER_BYTES, stage_artifact
 from golf.quant.budget import build_budget_report, check_budget, format_report
-from golf.quant.config import BudgetConfig, QuantConfig
+from golf.quant.config import PERGROUP_CODEC, BudgetConfig, QuantConfig
 from golf.quant.int8 import quantize_state_dict
-from golf.train.config import LoggerConfig, TrainRunConfig
-from golf.train.load import RUN_SECTION
+from golf.train.config import RUN_SECTION, LoggerConfig, TrainRunConfig
 
 log = logging.getLogger("golf.export")
 FIT_ATTEMPTS = 4
@@ -43,6 +42,10 @@ def portable(run_cfg: TrainRunConfig) -> TrainRunConfig:
 
 def export_modules(quant: QuantConfig, budget: BudgetConfig) -> None:
     """Import the modules exporting with (quant, budget) may run lazily (golf.submission.plan traces this)."""
+    if quant.codec == PERGROUP_CODEC:
+        import golf.quant.pergroup  # noqa: F401  lazy
+    if quant.lqer.enabled:
+        import golf.quant.lqer  # noqa: F401  lazy
     if budget.fit or (quant.scheme != "none" and quant.uses_gptq()):
         import golf.quant.fitter  # noqa: F401  lazy
         import golf.quant.gptq  # noqa: F401  lazy

@@ -34,10 +34,11 @@ from golf.errors import GolfError
 from golf.eval.data import load_val_data
 from golf.eval.run import EvalContext, run_evaluation
 from golf.export_core import calibration, quantize_and_write
+from golf.model import build_model, cast_for_device
+from golf.quant.artifact import load_state_dict_from_artifact
 from golf.train.config import TrainRunConfig
 from golf.train.context import RunContext
 from golf.train.dist import collective_errors, init_distributed, teardown
-from golf.train.load import load_for_eval
 from golf.train.trainer import Trainer
 
 log = logging.getLogger("golf.submission")
@@ -149,12 +150,21 @@ def _export_and_evaluate(cfg: TrainRunConfig, model: torch.nn.Module, run_dir: P
     seq_len = cfg.eval.seq_len or cfg.trainer.train_seq_len
     val = load_val_data(cfg.data, cfg.model.vocab_size, seq_len, cfg.eval.max_tokens)
     t0 = time.perf_counter()
-    post = run_evaluation(load_for_eval(artifact, device).model, val, cfg.eval, EvalContext(device, rank, world))
+    post = run_evaluation(reload(artifact, cfg, device), val, cfg.eval, EvalContext(device, rank, world))
     tag = f"{cfg.quant.scheme}_{codec}_{post.mode}"
     log.info(f"final_{tag}_roundtrip val_loss:{post.val_loss:.4f} val_bpb:{post.val_bpb:.4f} "
              f"eval_time:{1000 * (time.perf_counter() - t0):.0f}ms")
     log.info(f"final_{tag}_roundtrip_exact val_loss:{post.val_loss:.8f} val_bpb:{post.val_bpb:.8f}")
     return post.val_bpb
+
+
+def reload(artifact: Path, cfg: TrainRunConfig, device: torch.device) -> torch.nn.Module:
+    """The artifact's dequantized weights in the run's architecture, cast for `device` (as the official script
+    reloads its own file into its own hyperparameters; golf.train.load.load_for_eval builds the same model from
+    the manifest's copy of the config). Raises golf.quant.artifact.ArtifactError (one line)."""
+    model = build_model(cfg.model)
+    model.load_state_dict(load_state_dict_from_artifact(artifact), strict=True)
+    return cast_for_device(model, device, ())
 
 
 def plan(cfg: TrainRunConfig) -> None:
@@ -166,7 +176,6 @@ def plan(cfg: TrainRunConfig) -> None:
     from golf.data.loader import LOADER_MODULES
     from golf.eval.run import MODE_MODULES
     from golf.export_core import export_modules
-    from golf.model import build_model
     from golf.quant.int8 import SCHEME_MODULES
     from golf.train.techniques import build_hooks
 

@@ -134,6 +134,12 @@ def _imports(source: str) -> set[str]:
     ("QAT", "pr374_gptq_lite", "golf.train.qat"),
     ("SWA", "pr374_gptq_lite", "golf.train.averaging"),
     ("mixed intN scheme", "pr374_gptq_lite", "golf.quant.intn"),
+    ("per-group lrzip/brotli codec", "record_0427_sota", "golf.quant.pergroup"),
+    ("LQER", "record_0427_sota", "golf.quant.lqer"),
+    ("fused CE / LeakyReLU² kernels", "record_0427_sota", "golf.model.kernels"),
+    ("document-packing loader", "record_0427_sota", "golf.data.packing"),
+    ("GPTQ calibration inside training", "record_0427_sota", "golf.train.calibration"),
+    ("shuffled/coprime loaders", "record_0409_sp8192_recur", "golf.data.samplers"),
 ])
 def test_a_config_ships_exactly_the_option_code_it_uses(option, preset_with, module):
     with_option = submission_bundle(preset(preset_with))
@@ -141,6 +147,15 @@ def test_a_config_ships_exactly_the_option_code_it_uses(option, preset_with, mod
     private = "_pg" + module[len("golf"):]
     assert module in with_option.modules and f"\n#@{private} " in with_option.readable, option
     assert module not in without.modules and f"\n#@{private} " not in without.readable, option
+
+
+@pytest.mark.parametrize("name", ["baseline", "record_0427_sota"])
+def test_no_submission_ships_golf_run_machinery(name):
+    """Resume points, checkpoints, W&B tracking, run-directory policy, the compliance report and export.py's
+    driver are golf's, not the record's: the plain Trainer and export_core are all a train_gpt.py runs."""
+    modules = set(submission_bundle(preset(name)).modules)
+    assert not modules & {"golf.train.resume", "golf.train.resumable", "golf.train.checkpoint", "golf.train.run",
+                          "golf.train.tracking", "golf.train.compliance", "golf.export_run", "golf.train.load"}
 
 
 def test_ttt_config_ships_ttt_and_lora_only_then():

@@ -5,6 +5,8 @@ load_validation_tokens; imports torch), ``config`` (DataConfig), ``prepare`` (te
 ``download`` (hub -> shards CLI). Loader names are imported lazily so the CLIs start without torch.
 """
 
+from __future__ import annotations
+
 from golf.data.config import DataConfig
 from golf.data.shards import ShardError, read_header, read_shard, write_shard
 

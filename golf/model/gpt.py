@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from golf.model.attention import CausalSelfAttention
 from golf.model.config import ModelConfig
 from golf.model.init import init_weights
-from golf.model.kernels import leaky_relu2, softcapped_cross_entropy
 from golf.model.layers import CastedLinear, RMSNorm, rms_norm
 from golf.model.recurrence import LayerSchedule, layer_schedules
 from golf.model.varlen import Segments, segments_from_ids
@@ -37,6 +36,10 @@ class MLP(nn.Module):
                  fused: bool = False):
         super().__init__()
         self.fused = fused
+        if fused:
+            from golf.model.kernels import leaky_relu2  # lazy: only model.fused_mlp ships the Triton kernels
+
+            self.fused_act = leaky_relu2
         self.fc = CastedLinear(dim, hidden, bias=False)
         self.proj = CastedLinear(hidden, dim, bias=False)
         self.proj._zero_init = True
@@ -47,7 +50,7 @@ class MLP(nn.Module):
         h = self.fc(x)
         if self.activation == "leaky_relu2":
             if self.fused:
-                return self.proj(leaky_relu2(h, self.leaky_slope))
+                return self.proj(self.fused_act(h, self.leaky_slope))
             return self.proj(F.leaky_relu(h, negative_slope=self.leaky_slope).square())
         return self.proj(torch.relu(h).square())
 
@@ -120,6 +123,10 @@ class GPT(nn.Module):
         dim = cfg.model_dim
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.embed_dim or dim)
         # Option modules are imported only when the config uses them (`# lazy`: golf.record ships them only then).
+        if cfg.fused_ce:
+            from golf.model.kernels import softcapped_cross_entropy  # lazy
+
+            self.fused_ce_loss = softcapped_cross_entropy
         self.factored = None
         if cfg.embed_dim:
             from golf.model.embeddings import FactoredProjections  # lazy
@@ -290,6 +297,6 @@ class GPT(nn.Module):
     def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
         if self.cfg.fused_ce and self.training:
             z = self.project_raw(self.hidden(input_ids))
-            return softcapped_cross_entropy(z.reshape(-1, z.size(-1)), target_ids.reshape(-1), self.cfg.logit_softcap)
+            return self.fused_ce_loss(z.reshape(-1, z.size(-1)), target_ids.reshape(-1), self.cfg.logit_softcap)
         logits = self.logits(input_ids)
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1), reduction="mean")

@@ -66,10 +66,10 @@ from golf.quant.compress import (
     get_codec,
 )
 from golf.quant.config import BEST_CODEC
+from golf.quant.config import PERGROUP_CODEC as PERGROUP
 from golf.quant.int8 import DTYPES, QuantizationError, QuantizedState, dequantize_state
 from golf.quant.packing import PackingError
 from golf.quant.payload import PayloadError, build_payload, entry_fault, tensor_from_payload
-from golf.quant.pergroup import PERGROUP, compress_pergroup, decompress_pergroup
 from golf.validate import MAX_DEPTH, depth_exceeds
 
 MAGIC = b"GOLFART\x00"
@@ -128,6 +128,8 @@ def compress_payload(raw: bytes, codec: str, level: int | None, shuffle: int,
     maximum level with and without the byte shuffle; "pergroup" (needs ``table``) returns its streams as trials.
     Raises CodecError for a bad codec or level."""
     if codec == PERGROUP:
+        from golf.quant.pergroup import compress_pergroup  # lazy: only codec=pergroup ships it
+
         blob, streams = compress_pergroup(raw, table or [])
         return blob, PERGROUP, None, 0, [asdict(s) for s in streams]
     if codec == BEST_CODEC:
@@ -335,6 +337,8 @@ def read_artifact(path: str | Path) -> tuple[QuantizedState, dict]:
             if not isinstance(manifest["tensors"], list) or not all(
                     isinstance(e, dict) and entry_fault(e, 1 << 62) is None for e in manifest["tensors"]):
                 raise CodecError("pergroup payload with a malformed tensor table")
+            from golf.quant.pergroup import decompress_pergroup  # lazy
+
             raw = byte_unshuffle(decompress_pergroup(blob, manifest["tensors"]), shuffle)
             if len(raw) > manifest["raw_payload_bytes"]:
                 raise CodecError(f"pergroup payload inflates beyond the declared {manifest['raw_payload_bytes']:,} bytes")

@@ -45,6 +45,9 @@ CODEC_LEVELS: dict[str, tuple[int | None, int | None, int | None]] = {
 }
 """Codec name -> (default level, min level, max level); None = level-less. golf.quant.compress builds its
 CODECS from this table, so the config checks names and levels without importing the codec libraries."""
+LQER_SUFFIXES = (".lqer_a", ".lqer_b")
+LQER_METHODS = ("lqer_a", "lqer_b")
+"""Names and qmeta methods of LQER factor entries (golf.quant.lqer writes them; dequantizing folds them)."""
 PERGROUP_CODEC = "pergroup"
 """Per-group lrzip/brotli of the payload with the L1 row sort (golf.quant.pergroup; 2026-04-27 record)."""
 # Record 03-22 (GPTQ-lite, train_gpt.py quantize_int6_per_row): row quantiles 0.999, 0.9995, 0.9999, 0.99999, 1.0.

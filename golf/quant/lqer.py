@@ -26,11 +26,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from golf.quant.config import LQERConfig
+from golf.quant.config import LQER_METHODS, LQER_SUFFIXES, LQERConfig
 
-SUFFIX_A = ".lqer_a"
-SUFFIX_B = ".lqer_b"
-METHODS = ("lqer_a", "lqer_b")
+SUFFIX_A, SUFFIX_B = LQER_SUFFIXES
+METHODS = LQER_METHODS
 
 
 def error_factors(w: Tensor, codes: Tensor, scale: Tensor, rank: int) -> tuple[Tensor, Tensor]:

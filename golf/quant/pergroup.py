@@ -35,10 +35,11 @@ import numpy as np
 import torch
 
 from golf.quant.compress import CodecError
+from golf.quant.config import PERGROUP_CODEC
 
 log = logging.getLogger("golf.quant")
 
-PERGROUP = "pergroup"
+PERGROUP = PERGROUP_CODEC
 MAGIC = b"GPG1"
 ROLES = ("tok_emb.weight", "attn.c_k.weight", "attn.c_q.weight", "attn.c_v.weight", "attn.proj.weight",
          "mlp.fc.weight", "mlp.proj.weight")

@@ -72,13 +72,19 @@ def _assigned_name(node: ast.stmt) -> str | None:
 
 def _names_in(node: ast.AST) -> set[str]:
     """Every name `node` refers to: variables, attributes, keywords, identifier-like strings (see module doc).
-    Docstrings (string expression statements) are text, not references."""
+    Docstrings (string expression statements) are text, not references, and so are function annotations: every
+    golf module has `from __future__ import annotations` (checked by shake), so they are never evaluated."""
     out: set[str] = set()
     todo = [node]
     while todo:
         n = todo.pop()
         if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str):
             continue
+        if isinstance(n, ast.arg):  # annotations of arguments are never evaluated (future annotations)
+            continue
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            todo.extend([*n.decorator_list, *n.args.defaults, *(d for d in n.args.kw_defaults if d), *n.body])
+            continue  # the return annotation is never evaluated either
         if isinstance(n, ast.Name):
             out.add(n.id)
         elif isinstance(n, ast.Attribute):
@@ -132,6 +138,11 @@ def shake(sources: dict[str, str], package: str, entry_names: set[str]) -> dict[
     definitions removed (see the module docstring). `entry_names`: what code outside the modules calls (the
     generated file's `main`). Raises SyntaxError only if a source does not parse."""
     mods = {name: _Module(src) for name, src in sources.items()}
+    for name, m in mods.items():
+        if m.tree.body and not any(isinstance(n, ast.ImportFrom) and n.module == "__future__"
+                                   and any(a.name == "annotations" for a in n.names) for n in m.tree.body):
+            if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in ast.walk(m.tree)):
+                raise ValueError(f"{name}: shaking needs `from __future__ import annotations` (annotations unused)")
     referenced: set[str] = set(entry_names)
     pending: list[ast.AST] = [r for m in mods.values() for r in m.roots]
     kept_units: set[int] = set()

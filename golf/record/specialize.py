@@ -15,7 +15,8 @@ A read is folded only when all of these hold (anything else stays a read of the 
 - the read is a load (not an assignment target).
 
 Simplification after folding (Python semantics exactly): comparisons, `not`, `is None`, `and`/`or` with constant
-operands, `a if const else b`, and `if const:` / `elif` blocks replaced by the branch taken (`pass` when empty).
+operands, `a if const else b`, and `if const:` / `elif` blocks replaced by the branch taken (`pass` when empty); statements after a
+`return`/`raise`/`continue`/`break` in the same block are unreachable and dropped.
 Modules that change are re-emitted with `ast.unparse` (comments dropped, docstrings kept); others are untouched.
 """
 
@@ -185,6 +186,18 @@ class _Simplifier(ast.NodeTransformer):
         self.generic_visit(node)
         if _const(node.test):
             return self._done(node.body if node.test.value else node.orelse, node)
+        return node
+
+    def generic_visit(self, node):
+        super().generic_visit(node)
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(node, field, None)
+            if isinstance(block, list):
+                for i, stmt in enumerate(block[:-1]):
+                    if isinstance(stmt, (ast.Return, ast.Raise, ast.Continue, ast.Break)):
+                        del block[i + 1:]  # unreachable after the branch taken was folded in
+                        self.changed = True
+                        break
         return node
 
     def visit_If(self, node):

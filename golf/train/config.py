@@ -25,6 +25,9 @@ SWITCHES = ("auto", "on", "off")
 RESUME_POLICIES = ("auto", "never")
 LOGGERS = ("wandb", "none")
 LOADERS = ("sequential", "doc_packing", "shuffled", "coprime")
+RUN_SECTION = "run"
+"""Key of an artifact manifest's `extra` that holds TrainRunConfig.to_dict() (golf.export_core writes it,
+golf.train.load reads it)."""
 RETIRED_BUDGET_KEYS = frozenset({"code_paths", "code_mode"})
 
 

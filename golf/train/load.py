@@ -19,11 +19,9 @@ from golf.model.checked import load_checked_model
 from golf.model.config import ModelConfig
 from golf.quant.artifact import MAGIC, ArtifactError, dequantized_state, read_artifact
 from golf.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, run_config_from_stored
-from golf.train.config import TrainRunConfig
+from golf.train.config import RUN_SECTION, TrainRunConfig
 
 ARTIFACT_NAME = "model.golf"
-RUN_SECTION = "run"
-"""Key of the artifact manifest's `extra` that holds TrainRunConfig.to_dict()."""
 
 
 @dataclass

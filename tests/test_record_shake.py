@@ -1,0 +1,150 @@
+"""The bundle's two source passes: config specialisation (fold baked config reads, drop dead branches) and tree
+shaking (drop unreferenced definitions). Each rule has a case that fails without it; the end-to-end proof that
+the shaken, specialised file is still the run is tests/test_record.py."""
+
+from __future__ import annotations
+
+import ast
+import warnings
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from golf.record.shake import shake
+from golf.record.specialize import specialize
+
+FUTURE = "from __future__ import annotations\n"
+
+
+def _shake(sources: dict[str, str], entry=("main",)) -> dict[str, str]:
+    return shake({k: FUTURE + v for k, v in sources.items()}, "_pg", set(entry))
+
+
+def _defs(source: str) -> set[str]:
+    tree = ast.parse(source)
+    out = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        out |= {f"{cls.name}.{m.name}" for m in cls.body if isinstance(m, ast.FunctionDef)}
+    return out
+
+
+def test_unreferenced_functions_go_and_the_entry_stays():
+    out = _shake({"_pg.a": "def main():\n    return used()\n\ndef used():\n    return 1\n\ndef unused():\n    return 2\n"})
+    assert _defs(out["_pg.a"]) == {"main", "used"}
+
+
+def test_references_across_modules_and_import_aliases():
+    out = _shake({
+        "_pg.a": "from _pg.b import helper as h, dead\n\ndef main():\n    return h()\n",
+        "_pg.b": "def helper():\n    return 1\n\ndef dead():\n    return 2\n",
+    })
+    assert _defs(out["_pg.b"]) == {"helper"}  # `helper as h`: h used -> helper kept
+    assert "dead" not in out["_pg.a"] and "helper as h" in out["_pg.a"]  # the alias of a removed def goes too
+
+
+def test_methods_go_by_name_but_implicit_and_dunder_methods_stay():
+    src = ("import torch\n\nclass M(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+           "    def forward(self, x):\n        return self.used(x)\n    def used(self, x):\n        return x\n"
+           "    def unused(self):\n        return 0\n\ndef main():\n    return M()\n")
+    assert _defs(_shake({"_pg.a": src})["_pg.a"]) == {"M", "M.__init__", "M.forward", "M.used", "main"}
+
+
+def test_registering_decorators_keep_their_function():
+    src = ("REG = {}\n\ndef register(f):\n    REG[f.__name__] = f\n    return f\n\n@register\ndef scheme():\n    return 1\n\n"
+           "@property\ndef pure():\n    return 2\n\ndef main():\n    return REG\n")
+    assert _defs(_shake({"_pg.a": src})["_pg.a"]) == {"register", "scheme", "main"}
+
+
+def test_docstring_words_are_not_references_but_string_tables_are():
+    src = ('def main():\n    """calls helper"""\n    return getattr(T, "named")\n\n'
+           "def helper():\n    return 1\n\ndef named():\n    return 2\n\nT = 0\n")
+    assert _defs(_shake({"_pg.a": src})["_pg.a"]) == {"main", "named"}
+
+
+def test_argument_annotations_are_not_references():
+    src = "def main(x: Segments) -> Segments:\n    return x\n\nclass Segments:\n    pass\n"
+    assert _defs(_shake({"_pg.a": src})["_pg.a"]) == {"main"}
+
+
+def test_a_class_emptied_of_methods_keeps_a_body():
+    src = "class C:\n    def gone(self):\n        return 1\n\ndef main():\n    return C()\n"
+    out = _shake({"_pg.a": src})["_pg.a"]
+    compile(out, "a", "exec")
+    assert _defs(out) == {"C", "main"}
+
+
+def test_modules_without_future_annotations_are_refused():
+    with pytest.raises(ValueError, match="__future__"):
+        shake({"_pg.a": "def main(x: int):\n    return x\n"}, "_pg", {"main"})
+
+
+CONFIG = {"model": {"smear_gate": "", "bigram_buckets": 0, "vocab_size": 1024, "num_layers": 9},
+          "eval": {"mode": "standard", "seq_len": 0}, "trainer": {"checkpoint": True, "train_seq_len": 1024},
+          "quant": {"groups": {"embed": {"bits": 8}, "attn": {"bits": 6}}, "scheme": "int8"}}
+
+
+def _specialize(src: str, frozen=()) -> str:
+    return specialize({"_pg.a": FUTURE + src}, CONFIG, set(frozen))["_pg.a"]
+
+
+def test_config_reads_fold_and_dead_branches_go():
+    src = ("def build(cfg):\n    if cfg.smear_gate == 'v1':\n        return SmearV1()\n"
+           "    elif cfg.model.bigram_buckets:\n        return Bigram()\n    else:\n        return Plain(cfg.vocab_size)\n")
+    out = _specialize(src)
+    assert "SmearV1" not in out and "Bigram" not in out and "return Plain(1024)" in out
+
+
+def test_self_cfg_reads_fold_and_code_after_a_folded_return_goes():
+    src = ("class G:\n    def seg(self, x):\n        if not self.cfg.model.bigram_buckets:\n            return None\n"
+           "        return segments(x)\n")
+    out = _specialize(src)
+    assert "segments" not in out and "return None" in out
+
+
+@pytest.mark.parametrize("read,why", [
+    ("cfg.bits", "two places in the config"),
+    ("cfg.train_seq_len", "an environment override"),
+    ("cfg.checkpoint", "a replace(...) keyword somewhere in the bundle"),
+    ("other.vocab_size", "not a config receiver"),
+    ("cfg.unknown_field", "not in the config"),
+])
+def test_reads_that_can_change_or_are_ambiguous_stay(read, why):
+    src = f"def f(cfg, other):\n    return {read}\n\ndef g(cfg):\n    return replace(cfg, checkpoint=False)\n"
+    out = _specialize(src, frozen={"trainer.train_seq_len"})
+    assert f"return {read}" in out, why
+
+
+def test_assignments_to_a_config_field_block_folding_it():
+    src = "def f(cfg):\n    cfg.model.num_layers = 3\n    return cfg.model.num_layers\n"
+    assert "return cfg.model.num_layers" in _specialize(src)
+
+
+EXPRS = st.deferred(lambda: st.one_of(
+    st.sampled_from(["cfg.smear_gate", "cfg.bigram_buckets", "cfg.eval.mode", "cfg.seq_len", "x", "y", "0", "1",
+                     "''", "'v1'", "None"]),
+    st.tuples(st.sampled_from(["and", "or"]), EXPRS, EXPRS).map(lambda t: f"({t[1]} {t[0]} {t[2]})"),
+    EXPRS.map(lambda e: f"(not {e})"),
+    st.tuples(EXPRS, EXPRS, EXPRS).map(lambda t: f"({t[0]} if {t[1]} else {t[2]})"),
+    st.tuples(EXPRS, st.sampled_from(["==", "!=", "is", "is not"])).map(lambda t: f"({t[0]} {t[1]} None)"),
+))
+
+
+class _Cfg:
+    def __init__(self, d):
+        for k, v in d.items():
+            setattr(self, k, _Cfg(v) if isinstance(v, dict) else v)
+
+
+@settings(max_examples=300, deadline=None)
+@given(expr=EXPRS, x=st.sampled_from([0, 1, "", "a", None]), y=st.sampled_from([0, 2, "", "b", None]))
+def test_folding_keeps_python_semantics(expr, x, y):
+    src = f"def f(cfg, x, y):\n    if {expr}:\n        return ('then', {expr})\n    return ('else', {expr})\n"
+    folded = _specialize(src)
+    cfg = _Cfg({**CONFIG["model"], **CONFIG, "mode": "standard", "seq_len": 0})
+    before, after = {}, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)  # `0 is None` is what the fuzzer is meant to write
+        exec(compile(FUTURE + src, "a", "exec"), before)
+        exec(compile(folded, "a", "exec"), after)
+    assert after["f"](cfg, x, y) == before["f"](cfg, x, y), folded
