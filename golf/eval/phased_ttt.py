@@ -65,9 +65,12 @@ class SlotLoRA(nn.Module):
     """Per-document (batch row) LoRA adapters on every virtual layer slot of a golf GPT, attached by hooks.
 
     A [bsz, r, in] ~ U(-1/sqrt(in), 1/sqrt(in)), B [bsz, out, r] = 0, delta = (x A^T) B^T * alpha / r.
+    A is drawn from `gen` in the record's BatchedTTTLoRA order (head, then q, v, k, mlp, o over the slots), so
+    with `gen` seeded like the record's global RNG the adapters are the record's, draw for draw.
     """
 
     KINDS = ("q", "k", "v", "o", "mlp")
+    DRAW_ORDER = ("q", "v", "k", "mlp", "o")
 
     def __init__(self, model: nn.Module, bsz: int, rank: int, alpha: float, gen: torch.Generator):
         super().__init__()
@@ -79,10 +82,10 @@ class SlotLoRA(nn.Module):
         kv = model.cfg.num_kv_heads * (dim // model.cfg.num_heads)
         outs = {"q": dim, "k": kv, "v": kv, "o": dim, "mlp": dim}
         self.A, self.B = nn.ParameterDict(), nn.ParameterDict()
-        for s in range(len(layers)):
-            for kind in self.KINDS:
-                self._add(f"{kind}{s}", bsz, dim, outs[kind], rank, dev, gen)
         self._add("head", bsz, model.tok_emb.embedding_dim, model.cfg.vocab_size, rank, dev, gen)
+        for kind in self.DRAW_ORDER:  # the record's BatchedTTTLoRA module order: one RNG stream, same draws
+            for s in range(len(layers)):
+                self._add(f"{kind}{s}", bsz, dim, outs[kind], rank, dev, gen)
         self.calls: dict[int, int] = {}
         self.handles = []
         for i, block in enumerate(model.blocks):
@@ -92,7 +95,7 @@ class SlotLoRA(nn.Module):
 
     def _add(self, key, bsz, fan_in, fan_out, rank, dev, gen) -> None:
         bound = 1.0 / math.sqrt(fan_in)
-        a = (torch.rand(bsz, rank, fan_in, generator=gen) * 2 - 1) * bound
+        a = torch.empty(bsz, rank, fan_in).uniform_(-bound, bound, generator=gen)
         self.A[key] = nn.Parameter(a.to(dev))
         self.B[key] = nn.Parameter(torch.zeros(bsz, fan_out, rank, device=dev))
 
