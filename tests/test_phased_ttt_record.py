@@ -34,7 +34,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SEQ, BOS, VOCAB = 64, 1, 8192
 CFG = PhasedTTTConfig(lora_rank=4, lora_alpha=8.0, lr=0.01, beta1=0.0, beta2=0.99, weight_decay=0.5, chunk_tokens=16,
                       doc_batch=3, prefix_docs=6, num_phases=2, global_lr=0.01, global_momentum=0.9,
-                      global_chunk_tokens=2 * SEQ, global_batch_seqs=2, global_grad_clip=1.0, seed=3)
+                      global_chunk_tokens=2 * SEQ, global_batch_seqs=2, global_grad_clip=1.0, seed=3,
+                      lanes=1)
 DOC_LENS = [40, 150, 70, 210, 33, 95, 120, 58, 175, 20]
 """Tokens kept of each of the first 10 validation documents (some longer than SEQ: sliding chunk windows)."""
 
