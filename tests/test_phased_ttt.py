@@ -1,4 +1,5 @@
-"""Phased TTT (2026-04-27 record): score-first legality, event order, phases, and the record's helpers."""
+"""Phased TTT (2026-04-27 record): score-first legality, event order, phases, the record's helpers, and sharding
+(2 gloo ranks score like 1 process, every target once; adapter lanes)."""
 
 from __future__ import annotations
 
@@ -180,8 +181,8 @@ def test_two_ranks_score_like_one_and_every_target_once(model, stream12, luts, t
     for name, cfg in DIST_CFGS.items():
         r0, r1 = ranks[0][name], ranks[1][name]
         one = _phased_scores(model, stream12, luts, cfg, 0, 1)
-        print(f"\n{name}: 1 rank val_loss {one['val_loss']:.9f} val_bpb {one['val_bpb']:.9f} | 2 ranks val_loss "
-              f"{r0['val_loss']:.9f} val_bpb {r0['val_bpb']:.9f} rank_tokens {r0['rank_tokens']}")
+        print(f"\n{name}: 1 rank val_loss {one['val_loss']!r} val_bpb {one['val_bpb']!r} | 2 ranks val_loss "
+              f"{r0['val_loss']!r} val_bpb {r0['val_bpb']!r} rank_tokens {r0['rank_tokens']}")
         assert one["details"]["phases"] == 2 and one["details"]["global_steps"] > 0, name
         assert one["details"]["batches"] == 6, name
         assert abs(r0["val_bpb"] - one["val_bpb"]) <= 1e-6 and abs(r0["val_loss"] - one["val_loss"]) <= 1e-6, name

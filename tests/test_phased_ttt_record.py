@@ -125,8 +125,8 @@ def test_phased_ttt_equals_record_eval(caseops_val, tmp_path, monkeypatch):
     ours, theirs = paired_models(tg)
     res = evaluate_phased_ttt(ours, tokens, luts, SEQ, CFG, BOS, sidecar)
     want_loss, want_bpb = record_phased(tg, theirs, tokens, sidecar, luts, CFG, tmp_path, monkeypatch)
-    print(f"golf val_loss {res.val_loss:.9f} val_bpb {res.val_bpb:.9f} | record val_loss {want_loss:.9f} "
-          f"val_bpb {want_bpb:.9f}")
+    print(f"\ngolf val_loss {res.val_loss!r} val_bpb {res.val_bpb!r} | record val_loss {want_loss!r} val_bpb "
+          f"{want_bpb!r} | |d| {abs(res.val_loss - want_loss):.2e} {abs(res.val_bpb - want_bpb):.2e}")
     assert res.details["phases"] == 2 and res.details["global_steps"] > 0
     assert abs(res.val_loss - want_loss) <= 1e-6 and abs(res.val_bpb - want_bpb) <= 1e-6
 

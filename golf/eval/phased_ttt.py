@@ -68,7 +68,8 @@ class SlotLoRA(nn.Module):
 
     def __init__(self, model: nn.Module, bsz: int, rank: int, alpha: float, gen: torch.Generator):
         super().__init__()
-        self.model, self.scale, self.enabled = model, alpha / rank, True
+        self._model = (model,)  # not a submodule: the adapters' optimizer must see the adapters only
+        self.scale, self.enabled = alpha / rank, True
         schedule = model.schedule
         layers = list(schedule.encoder) + list(schedule.decoder)
         self.slots_of = {i: [s for s, layer in enumerate(layers) if layer == i] for i in set(layers)}
@@ -86,6 +87,10 @@ class SlotLoRA(nn.Module):
             attn = block.attn
             for kind, mod in (("q", attn.c_q), ("k", attn.c_k), ("v", attn.c_v), ("o", attn), ("mlp", block.mlp)):
                 self.handles.append(mod.register_forward_hook(self._hook(i, kind)))
+
+    @property
+    def model(self) -> nn.Module:
+        return self._model[0]
 
     def _add(self, key, bsz, fan_in, fan_out, rank, dev, gen) -> None:
         bound = 1.0 / math.sqrt(fan_in)
@@ -148,16 +153,19 @@ class _Sums:
         self.loss = torch.zeros((), dtype=torch.float64)
         self.bytes = torch.zeros((), dtype=torch.float64)
         self.tokens = 0
+        self.steps = 0
 
     def reduced(self, world_size: int) -> tuple[float, int, int, list[int]]:
-        """(loss sum, targets, bytes, targets per rank) over all ranks."""
-        t = torch.stack([self.loss, self.bytes, torch.tensor(float(self.tokens), dtype=torch.float64)])
+        """(loss sum, targets, bytes, targets per rank) over all ranks; `steps` becomes the ranks' total."""
+        t = torch.stack([self.loss, self.bytes, torch.tensor(float(self.tokens), dtype=torch.float64),
+                         torch.tensor(float(self.steps), dtype=torch.float64)])
         rank_tokens = [self.tokens]
         if world_size > 1 and dist.is_available() and dist.is_initialized():
             counts = [torch.zeros((), dtype=torch.float64) for _ in range(world_size)]
             dist.all_gather(counts, t[2].clone())
             rank_tokens = [int(c.item()) for c in counts]
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        self.steps = int(t[3].item())
         return float(t[0]), int(t[2].item()), int(t[1].item()), rank_tokens
 
 
@@ -238,7 +246,7 @@ def evaluate_phased_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, se
     order = batch_order(docs, cfg.doc_batch)
     plan = plan_phases(docs, order, cfg.prefix_docs, cfg.num_phases)
     gens = [torch.Generator().manual_seed(cfg.seed + LANE_SEED * lane) for lane in range(cfg.lanes)]
-    sums, lora_steps, global_steps = _Sums(), 0, 0
+    sums, global_steps = _Sums(), 0
 
     def emit(kind: str, b: int, i: int) -> None:
         if callback is not None:
@@ -257,7 +265,7 @@ def evaluate_phased_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, se
                 else:
                     cur_lora, cur_opt = _new_adapters(base, len(batch), cfg, gens[lane])
                     lora.enabled = False
-                lora_steps += _score_batch(cur_lora, cur_opt, tokens, batch, cfg, seq_len, device, sums, luts,
+                sums.steps += _score_batch(cur_lora, cur_opt, tokens, batch, cfg, seq_len, device, sums, luts,
                                            byte_sidecar, target_losses, emit, bidx)
                 if cur_lora is not lora:
                     cur_lora.remove()
@@ -273,7 +281,7 @@ def evaluate_phased_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, se
     val_loss, val_bpb = bits_per_byte(loss_sum, n_tok, n_bytes)
     return EvalResult("phased_ttt", val_loss, val_bpb, n_tok, n_bytes, time.perf_counter() - t0,
                       details={"documents": len(docs), "batches": len(order), "phases": len(plan.phase_docs),
-                               "phase_boundaries": plan.boundaries, "lanes": cfg.lanes, "lora_steps": lora_steps,
+                               "phase_boundaries": plan.boundaries, "lanes": cfg.lanes, "lora_steps": sums.steps,
                                "global_steps": global_steps, "chunk_tokens": cfg.chunk_tokens, "seq_len": seq_len},
                       world_size=world_size, rank_tokens=rank_tokens)
 

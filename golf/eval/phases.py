@@ -161,6 +161,7 @@ def global_sgd(model: nn.Module, tokens: Tensor, cfg: PhasedTTTConfig, seq_len: 
     model.eval()
     for p in params:
         p.requires_grad_(False)
+        p.grad = None
     if world_size > 1 and dist.is_available() and dist.is_initialized():
         for p in params:  # identical weights on every rank, whatever the kernels' nondeterminism
             dist.broadcast(p.data, src=0)
