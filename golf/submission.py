@@ -6,8 +6,8 @@ the official data layout (./data/datasets/fineweb10B_sp1024, ./data/tokenizers/f
 
 1. the config's defaults, overridden by the official environment variables (ENV_OVERRIDES: DATA_PATH,
    TOKENIZER_PATH, RUN_ID, SEED, ITERATIONS, MAX_WALLCLOCK_SECONDS, VAL_LOSS_EVERY, TRAIN_LOG_EVERY, ...);
-2. golf's trainer (golf.train.run.train) under the wallclock cap;
-3. rank 0: golf's export core (golf.export_run: the calibration and quantize-and-write steps of export.py) writes
+2. golf's Trainer (golf.train.trainer) under the wallclock cap;
+3. rank 0: golf's export core (golf.export_core: the calibration and quantize-and-write steps of export.py) writes
    final_model.golf; it stops with one line `error: ...` when artifact + this file exceed 16,000,000 bytes;
 4. every rank reloads the artifact and evaluates it with the config's eval mode (golf.eval.run), distributed.
 
@@ -20,7 +20,6 @@ val_bpb:...`.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import os
 import sys
@@ -34,11 +33,12 @@ import torch.distributed as dist
 from golf.errors import GolfError
 from golf.eval.data import load_val_data
 from golf.eval.run import EvalContext, run_evaluation
-from golf.export_run import _calibration, _quantize_and_write
+from golf.export_core import calibration, quantize_and_write
 from golf.train.config import TrainRunConfig
 from golf.train.context import RunContext
+from golf.train.dist import collective_errors, init_distributed, teardown
 from golf.train.load import load_for_eval
-from golf.train.run import train
+from golf.train.trainer import Trainer
 
 log = logging.getLogger("golf.submission")
 
@@ -104,50 +104,57 @@ def main(config: dict, code_file: str) -> float:
 
 def _run(cfg: TrainRunConfig, code_file: Path, run_id: str) -> float:
     code_bytes = len(code_file.read_text(encoding="utf-8").encode("utf-8"))
-    # The artifact manifest records the config as given (`cfg`), not these run-only settings.
-    # Train without W&B, checkpoint or resume points, in a fresh run directory under logs/.
-    train_cfg = dataclasses.replace(cfg, logger=dataclasses.replace(cfg.logger, name="none"), resume="never",
-                                    trainer=dataclasses.replace(cfg.trainer, checkpoint=False, checkpoint_every_steps=0,
-                                                                checkpoint_every_seconds=0.0))
-    result: dict = {}
+    # The plain Trainer: no W&B, checkpoint, resume points or metrics files (golf's train.py adds those with
+    # ResumableTrainer); only hessians.pt goes to run_dir, when GPTQ calibrates inside training.
+    run_dir = Path("logs") / f"{run_id}.run"
+    ctx = init_distributed(cfg.trainer.device, cfg.dist.timeout_s)
+    try:
+        if ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        trainer = Trainer(cfg, RunContext(run_dir=run_dir, name=run_id, group=cfg.experiment_name, tags=[],
+                                          config=cfg.to_dict()))
+        with collective_errors(ctx.rank, ctx.world_size, cfg.dist.timeout_s):
+            trainer.run()
+        bpb = _export_and_evaluate(cfg, trainer.model, run_dir, code_bytes, ctx.rank, ctx.world_size)
+        teardown(barrier=True)
+        return bpb
+    finally:
+        teardown()
 
-    def after_train(metrics: dict, model: torch.nn.Module, tracker) -> dict:
-        rank = dist.get_rank() if dist.is_initialized() else 0
-        world = dist.get_world_size() if dist.is_initialized() else 1
-        device = next(model.parameters()).device
-        artifact = Path(ARTIFACT_FILE)
-        failure = [None]
-        if rank == 0:
-            try:
-                state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-                timings: dict = {}
-                hessians, loss_fn, _ = _calibration(lambda: model, cfg, cfg.quant, cfg.budget, device, state, timings,
-                                                    run_dir, False, 0, 1)
-                written, _, staged = _quantize_and_write(state, cfg.quant, cfg.budget, hessians, loss_fn, timings,
-                                                         artifact, cfg, code_bytes)
-                staged.commit()  # the artifact fits: rename it into place before every rank reloads it
-                result.update(written)
-            except GolfError as exc:
-                failure[0] = str(exc)
-        if world > 1:
-            dist.broadcast_object_list(failure, src=0)
-        if failure[0] is not None:
-            raise GolfError(failure[0])
-        seq_len = cfg.eval.seq_len or cfg.trainer.train_seq_len
-        val = load_val_data(cfg.data, cfg.model.vocab_size, seq_len, cfg.eval.max_tokens)
-        t0 = time.perf_counter()
-        post = run_evaluation(load_for_eval(artifact, device).model, val, cfg.eval, EvalContext(device, rank, world))
-        tag = f"{cfg.quant.scheme}_{result.get('codec', cfg.quant.codec)}_{post.mode}"
-        log.info(f"final_{tag}_roundtrip val_loss:{post.val_loss:.4f} val_bpb:{post.val_bpb:.4f} "
-                 f"eval_time:{1000 * (time.perf_counter() - t0):.0f}ms")
-        log.info(f"final_{tag}_roundtrip_exact val_loss:{post.val_loss:.8f} val_bpb:{post.val_bpb:.8f}")
-        return {**metrics, "roundtrip_val_bpb": post.val_bpb, "roundtrip_val_loss": post.val_loss,
-                "eval_time_s": post.seconds}
 
-    run_dir = Path("logs") / f"{run_id}.run"  # metrics.json, history.jsonl; resume=never refuses a reused RUN_ID
-    metrics = train(train_cfg, RunContext(run_dir=run_dir, name=run_id, group=cfg.experiment_name, tags=[],
-                                          config=cfg.to_dict(), after_train=after_train))
-    return metrics["roundtrip_val_bpb"]
+def _export_and_evaluate(cfg: TrainRunConfig, model: torch.nn.Module, run_dir: Path, code_bytes: int, rank: int,
+                         world: int) -> float:
+    """Rank 0 quantizes + compresses + writes the artifact (or every rank stops with its one-line error); then
+    every rank reloads it and evaluates with the config's eval mode. Returns the round-trip val_bpb."""
+    device = next(model.parameters()).device
+    artifact = Path(ARTIFACT_FILE)
+    failure: list[str | None] = [None]
+    codec = cfg.quant.codec
+    if rank == 0:
+        try:
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            timings: dict = {}
+            hessians, loss_fn, _ = calibration(lambda: model, cfg, cfg.quant, cfg.budget, device, state, timings,
+                                               run_dir, False, 0, 1)
+            written, _, staged = quantize_and_write(state, cfg.quant, cfg.budget, hessians, loss_fn, timings,
+                                                    artifact, cfg, code_bytes)
+            staged.commit()  # the artifact fits: rename it into place before every rank reloads it
+            codec = written["codec"]
+        except GolfError as exc:
+            failure[0] = str(exc)
+    if world > 1:
+        dist.broadcast_object_list(failure, src=0)
+    if failure[0] is not None:
+        raise GolfError(failure[0])
+    seq_len = cfg.eval.seq_len or cfg.trainer.train_seq_len
+    val = load_val_data(cfg.data, cfg.model.vocab_size, seq_len, cfg.eval.max_tokens)
+    t0 = time.perf_counter()
+    post = run_evaluation(load_for_eval(artifact, device).model, val, cfg.eval, EvalContext(device, rank, world))
+    tag = f"{cfg.quant.scheme}_{codec}_{post.mode}"
+    log.info(f"final_{tag}_roundtrip val_loss:{post.val_loss:.4f} val_bpb:{post.val_bpb:.4f} "
+             f"eval_time:{1000 * (time.perf_counter() - t0):.0f}ms")
+    log.info(f"final_{tag}_roundtrip_exact val_loss:{post.val_loss:.8f} val_bpb:{post.val_bpb:.8f}")
+    return post.val_bpb
 
 
 def plan(cfg: TrainRunConfig) -> None:
@@ -156,8 +163,9 @@ def plan(cfg: TrainRunConfig) -> None:
     training hooks, the quantization scheme, the export's calibration/fitter modules and the eval mode."""
     import importlib
 
+    from golf.data.loader import LOADER_MODULES
     from golf.eval.run import MODE_MODULES
-    from golf.export_run import export_modules
+    from golf.export_core import export_modules
     from golf.model import build_model
     from golf.quant.int8 import SCHEME_MODULES
     from golf.train.techniques import build_hooks
@@ -168,3 +176,4 @@ def plan(cfg: TrainRunConfig) -> None:
     importlib.import_module(SCHEME_MODULES[cfg.quant.scheme])
     export_modules(cfg.quant, cfg.budget)
     importlib.import_module(MODE_MODULES[cfg.eval.mode])
+    importlib.import_module(LOADER_MODULES[cfg.trainer.loader])

@@ -68,7 +68,7 @@ def test_train_token_ids_are_checked_against_the_vocabulary(tmp_path: Path, toke
 def test_every_train_loader_checks_token_ids_against_the_vocabulary(tmp_path: Path, tokens, kind):
     """The record loaders (memory-mapped or packed) refuse an id >= vocab_size with one line, like the sequential
     loader, instead of an IndexError in the embedding (a device-side assert on CUDA)."""
-    from golf.data.samplers import build_train_loader
+    from golf.data.loader import build_train_loader
 
     bad = tokens[:8192].copy()
     bad[777] = 1024 + 9

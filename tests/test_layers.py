@@ -19,6 +19,7 @@ LAYERS = {
     "golf.eval": 4,
     "golf.train": 5,
     "golf.export_run": 6,
+    "golf.export_core": 6,
 }
 ABOVE_CORE = 9  # hydra glue, orchestration, benchmarks, CLIs: anything not named above
 
@@ -128,3 +129,11 @@ def test_config_name_tables_equal_the_registries():
         c = CODECS[name]
         assert (c.default_level, c.min_level, c.max_level) == (default, lo, hi), name
     assert set(MODE_MODULES) == set(EVAL_MODES)
+    import importlib
+
+    from golf.data.loader import LOADER_MODULES
+    from golf.train.config import LOADERS
+
+    assert set(LOADER_MODULES) == set(LOADERS)
+    for module in LOADER_MODULES.values():
+        assert callable(importlib.import_module(module).train_loader), module

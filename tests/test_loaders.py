@@ -9,9 +9,9 @@ import pytest
 import torch
 from records.oracle import load_record, record_dir
 
-from golf.data.loader import DistributedTokenLoader
+from golf.data.loader import DistributedTokenLoader, build_train_loader
 from golf.data.prepare import prepare_shards
-from golf.data.samplers import CoprimeStrideLoader, ShuffledSequenceLoader, build_train_loader
+from golf.data.samplers import CoprimeStrideLoader, ShuffledSequenceLoader
 from golf.train.config import TrainerConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,6 +9,7 @@ cross document boundaries.
 from __future__ import annotations
 
 import glob
+import importlib
 from pathlib import Path
 
 import torch
@@ -207,3 +208,25 @@ def load_validation_byte_sidecar(pattern: str, num_tokens: int) -> torch.Tensor:
         raise ValidationTooShortError(f"byte sidecar {pattern} has {counts.numel()} entries, fewer than the "
                                       f"{num_tokens} validation tokens")
     return counts[:num_tokens].to(torch.int32)
+
+
+LOADER_MODULES = {"sequential": "golf.data.loader", "doc_packing": "golf.data.packing",
+                  "shuffled": "golf.data.samplers", "coprime": "golf.data.samplers"}
+"""trainer.loader -> the module with its `train_loader` (imported on first use: a submission ships only its own)."""
+
+
+def train_loader(kind: str, pattern: str, rank: int, world_size: int, device: torch.device, seq_len: int,
+                 bos_id: int = 1, vocab_size: int | None = None) -> DistributedTokenLoader:
+    """trainer.loader "sequential": the official DistributedTokenLoader (see build_train_loader)."""
+    return DistributedTokenLoader(pattern, rank, world_size, device, vocab_size=vocab_size)
+
+
+def build_train_loader(kind: str, pattern: str, rank: int, world_size: int, device: torch.device, seq_len: int,
+                       bos_id: int = 1, vocab_size: int | None = None):
+    """The train loader `trainer.loader` names: sequential (official DistributedTokenLoader), doc_packing
+    (golf.data.packing.DocumentPackingLoader), shuffled / coprime (golf.data.samplers). ``vocab_size`` checks
+    every loader's token ids (ShardError, one line, when a shard is first read). All have
+    next_batch(tokens, seq_len, accum) and a `stream` with state_dict()/load_state_dict() for resume.
+    Raises KeyError for an unknown kind (the config validates it first)."""
+    module = importlib.import_module(LOADER_MODULES[kind])
+    return module.train_loader(kind, pattern, rank, world_size, device, seq_len, bos_id, vocab_size)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from golf.data.loader import DistributedTokenLoader, ValidationTooShortError, _load, shard_files
+from golf.data.loader import ValidationTooShortError, _load, shard_files
 
 
 class DocumentPackingLoader:
@@ -74,10 +74,7 @@ class DocumentPackingLoader:
         self.cursor = cursor
 
 
-def train_loader(kind: str, pattern: str, rank: int, world_size: int, device: torch.device,
-                 bos_id: int = 1, vocab_size: int | None = None) -> DistributedTokenLoader | DocumentPackingLoader:
-    """trainer.loader: "sequential" (official DistributedTokenLoader) or "doc_packing" (DocumentPackingLoader).
-    ``vocab_size`` checks the token ids of either (ShardError, one line, instead of an IndexError)."""
-    if kind == "doc_packing":
-        return DocumentPackingLoader(pattern, rank, world_size, device, bos_id, vocab_size)
-    return DistributedTokenLoader(pattern, rank, world_size, device, vocab_size=vocab_size)
+def train_loader(kind: str, pattern: str, rank: int, world_size: int, device: torch.device, seq_len: int,
+                 bos_id: int = 1, vocab_size: int | None = None) -> DocumentPackingLoader:
+    """trainer.loader "doc_packing" (see golf.data.loader.build_train_loader)."""
+    return DocumentPackingLoader(pattern, rank, world_size, device, bos_id, vocab_size)

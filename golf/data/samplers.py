@@ -288,17 +288,10 @@ class CoprimeStrideLoader:
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
-def build_train_loader(kind: str, pattern: str, rank: int, world_size: int, device: torch.device, seq_len: int,
-                       bos_id: int = 1, vocab_size: int | None = None):
-    """The train loader `trainer.loader` names: shuffled (ShuffledSequenceLoader), coprime (CoprimeStrideLoader),
-    or sequential / doc_packing (golf.data.packing.train_loader). ``vocab_size`` checks every loader's token ids
-    (ShardError, one line, when a shard is first read).
-    All have next_batch(tokens, seq_len, accum)
-    and a `stream` with state_dict()/load_state_dict() for resume."""
+def train_loader(kind: str, pattern: str, rank: int, world_size: int, device: torch.device, seq_len: int,
+                 bos_id: int = 1, vocab_size: int | None = None):
+    """trainer.loader "shuffled" (ShuffledSequenceLoader) or "coprime" (CoprimeStrideLoader); see
+    golf.data.loader.build_train_loader."""
     if kind == "shuffled":
         return ShuffledSequenceLoader(pattern, rank, world_size, device, seq_len, vocab_size=vocab_size)
-    if kind == "coprime":
-        return CoprimeStrideLoader(pattern, rank, world_size, device, vocab_size=vocab_size)
-    from golf.data.packing import train_loader
-
-    return train_loader(kind, pattern, rank, world_size, device, bos_id, vocab_size)
+    return CoprimeStrideLoader(pattern, rank, world_size, device, vocab_size=vocab_size)

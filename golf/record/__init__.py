@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from golf.export_run import portable
+from golf.export_core import portable
 from golf.record.bundle import Bundle, build
 from golf.train.config import TrainRunConfig
 

@@ -32,6 +32,9 @@ from pathlib import Path
 import python_minifier
 
 from golf.errors import GolfError
+from golf.record.shake import shake
+from golf.record.specialize import specialize
+from golf.submission import ENV_OVERRIDES
 
 GOLF_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_ROOT = GOLF_ROOT.parent
@@ -224,6 +227,27 @@ def _program(modules: dict[str, tuple[bool, str]], config: dict) -> str:
         "if __name__=='__main__':main(CONFIG,__file__)\n")
 
 
+def reachable(sources: dict[str, str], root: str) -> set[str]:
+    """The modules of `sources` that running `root` can import after shaking: through import statements
+    anywhere in a module, or a string naming the module (the lazy-import tables), plus parent packages."""
+    seen: set[str] = set()
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in sources:
+            continue
+        seen.add(name)
+        todo.extend(_parents(name))
+        for node in ast.walk(ast.parse(sources[name])):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                todo.extend([node.module, *(f"{node.module}.{a.name}" for a in node.names)])
+            elif isinstance(node, ast.Import):
+                todo.extend(a.name for a in node.names)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in sources:
+                todo.append(node.value)
+    return seen
+
+
 def wrap(source: str) -> str:
     """The records' 2-line self-extracting form: raw LZMA2 (preset 9e) + base85, exec'd at start-up."""
     blob = lzma.compress(source.encode("utf-8"), format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
@@ -238,10 +262,13 @@ def _private(name: str) -> str:
 def _build(config_json: str) -> Bundle:
     config = json.loads(config_json)
     names = closure(trace(config))
+    renamed = {_private(n): rename(module_path(n).read_text(encoding="utf-8")) for n in names}
+    sources = shake(specialize(renamed, config, set(ENV_OVERRIDES.values())), PRIVATE, {"main"})
+    names = [n for n in names if _private(n) in reachable(sources, _private(ENTRY))]
     readable: dict[str, tuple[bool, str]] = {}
     small: dict[str, tuple[bool, str]] = {}
     for name in names:
-        src = rename(module_path(name).read_text(encoding="utf-8"))
+        src = sources[_private(name)]
         readable[_private(name)] = (is_package(name), src)
         small[_private(name)] = (is_package(name), minify(src, name))
     return Bundle(shipped=wrap(_program(small, config)), readable=_program(readable, config), modules=names,

@@ -1,6 +1,6 @@
 """`train(cfg, run)`: a Trainer inside golf's run directory conventions (what train.py and the benchmarks call).
 
-Around `Trainer.run` (golf/train/trainer.py) this adds what a submission does not need: the resume policy
+Around `ResumableTrainer.run` (golf/train/resumable.py) this adds what a submission does not need: the resume policy
 (`cfg.resume`), the rank-0 Tracker (W&B, history.jsonl; the same W&B run continues on resume), metrics.json
 (written only after the final checkpoint, so a run without it is an interrupted run), the after-training
 callback, and leaving the process group.
@@ -24,9 +24,9 @@ from golf.train.checkpoint import CHECKPOINT_NAME
 from golf.train.compliance import summary_values as compliance_summary
 from golf.train.context import RunContext
 from golf.train.dist import collective_errors, init_distributed, teardown
+from golf.train.resumable import ResumableTrainer
 from golf.train.resume import RESUME_NAME, Preempted, ResumeError, ResumePoint, check_same_run, load_resume
 from golf.train.tracking import HISTORY_NAME, METRICS_NAME, Tracker, write_json
-from golf.train.trainer import Trainer
 
 log = logging.getLogger("golf.train")
 
@@ -94,7 +94,7 @@ def train(cfg, run: RunContext, clock: Callable[[], float] = time.perf_counter, 
         tracker = given or Tracker(cfg.logger, run_dir, job_type="train", config=run.config, name=run.name,
                           group=run.group, tags=run.tags, active=ctx.is_main,
                           resume_id=str(point.trainer.get("wandb_id") or "") if point else "")
-        trainer = Trainer(cfg, run, tracker, clock=clock)
+        trainer = ResumableTrainer(cfg, run, tracker, clock=clock)
         with collective_errors(ctx.rank, ctx.world_size, cfg.dist.timeout_s):
             metrics = trainer.run(point)
         if ctx.is_main:

@@ -1,20 +1,20 @@
 """The training run as a `Trainer` with named steps: official `train_gpt.py` semantics, driven by a `TrainRunConfig`.
 
     trainer = Trainer(cfg, RunContext(run_dir), tracker)   # RunContext: golf.train.context; tracker may be None
-    metrics = trainer.run()                                # build -> prime -> steps/validate -> finish
+    metrics = trainer.run()                                # build -> prime -> start -> steps/validate -> finish
     trainer.model                                          # the trained (averaged) bare model, for export
 
 `run()` is: `build` (join the process group, tokenizer/val data, model, hooks, compile, DDP, optimizers) ->
-`prime` (warmup steps that compile the kernels, then rolled back to the true init and a fresh loader) ->
-optionally `load_state_dict(resume point)` -> the timed loop of `step`s with `validate` every
-`schedule.val_loss_every` steps and at the end -> `finish` (final checkpoint.pt on rank 0, metrics). The training
-clock excludes validation and resume-point writes; the loop stops at `schedule.iterations` or at the wallclock cap
-(minus `schedule.gptq_reserve_seconds`), decided on all ranks together. Hooks are called in the order documented in
-golf/train/hooks.py. Everything that changes across steps is in `resume_payload()`, the content of a resume point
-(golf/train/resume.py), so a run stopped by a signal and resumed continues bit for bit.
+`prime` (warmup steps that compile the kernels, then rolled back to the true init and a fresh loader) -> `start`
+-> the timed loop of `step`s with `validate` every `schedule.val_loss_every` steps and at the end -> `finish`
+(GPTQ calibration when the export needs it, metrics). The training clock excludes validation; the loop stops at
+`schedule.iterations` or at the wallclock cap (minus `schedule.gptq_reserve_seconds`), decided on all ranks
+together. Hooks are called in the order documented in golf/train/hooks.py.
 
-Imports are kept to what every run needs: techniques come lazily through `build_hooks`, logging goes through the
-tracker passed in (W&B is never imported here).
+This is what a record's train_gpt.py runs (golf.submission), so it imports only what every run needs:
+techniques come lazily through `build_hooks`, logging goes through the tracker passed in (W&B is never imported
+here). golf's own runs use `ResumableTrainer` (golf/train/resumable.py), which adds resume points, stop signals,
+the final checkpoint.pt and the compliance block on top of exactly this loop.
 """
 
 from __future__ import annotations
@@ -29,45 +29,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from golf.data.loader import DistributedTokenLoader
-from golf.data.packing import DocumentPackingLoader
-from golf.data.samplers import build_train_loader
+from golf.data.loader import build_train_loader
 from golf.device import autocast_for, synchronize
 from golf.eval.data import load_val_data
 from golf.eval.standard import evaluate_standard
 from golf.model import build_model, cast_for_device, count_params
 from golf.optim import apply_lr_scale, build_optimizers, lr_multiplier, muon_momentum_at, set_muon_momentum
-from golf.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from golf.train.context import NullTracker, RunContext, check_vocab, grad_accum_steps_for, seed_everything
 from golf.train.dist import DistContext, init_distributed
-from golf.train.resume import (
-    RESUME_NAME,
-    Preempted,
-    ResumeError,
-    ResumePoint,
-    StopSignals,
-    capture_rng,
-    restore_rng,
-    save_resume,
-)
 from golf.train.techniques import build_hooks
 
 log = logging.getLogger("golf.train")
 
 
-def _to_cpu(obj):
-    """Tensors anywhere in nested dicts/lists/tuples moved to the CPU (for a resume point)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
-
-
 class Trainer:
-    """One training run (see the module docstring). State = what `resume_payload()` returns.
+    """One training run (see the module docstring).
 
     Args:
         cfg: typed TrainRunConfig.
@@ -81,7 +57,6 @@ class Trainer:
         self.tracker = tracker if tracker is not None else NullTracker()
         self.step_count, self.train_ms, self.stop_after = 0, 0.0, None
         self.last_val = None
-        self.signals: StopSignals | None = None
 
     # -- build ----------------------------------------------------------------------------------------------
     def build(self) -> None:
@@ -125,7 +100,7 @@ class Trainer:
         log.info(f"seed:{cfg.seed}")
         self.loader = self._new_loader()
 
-    def _new_loader(self) -> DistributedTokenLoader | DocumentPackingLoader:  # or a sampling loader, same interface
+    def _new_loader(self):  # any golf.data loader: next_batch(tokens, seq_len, accum), .stream state
         return build_train_loader(self.cfg.trainer.loader, self.cfg.data.train_glob(), self.ctx.rank,
                                   self.ctx.world_size, self.device, self.cfg.trainer.train_seq_len, self.cfg.model.bos_id,
                                   vocab_size=self.cfg.model.vocab_size)  # sequential: ids >= vocab are one line
@@ -241,31 +216,18 @@ class Trainer:
         return val
 
     # -- the loop -------------------------------------------------------------------------------------------
-    def run(self, resume: ResumePoint | None = None) -> dict:
-        """build -> prime -> (resume) -> steps with validation -> finish. Returns the final metrics.
-
-        Raises Preempted after writing the resume point when SIGTERM/SIGUSR1/SIGUSR2 arrived during training.
-        """
-        with StopSignals() as self.signals:
-            self.build()
-            self.prime()
-            self.start(resume)
-            try:
-                self.train_loop()
-            except Preempted as stop:
-                stop.chain = self.signals.previous_handler(stop.signum)
-                raise
+    def run(self) -> dict:
+        """build -> prime -> start -> steps with validation -> finish. Returns the final metrics."""
+        self.build()
+        self.prime()
+        self.start()
+        self.train_loop()
         return self.finish()
 
-    def start(self, resume: ResumePoint | None = None) -> None:
-        """Hooks' on_train_start (after the resumed state is loaded, if any), then the training clock starts."""
-        if resume is not None:
-            self._load_weights(resume)
+    def start(self) -> None:
+        """Hooks' on_train_start, then the training clock starts."""
         for hook in self.hooks:
             hook.on_train_start(self.model, self.optimizers)
-        if resume is not None:
-            self._load_progress(resume)
-        self.last_ckpt_wall = time.monotonic()
         synchronize(self.device)
         self.t0 = self.clock()
 
@@ -287,13 +249,15 @@ class Trainer:
             self.step()
             self._step_boundary()
 
-    def _step_boundary(self) -> None:
-        """Wallclock stop decision, and the resume point (periodic or on a signal), agreed by all ranks."""
-        t, cap_ms = self.cfg.trainer, self.cfg.schedule.schedule_cap_ms
-        reached = cap_ms is not None and self.train_ms >= cap_ms
-        signum = self.signals.received if self.signals is not None else None
-        due = t.checkpoint_every_seconds > 0 and time.monotonic() - self.last_ckpt_wall >= t.checkpoint_every_seconds
-        flags = [float(reached), float(signum or 0), float(due)]
+    def _boundary_flags(self) -> list[float]:
+        """This rank's view at a step boundary: [wallclock cap reached] (subclasses append their own flags)."""
+        cap_ms = self.cfg.schedule.schedule_cap_ms
+        return [float(cap_ms is not None and self.train_ms >= cap_ms)]
+
+    def _step_boundary(self) -> list[float]:
+        """The wallclock stop decision, agreed by all ranks (max over ranks of `_boundary_flags`); returns the
+        agreed flags."""
+        flags = self._boundary_flags()
         if self.ctx.distributed:
             import torch.distributed as dist
 
@@ -302,117 +266,38 @@ class Trainer:
             flags = flags_t.tolist()
         if flags[0] and self.stop_after is None:
             self.stop_after = self.step_count
-        finishing = self.step_count == self.cfg.schedule.iterations or self.stop_after is not None
-        if flags[1] and not finishing:
-            path = self.save_resume()
-            raise Preempted(int(flags[1]), self.step_count, path)
-        every = t.checkpoint_every_steps
-        if not finishing and (flags[2] or (every > 0 and self.step_count % every == 0)):
-            self.save_resume()
-
-    # -- state ----------------------------------------------------------------------------------------------
-    def resume_payload(self) -> dict:
-        """Everything that changes across steps, every rank's part gathered (collective under torchrun)."""
-        opt_states = _to_cpu([opt.state_dict() for opt in self.optimizers])
-        mine = {"loader": self.loader.stream.state_dict(), "rng": capture_rng(), "optimizers": opt_states}
-        if self.ctx.distributed:
-            import torch.distributed as dist
-
-            ranks: list = [None] * self.ctx.world_size
-            dist.all_gather_object(ranks, _to_cpu(mine))
-        else:
-            ranks = [mine]
-        # Distributed Muon keeps each momentum buffer only on the rank that owns the matrix: the stored state is
-        # the union over ranks, and every rank records which entries it held (restored as they were).
-        merged = []
-        for i, own in enumerate(opt_states):
-            union: dict = {}
-            for r in ranks:
-                for key, value in r["optimizers"][i]["state"].items():
-                    union.setdefault(key, value)
-            merged.append({**own, "state": union})
-        for r in ranks:
-            r["opt_keys"] = [sorted(o["state"]) for o in r.pop("optimizers")]
-        return _to_cpu({
-            "model": self.model.state_dict(),
-            "optimizers": merged,
-            "trainer": {"step": self.step_count, "train_ms": self.train_ms,
-                        "stop_after": -1 if self.stop_after is None else self.stop_after,
-                        "world_size": self.ctx.world_size, "wandb_id": getattr(self.tracker, "run_id", "") or ""},
-            "hooks": [hook.state_dict() for hook in self.hooks],
-            "ranks": ranks,
-        })
-
-    def save_resume(self) -> Path:
-        """Write <run_dir>/resume.pt (rank 0; every rank takes part in the gather). Excluded from the clock."""
-        path = Path(self.run_ctx.run_dir) / RESUME_NAME
-        payload = self.resume_payload()
-        if self.ctx.is_main:
-            save_resume(path, payload, self.cfg)
-            log.info(f"resume point: step:{self.step_count} train_time:{self.train_ms:.0f}ms -> {path}")
-        if self.ctx.distributed:
-            import torch.distributed as dist
-
-            dist.barrier()
-        self.last_ckpt_wall = time.monotonic()
-        synchronize(self.device)
-        self.t0 = self.clock()
-        return path
-
-    def _load_weights(self, point: ResumePoint) -> None:
-        tr = point.trainer
-        if int(tr["world_size"]) != self.ctx.world_size:
-            raise ResumeError(f"the resume point was written by world_size={tr['world_size']}, this run has "
-                              f"world_size={self.ctx.world_size}; resume with the same number of processes")
-        if len(point.hooks) != len(self.hooks) or len(point.optimizers) != len(self.optimizers):
-            raise ResumeError("the resume point's hooks/optimizers do not match this config")
-        self.model.load_state_dict(point.model, strict=True)
-        keys = point.ranks[self.ctx.rank]["opt_keys"]
-        for opt, state, mine in zip(self.optimizers, point.optimizers, keys, strict=True):
-            opt.load_state_dict({**state, "state": {k: state["state"][k] for k in mine}})
-
-    def _load_progress(self, point: ResumePoint) -> None:
-        tr = point.trainer
-        for hook, state in zip(self.hooks, point.hooks, strict=True):
-            hook.load_state_dict(state, self.model)
-        mine = point.ranks[self.ctx.rank]
-        self.loader = self._new_loader()
-        self.loader.stream.load_state_dict(mine["loader"])
-        restore_rng(mine["rng"])
-        self.step_count, self.train_ms = int(tr["step"]), float(tr["train_ms"])
-        self.stop_after = None if int(tr["stop_after"]) < 0 else int(tr["stop_after"])
-        log.info(f"resumed: step:{self.step_count}/{self.cfg.schedule.iterations} train_time:{self.train_ms:.0f}ms")
+        return flags
 
     # -- finish ---------------------------------------------------------------------------------------------
     def finish(self) -> dict:
-        """Final metrics; rank 0 writes checkpoint.pt (trainer.checkpoint). Post-training work inside the
-        challenge's time (e.g. GPTQ calibration) belongs here, after the final validation."""
+        """Final metrics. Post-training work inside the challenge's time (GPTQ calibration) belongs here, after
+        the final validation."""
         if self.device.type == "cuda":
             log.info(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB "
                      f"reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB")
         step, ms, val = self.step_count, self.train_ms, self.last_val
-        # --- issue #12: GPTQ calibration on training data runs here, inside the training process, in the
-        # schedule.gptq_reserve_seconds the loop left before the wallclock cap (2026-04-27 record's arrangement).
-        from golf.train.calibration import calibrate_in_training
-        from golf.train.compliance import compliance_block, hardware
+        calibration = None
+        if calibrates_in_training(self.cfg):
+            # issue #12: GPTQ calibration on training data runs here, inside the training process, in the
+            # schedule.gptq_reserve_seconds the loop left before the wallclock cap (2026-04-27 record's arrangement).
+            from golf.train.calibration import calibrate_in_training  # lazy: only GPTQ/fitted configs ship it
 
-        calibration = calibrate_in_training(self.model, self.cfg, self.ctx.rank, self.ctx.world_size, self.device,
-                                            Path(self.run_ctx.run_dir), self.ctx.is_main)
-        # ---
+            calibration = calibrate_in_training(self.model, self.cfg, self.ctx.rank, self.ctx.world_size,
+                                                self.device, Path(self.run_ctx.run_dir), self.ctx.is_main)
         metrics = {
             "val_loss": val.val_loss, "val_bpb": val.val_bpb, "steps": step, "train_time_s": ms / 1000.0,
             "tokens_seen": step * self.cfg.trainer.train_batch_tokens, "params": self.n_params,
             "ms_per_step": ms / max(step, 1), "val_tokens": val.tokens, "val_bytes": val.bytes,
             "world_size": self.ctx.world_size, "device": self.device.type, "calibration": calibration,
-            "compliance": compliance_block(
-                hardware(self.device, self.ctx.world_size), train_time_s=ms / 1000.0,
-                calibration_time_s=calibration["seconds"] if calibration else None,
-                calibration_where="in_training" if calibration else "none"),
         }
         if calibration:
             metrics.update(gptq_calibration_s=calibration["seconds"], gptq_reserve_s=self.cfg.schedule.gptq_reserve_seconds)
-        if self.ctx.is_main and self.cfg.trainer.checkpoint:
-            save_checkpoint(Path(self.run_ctx.run_dir) / CHECKPOINT_NAME, self.model, self.optimizers, step, self.cfg)
         log.info(f"final val_loss:{val.val_loss:.4f} val_bpb:{val.val_bpb:.4f} steps:{step} "
                  f"train_time:{ms:.0f}ms params:{self.n_params}")
         return metrics
+
+
+def calibrates_in_training(cfg) -> bool:
+    """Whether the run's export needs GPTQ Hessians (or a loss-fitted budget) calibrated inside training."""
+    q = cfg.quant
+    return q.gptq.calibrate_in_training and q.scheme != "none" and (q.uses_gptq() or cfg.budget.fit)

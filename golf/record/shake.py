@@ -1,0 +1,206 @@
+"""Tree shaking of the submission's golf modules: drop the definitions a config's program never refers to.
+
+The import closure (golf.record.bundle) selects whole modules; a module the run needs still carries functions for
+golf's other callers (resume policy checks, report helpers, CLI validation, other schemes' tables). This pass
+removes, across all bundled modules at once:
+
+- top-level functions and classes whose name is referred to nowhere in the kept program;
+- methods whose name is referred to nowhere (dunder methods and the names of methods that torch, logging or the
+  built-in base classes call implicitly — `forward`, `step`, `emit`, ... — always stay);
+- top-level assignments to one name, with no call in the value (tables, constants), when that name is unused;
+- `from _pg.x import name` aliases whose definition was removed, and `__all__` (golf never star-imports).
+
+A name counts as referred to when it appears anywhere in kept code as a variable, an attribute (`obj.name`), a
+keyword argument or a string literal that is an identifier (getattr tables, lazy-import tables), so matching is by
+name across modules: conservative, never by type. Decorated definitions stay unless every decorator is a known
+pure one (dataclass, property, staticmethod, classmethod, torch.no_grad, functools caches, contextmanager): a
+registering decorator (`@register_scheme`) runs at import and is kept with its function. Module-level statements
+that are not definitions (imports, calls, `if` blocks) always run and are roots of the reachability.
+
+The shaking works on source lines (the removed definitions' line ranges, decorators included), so the readable
+file keeps golf's comments and layout for what remains. Deterministic: same sources, same output.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import re
+
+import torch
+
+_PURE_DECORATORS = {"dataclass", "property", "staticmethod", "classmethod", "no_grad", "lru_cache", "cache",
+                    "contextmanager", "disable"}
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _implicit_method_names() -> frozenset[str]:
+    """Method names a base class calls on its own (nn.Module.__call__ -> forward, Optimizer -> step, ...)."""
+    bases = (torch.nn.Module, torch.optim.Optimizer, torch.autograd.Function, logging.Handler, logging.Filter,
+             Exception, dict, list, object)
+    return frozenset(name for base in bases for name in dir(base))
+
+
+_IMPLICIT = _implicit_method_names()
+
+
+def _decorator_name(node: ast.expr) -> str:
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def _removable_def(node: ast.stmt) -> bool:
+    return (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and all(_decorator_name(d) in _PURE_DECORATORS for d in node.decorator_list))
+
+
+def _assigned_name(node: ast.stmt) -> str | None:
+    """The one name a call-free top-level assignment binds (None when it is not such an assignment)."""
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        target, value = node.targets[0].id, node.value
+    elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+        target, value = node.target.id, node.value
+    else:
+        return None
+    if target == "__all__" or any(isinstance(n, ast.Call) for n in ast.walk(value)):
+        return None
+    return target
+
+
+def _names_in(node: ast.AST) -> set[str]:
+    """Every name `node` refers to: variables, attributes, keywords, identifier-like strings (see module doc).
+    Docstrings (string expression statements) are text, not references."""
+    out: set[str] = set()
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str):
+            continue
+        if isinstance(n, ast.Name):
+            out.add(n.id)
+        elif isinstance(n, ast.Attribute):
+            out.add(n.attr)
+        elif isinstance(n, ast.keyword) and n.arg:
+            out.add(n.arg)
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) < 200:
+            out.update(_IDENTIFIER.findall(n.value))
+        todo.extend(ast.iter_child_nodes(n))
+    return out
+
+
+def _is_golf_from(node: ast.stmt, package: str) -> bool:
+    return isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == package
+
+
+class _Module:
+    def __init__(self, source: str):
+        self.source = source
+        self.tree = ast.parse(source)
+        self.units: list[tuple[str, ast.AST]] = []  # (name, node) removable top-level defs / assignments
+        self.methods: list[tuple[str, ast.AST]] = []  # (name, node) removable methods
+        self.roots: list[ast.AST] = []  # always-kept statements (their names are references)
+        for node in self.tree.body:
+            name = _assigned_name(node)
+            if _removable_def(node):
+                self.units.append((node.name, node))
+            elif name is not None:
+                self.units.append((name, node))
+            elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__"
+                                                       for t in node.targets):
+                continue  # __all__ names are exports, not uses; removed below
+            elif not isinstance(node, (ast.Import, ast.ImportFrom)):
+                self.roots.append(node)  # imports bind names; what uses them is what counts
+        for _, node in self.units:
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if (_removable_def(item) and not isinstance(item, ast.ClassDef)
+                            and item.name not in _IMPLICIT and not item.name.startswith("__")):
+                        self.methods.append((item.name, item))
+
+
+def _class_body_minus_methods(node: ast.ClassDef, methods: list[tuple[str, ast.AST]]) -> list[ast.AST]:
+    removable = {id(m) for _, m in methods}
+    return [*node.bases, *node.keywords, *node.decorator_list,
+            *(item for item in node.body if id(item) not in removable)]
+
+
+def shake(sources: dict[str, str], package: str, entry_names: set[str]) -> dict[str, str]:
+    """The same modules (name -> source, imports of golf modules spelled `package.x`) with unreferenced
+    definitions removed (see the module docstring). `entry_names`: what code outside the modules calls (the
+    generated file's `main`). Raises SyntaxError only if a source does not parse."""
+    mods = {name: _Module(src) for name, src in sources.items()}
+    referenced: set[str] = set(entry_names)
+    pending: list[ast.AST] = [r for m in mods.values() for r in m.roots]
+    kept_units: set[int] = set()
+    kept_methods: set[int] = set()
+    aliases = {(a.name, a.asname) for m in mods.values() for n in ast.walk(m.tree)
+               if isinstance(n, ast.ImportFrom) for a in n.names if a.asname}
+    while True:
+        while pending:
+            referenced |= _names_in(pending.pop())
+        referenced |= {name for name, asname in aliases if asname in referenced}  # `import f as g`: g used
+        grew = False
+        for m in mods.values():
+            for name, node in m.units:
+                if id(node) not in kept_units and name in referenced:
+                    kept_units.add(id(node))
+                    pending.extend(_class_body_minus_methods(node, m.methods) if isinstance(node, ast.ClassDef)
+                                   else [node])
+                    grew = True
+            for name, node in m.methods:
+                if id(node) not in kept_methods and name in referenced and _owner_kept(m, node, kept_units):
+                    kept_methods.add(id(node))
+                    pending.append(node)
+                    grew = True
+        if not grew and not pending:
+            break
+    defined = {name for m in mods.values() for name, _ in m.units}
+    removed_names = {name for m in mods.values() for name, node in m.units if id(node) not in kept_units}
+    removed_names -= {name for m in mods.values() for name, node in m.units if id(node) in kept_units}
+    return {name: _rewrite(m, kept_units, kept_methods, removed_names & defined, package)
+            for name, m in mods.items()}
+
+
+def _owner_kept(m: _Module, method: ast.AST, kept_units: set[int]) -> bool:
+    for _, node in m.units:
+        if isinstance(node, ast.ClassDef) and any(item is method for item in node.body):
+            return id(node) in kept_units
+    return False
+
+
+def _span(node: ast.AST) -> tuple[int, int]:
+    start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+    return start, node.end_lineno or node.lineno
+
+
+def _rewrite(m: _Module, kept_units: set[int], kept_methods: set[int], removed: set[str], package: str) -> str:
+    lines = m.source.splitlines(keepends=True)
+    edits: list[tuple[int, int, str]] = []  # (first line, last line, replacement), 1-based inclusive
+    for _, node in m.units:
+        if id(node) not in kept_units:
+            edits.append((*_span(node), ""))
+        elif isinstance(node, ast.ClassDef):
+            mine = {id(item) for _, item in m.methods}
+            gone = [item for item in node.body if id(item) in mine and id(item) not in kept_methods]
+            edits.extend((*_span(item), "") for item in gone)
+            if gone and len(gone) == len(node.body):  # a class body cannot be empty
+                edits[-len(gone)] = (*_span(gone[0]), " " * gone[0].col_offset + "pass\n")
+    dead = [(a, b) for a, b, text in edits if not text]
+    for node in ast.walk(m.tree):
+        if any(a <= node.lineno <= b for a, b in dead) if hasattr(node, "lineno") else False:
+            continue
+        if _is_golf_from(node, package) and any(a.name in removed for a in node.names):
+            alive = [a for a in node.names if a.name not in removed]
+            indent = " " * node.col_offset
+            text = (indent + ast.unparse(ast.ImportFrom(module=node.module, names=alive, level=0)) + "\n"
+                    if alive else (indent + "pass\n" if node.col_offset else ""))
+            edits.append((node.lineno, node.end_lineno or node.lineno, text))
+        elif (isinstance(node, ast.Assign) and node.col_offset == 0
+              and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)):
+            edits.append((node.lineno, node.end_lineno or node.lineno, ""))  # no star imports in a bundle
+    for first, last, text in sorted(edits, reverse=True):
+        lines[first - 1:last] = [text] if text else []
+    return "".join(lines)

@@ -1,0 +1,224 @@
+"""Config specialisation of the submission's modules: fold the baked config's values into the code.
+
+A generated train_gpt.py runs one config. golf's core reads its options as `cfg.<field>` / `self.cfg.<field>` /
+`cfg.<group>.<field>`; with the config baked in, those reads are constants, and every branch for an option the
+config does not use is dead. This pass replaces such reads by their value and removes the dead branches, so the
+tree shaker (golf.record.shake) can then drop the option classes and modules only those branches used.
+
+A read is folded only when all of these hold (anything else stays a read of the config object at run time):
+- the receiver is a name spelled with `cfg` (`cfg`, `run_cfg`, `eval_cfg`, ...) or `<x>.cfg`;
+- the attribute path after it (`a`, `a.b`, ...) names a scalar (bool, int, float, str, None) at exactly one
+  place of the baked config tree (so `cfg.bits`, present in every quantization group, is never folded);
+- no code in the bundle can change that field at run time: it is not an official environment override
+  (golf.submission.ENV_OVERRIDES), not a keyword of any `replace(...)` call (the run-only settings the submission
+  and the budget fitter change), and never assigned as an attribute;
+- the read is a load (not an assignment target).
+
+Simplification after folding (Python semantics exactly): comparisons, `not`, `is None`, `and`/`or` with constant
+operands, `a if const else b`, and `if const:` / `elif` blocks replaced by the branch taken (`pass` when empty).
+Modules that change are re-emitted with `ast.unparse` (comments dropped, docstrings kept); others are untouched.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+
+_SCALARS = (bool, int, float, str, type(None))
+_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+            ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
+            ast.In: lambda a, b: operator.contains(b, a), ast.NotIn: lambda a, b: not operator.contains(b, a)}
+
+
+def config_paths(config: dict) -> dict[tuple[str, ...], list[tuple[tuple[str, ...], object]]]:
+    """Every attribute-path suffix of the config tree -> [(full path, scalar value)] of the places it names.
+
+    ('model', 'vocab_size') and ('vocab_size',) both map to [(('model', 'vocab_size'), 1024)] when vocab_size is
+    only under model. Lists and non-finite floats are recorded as _UNFOLDABLE (the path exists, never folded)."""
+    out: dict[tuple[str, ...], list[tuple[tuple[str, ...], object]]] = {}
+
+    def walk(node: dict, path: tuple[str, ...]) -> None:
+        for key, value in node.items():
+            full = (*path, key)
+            if isinstance(value, dict):
+                walk(value, full)
+                continue
+            if not isinstance(value, _SCALARS) or (isinstance(value, float) and not math.isfinite(value)):
+                value = _UNFOLDABLE
+            for i in range(len(full)):
+                out.setdefault(full[i:], []).append((full, value))
+
+    walk(config, ())
+    return out
+
+
+_UNFOLDABLE = object()
+
+
+def _call_name(node: ast.Call) -> str:
+    return node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+
+
+def mutable_fields(sources: dict[str, str]) -> tuple[set[str], set[str]]:
+    """(leaves, groups) code can change at run time: keywords of replace(...) calls and attribute assignments
+    are leaves; a keyword whose value is not itself a replace(...) call (a fresh object, a variable) may change
+    every field below it, so it is a group too."""
+    leaves: set[str] = set()
+    groups: set[str] = set()
+    for src in sources.values():
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.Call) and _call_name(node) == "replace":
+                for k in node.keywords:
+                    if k.arg:
+                        leaves.add(k.arg)
+                        if not (isinstance(k.value, ast.Call) and _call_name(k.value) == "replace"):
+                            groups.add(k.arg)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and _is_config_read(node):
+                leaves.add(node.attr)  # cfg.x = ... (never done today; an object's own self.x is not config)
+    return leaves, groups
+
+
+def _chain(node: ast.Attribute) -> tuple[ast.expr, list[str]]:
+    parts: list[str] = []
+    cur: ast.expr = node
+    while isinstance(cur, ast.Attribute):
+        parts.append(cur.attr)
+        cur = cur.value
+    parts.reverse()
+    return cur, parts
+
+
+def _config_path(node: ast.Attribute) -> list[str] | None:
+    """The attribute path read from a config receiver (`cfg.a.b` / `run_cfg.a` / `self.cfg.a`), else None."""
+    base, parts = _chain(node)
+    if isinstance(base, ast.Name) and "cfg" in base.id:
+        return parts
+    if isinstance(base, ast.Name) and base.id == "self" and parts[:1] == ["cfg"]:
+        return parts[1:]
+    return None
+
+
+def _is_config_read(node: ast.Attribute) -> bool:
+    return bool(_config_path(node))
+
+
+class _Folder(ast.NodeTransformer):
+    def __init__(self, paths: dict, leaves: set[str], groups: set[str]):
+        self.paths, self.leaves, self.groups, self.changed = paths, leaves, groups, False
+
+    def _value(self, node: ast.Attribute):
+        path = _config_path(node)
+        candidates = [path] if path else []
+        for path in candidates:
+            found = self.paths.get(tuple(path))
+            if not path or found is None or len(found) != 1:
+                continue
+            full, value = found[0]
+            if value is not _UNFOLDABLE and full[-1] not in self.leaves and not set(full[:-1]) & self.groups:
+                return value
+        return _UNFOLDABLE
+
+    def visit_Attribute(self, node: ast.Attribute):
+        if isinstance(node.ctx, ast.Load):
+            value = self._value(node)
+            if value is not _UNFOLDABLE:
+                self.changed = True
+                return ast.copy_location(ast.Constant(value), node)
+        self.generic_visit(node)
+        return node
+
+
+def _const(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant)
+
+
+class _Simplifier(ast.NodeTransformer):
+    def __init__(self):
+        self.changed = False
+
+    def _done(self, new: ast.AST, old: ast.AST) -> ast.AST:
+        self.changed = True
+        return ast.copy_location(new, old)
+
+    def visit_UnaryOp(self, node):
+        self.generic_visit(node)
+        if isinstance(node.op, ast.Not) and _const(node.operand):
+            return self._done(ast.Constant(not node.operand.value), node)
+        return node
+
+    def visit_Compare(self, node):
+        self.generic_visit(node)
+        if not (_const(node.left) and all(_const(c) or _const_seq(c) for c in node.comparators)):
+            return node
+        left, result = node.left.value, True
+        for op, comp in zip(node.ops, node.comparators, strict=True):
+            right = comp.value if _const(comp) else tuple(e.value for e in comp.elts)
+            fn = _COMPARE.get(type(op))
+            if fn is None or (isinstance(op, (ast.Is, ast.IsNot)) and not (left is None or right is None)):
+                return node
+            result = result and fn(left, right)
+            left = right
+        return self._done(ast.Constant(bool(result)), node)
+
+    def visit_BoolOp(self, node):
+        self.generic_visit(node)
+        values = list(node.values)
+        is_and = isinstance(node.op, ast.And)
+        kept: list[ast.expr] = []
+        for i, v in enumerate(values):
+            last = i == len(values) - 1
+            if _const(v) and not last:
+                if bool(v.value) != is_and:  # `x or True...`/`x and False...`: this operand is the result
+                    kept.append(v)
+                    break
+                continue  # neutral operand: skipped (it is never the result when not last)
+            kept.append(v)
+        if len(kept) == len(values):
+            return node
+        self.changed = True
+        if len(kept) == 1:
+            return kept[0]
+        return ast.copy_location(ast.BoolOp(op=node.op, values=kept), node)
+
+    def visit_IfExp(self, node):
+        self.generic_visit(node)
+        if _const(node.test):
+            return self._done(node.body if node.test.value else node.orelse, node)
+        return node
+
+    def visit_If(self, node):
+        self.generic_visit(node)
+        if not _const(node.test):
+            return node
+        self.changed = True
+        taken = node.body if node.test.value else node.orelse
+        return taken or ast.copy_location(ast.Pass(), node)
+
+
+def _const_seq(node: ast.AST) -> bool:
+    return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and all(_const(e) for e in node.elts)
+
+
+def specialize(sources: dict[str, str], config: dict, frozen_keys: set[str]) -> dict[str, str]:
+    """`sources` (module name -> source) with the baked `config`'s foldable reads folded and dead branches
+    removed (see the module docstring). `frozen_keys`: dotted config keys that change at run time (the
+    environment overrides); their last component is never folded."""
+    paths = config_paths(config)
+    leaves, groups = mutable_fields(sources)
+    leaves |= {k.rsplit(".", 1)[-1] for k in frozen_keys}
+    out: dict[str, str] = {}
+    for name, src in sources.items():
+        tree = ast.parse(src)
+        folder = _Folder(paths, leaves, groups)
+        tree = folder.visit(tree)
+        if not folder.changed:
+            out[name] = src
+            continue
+        while True:
+            simplifier = _Simplifier()
+            tree = simplifier.visit(tree)
+            if not simplifier.changed:
+                break
+        out[name] = ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+    return out
