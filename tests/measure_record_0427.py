@@ -166,7 +166,7 @@ def ttt_compare(root: Path, run: Path) -> dict:
         val = load_val_data(data, 8192, 128, max_tokens=8192)
         modes = {"standard": EvalConfig(mode="standard", batch_tokens=8192),
                  "phased_ttt": EvalConfig(mode="phased_ttt", phased=PhasedTTTConfig(
-                     doc_batch=4, prefix_docs=6, global_chunk_tokens=1024, global_batch_seqs=4))}
+                     doc_batch=4, prefix_docs=6, global_chunk_tokens=1024, global_batch_seqs=4, lanes=1))}
         if transform == "identity":  # eval=ttt counts bytes with the LUTs only
             modes["ttt"] = EvalConfig(mode="ttt", stride=128, ttt=TTTConfig(chunk_tokens=2048))
         for mode, ev in modes.items():

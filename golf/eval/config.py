@@ -130,11 +130,22 @@ class PhasedTTTConfig:
     global_grad_clip: float = 1.0
     """Global-norm gradient clip of the global SGD (GLOBAL_TTT_GRAD_CLIP)."""
     seed: int = 0
-    """Seed of the adapters' A initialization."""
+    """Seed of the adapters' A initialization (lane l draws from seed + 1,000,003 * l)."""
+    lanes: int = 8
+    """Adapter lanes: the processing-order batch q runs on lane q % lanes, which keeps its own warm-started A
+    within a phase; lane l runs on rank l % world_size, so the score depends on lanes, never on the number of
+    ranks (at most `lanes`). 8 = the record's 8xH100 run (one adapter set per GPU; the record's ranks take batches
+    from a shared counter as they finish, golf in turn); 1 = the record's single-process routine."""
+
+    global_split: bool = False
+    """On several ranks, split each global-SGD step's packed row between the ranks at document starts and sum
+    the gradients (needs model.attn_doc_mask) instead of every rank computing the whole step. Equal to one rank
+    up to float summation order, which the adapters' AdamW (beta1 0, eps 1e-10: nearly sign-of-gradient first
+    steps) can amplify in the later documents' scores; off = every rank computes the one-process update."""
 
     def __post_init__(self) -> None:
         for key in ("lora_rank", "chunk_tokens", "doc_batch", "num_phases", "global_chunk_tokens",
-                    "global_batch_seqs"):
+                    "global_batch_seqs", "lanes"):
             if getattr(self, key) < 1:
                 raise ValueError(f"eval.phased.{key}={getattr(self, key)} must be >= 1")
         if self.prefix_docs < 0 or self.global_epochs < 0:
