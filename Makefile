@@ -10,7 +10,7 @@ FALLBACK_TOKENIZER := $(SHARED)/tokenizers/fineweb_1024_bpe.model
 export GOLF_DATA_DIR := $(DATA_DIR)
 export WANDB_MODE ?= offline
 
-.PHONY: run test test-fast install data lint bench clean preflight
+.PHONY: run test test-fast test-kernels install data lint bench clean preflight
 
 # torch build: CUDA wheels chosen from the NVIDIA driver where one is present, the CPU wheel elsewhere
 # (tools/install_torch.py; override with TORCH_VARIANT=cpu|cu118|cu126|cu128|cu130 or TORCH_INDEX=<url>).
@@ -57,6 +57,18 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
+
+# The Triton kernels (golf/model/kernels.py) on CPU under Triton's interpreter (TRITON_INTERPRET=1), for machines
+# without a GPU: Triton (a CPU-usable wheel, ~170 MB) goes into $(TRITON_SITE), never into the venv (`make test`
+# stays Triton-free there and its kernel tests skip). numpy<2.4 beside it: Triton 3.5's interpreter calls int()
+# on 1-element arrays, an error since numpy 2.4 (triton-lang/triton#9171).
+TRITON_SITE ?= .triton-interp
+TRITON_VERSION ?= 3.5.0
+test-kernels: install
+	@test -d $(TRITON_SITE)/triton || $(PY) -m pip install -q --no-deps --target $(TRITON_SITE) \
+		triton==$(TRITON_VERSION) "numpy<2.4"
+	TRITON_INTERPRET=1 PYTHONPATH=$(abspath $(TRITON_SITE)) OMP_NUM_THREADS=1 \
+		$(PY) -m pytest -q -W ignore::DeprecationWarning tests/test_kernels.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -23,6 +23,7 @@ SMEAR_GATES = ("none", "v1", "v2")
 BIGRAM_HASHES = ("mul", "xor")
 ORTHO_INITS = ("none", "pr65", "pr162")
 MLP_ACTIVATIONS = ("relu2", "leaky_relu2")
+FUSED_MLP_KERNELS = ("matmul", "activation")
 ATTN_GATES = ("none", "out", "sparse", "dense")
 SKIP_PLACEMENTS = ("before", "after")
 PARALLEL_FINAL_LANES = ("mean", "mlp", "attn")
@@ -108,8 +109,12 @@ class ModelConfig:
     mlp_leaky_slope: float = 0.5
     """Negative slope of leaky_relu2."""
     fused_mlp: bool = False
-    """leaky_relu2 through the fused Triton activation kernel on CUDA (PR #1530 fused LeakyReLU² MLP; exact
-    PyTorch formula elsewhere; golf.model.kernels)."""
+    """leaky_relu2 MLP through fused Triton kernels on CUDA (PR #1530 fused LeakyReLU² MLP, record 04-27), the
+    kind chosen by fused_mlp_kernel; exact PyTorch formula elsewhere (golf.model.kernels)."""
+    fused_mlp_kernel: str = "matmul"
+    """With fused_mlp: matmul (the record's: fc matmul with LeakyReLU² in its epilogue, backward's proj-grad matmul
+    with the activation derivative; training forward only, as the record, and only while fc/proj carry no forward
+    hooks (LoRA, calibration); else the activation kernel) | activation (activation kernel, matmuls on cuBLAS)."""
     fused_ce: bool = False
     """Training loss through the fused softcapped cross-entropy Triton kernel on CUDA (PR #1787 FUSED_CE_ENABLED;
     training forward only, as the record; exact PyTorch formula elsewhere; golf.model.kernels)."""
@@ -209,6 +214,7 @@ class ModelConfig:
         _choice("ortho_init", self.ortho_init, ORTHO_INITS)
         _choice("mlp_activation", self.mlp_activation, MLP_ACTIVATIONS)
         _require(self.mlp_leaky_slope >= 0, f"model.mlp_leaky_slope={self.mlp_leaky_slope} must be >= 0")
+        _choice("fused_mlp_kernel", self.fused_mlp_kernel, FUSED_MLP_KERNELS)
         _require(self.rope_dims == 0 or (self.rope_dims % 2 == 0 and 2 <= self.rope_dims <= self.head_dim),
                  f"model.rope_dims={self.rope_dims} must be 0 (all) or even and in [2, head_dim={self.head_dim}]")
         _require(0 <= self.xsa_last_n <= self.num_layers,

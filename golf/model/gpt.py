@@ -30,29 +30,39 @@ class MLP(nn.Module):
     """proj(act(fc(x))), fc: d->hidden, proj zero-initialized. [B,T,d]->[B,T,d].
 
     act = relu(x)² (modded-nanogpt, baseline) or leaky_relu(x, slope)² (PR #493, records 03-23 onward).
+    fused (leaky_relu2 only): "none" | "activation" (Triton activation kernel) | "matmul" (PR #1530: the fc
+    matmul and the activation in one Triton kernel while training, as the record; the activation kernel in eval
+    or while fc/proj carry forward hooks, which the fused path would bypass). Exact PyTorch on CPU.
     """
 
     def __init__(self, dim: int, hidden: int, activation: str = "relu2", leaky_slope: float = 0.5,
-                 fused: bool = False):
+                 fused: str = "none"):
         super().__init__()
         self.fused = fused
-        if fused:
-            from golf.model.kernels import leaky_relu2  # lazy: only model.fused_mlp ships the Triton kernels
+        if fused != "none":
+            from golf.model import kernels  # lazy: only model.fused_mlp ships the Triton kernels
 
-            self.fused_act = leaky_relu2
+            self.fused_act = kernels.leaky_relu2
+            self.fused_mlp = kernels.fused_leaky_relu2_mlp
+            self.kernels_run = kernels.triton_available
         self.fc = CastedLinear(dim, hidden, bias=False)
         self.proj = CastedLinear(hidden, dim, bias=False)
         self.proj._zero_init = True
         self.activation = activation
         self.leaky_slope = leaky_slope
 
+    def _hooked(self) -> bool:
+        return any(m._forward_hooks or m._forward_pre_hooks for m in (self.fc, self.proj))
+
     def forward(self, x: Tensor) -> Tensor:
-        h = self.fc(x)
         if self.activation == "leaky_relu2":
-            if self.fused:
+            if (self.fused == "matmul" and self.training and self.kernels_run(x) and not self._hooked()):
+                return self.fused_mlp(x, self.fc.weight, self.proj.weight, self.leaky_slope)
+            h = self.fc(x)
+            if self.fused != "none":
                 return self.proj(self.fused_act(h, self.leaky_slope))
             return self.proj(F.leaky_relu(h, negative_slope=self.leaky_slope).square())
-        return self.proj(torch.relu(h).square())
+        return self.proj(torch.relu(self.fc(x)).square())
 
 
 class Block(nn.Module):
@@ -73,7 +83,8 @@ class Block(nn.Module):
             rope_dims=cfg.rope_dims, xsa=layer >= cfg.num_layers - cfg.xsa_last_n, gate=cfg.attn_gate,
             gate_width=cfg.attn_gate_width, gate_scale=cfg.attn_gate_scale, gate_init_std=cfg.attn_gate_init_std,
             rope_train_seq_len=cfg.rope_train_seq_len)
-        self.mlp = MLP(dim, cfg.mlp_hidden, cfg.mlp_activation, cfg.mlp_leaky_slope, cfg.fused_mlp)
+        self.mlp = MLP(dim, cfg.mlp_hidden, cfg.mlp_activation, cfg.mlp_leaky_slope,
+                       cfg.fused_mlp_kernel if cfg.fused_mlp else "none")
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
