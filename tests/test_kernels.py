@@ -211,3 +211,57 @@ def test_fused_model_matches_eager_model(kernel):
     fused.eval()
     fused(x, y)
     assert calls == ([1] if kernel == "matmul" else [])
+
+
+def _record_script():
+    from record_0427 import load_record_module  # skips without the record folder
+
+    return load_record_module("train_gpt")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_mlp_equals_the_record_mlp(dtype):
+    """Oracle: the record's own MLP module (its eager path, use_fused=False: what its fused kernel replaces),
+    forward and backward. Bit for bit where golf falls back to PyTorch; within fp32/bf16 rounding with kernels."""
+    rec = _record_script().MLP(96, 4.0).train()
+    rec.use_fused = False  # the record's Triton MLP needs a Hopper GPU (TMA descriptors, its SM count)
+    torch.manual_seed(0)
+    x = torch.randn(3, 50, 96, device=DEVICE).to(dtype)
+    up, down = torch.randn(384, 96, device=DEVICE) / 10, torch.randn(96, 384, device=DEVICE) / 20
+    g = torch.randn(3, 50, 96, device=DEVICE).to(dtype)
+    outs = []
+    for fn in (lambda *a: rec(*a), lambda *a: fused_leaky_relu2_mlp(*a, 0.5)):
+        args = [t.clone().requires_grad_() for t in (x, up, down)]
+        y = fn(*args)
+        outs.append([y, *torch.autograd.grad((y * g).sum(), args)])
+    # bf16: both round (the interpreter toward zero, x2.5 the error, see the test above)
+    tol = 1e-5 if dtype == torch.float32 else 3e-2 if INTERPRET else 2e-2
+    for name, theirs, ours in zip(("out", "dx", "dup", "ddown"), *outs, strict=True):
+        assert ours.dtype == theirs.dtype
+        if not KERNELS:
+            assert torch.equal(ours, theirs), name
+        else:
+            print(f"\n{name} {dtype}: relative error vs the record's MLP {_rel_err(ours, theirs):.3g}", end="")
+            assert _rel_err(ours, theirs) < tol, name
+
+
+@kernels
+def test_softcapped_ce_equals_the_record_triton_kernels():
+    """Oracle: the record's own fused CE Triton kernels (PR #1787), launched on the same logits (on CUDA or in the
+    interpreter; its wrapper insists on CUDA). Its softcap is 2c·σ(2z/c) = c·tanh(z/c) + c: same loss, same grad."""
+    rec = _record_script()
+    torch.manual_seed(0)
+    rows, vocab = 33, 8192
+    z, t = torch.randn(rows, vocab, device=DEVICE) * 20, torch.randint(0, vocab, (rows,), device=DEVICE)
+    g = torch.randn(rows, device=DEVICE)
+    loss_rec, lse_rec, dz_rec = torch.empty(rows, device=DEVICE), torch.empty(rows, device=DEVICE), torch.empty_like(z)
+    rec._softcapped_ce_fwd_kernel[(rows,)](z, loss_rec, lse_rec, t, z.stride(0), z.stride(1), rows, vocab, 30.0,
+                                           block_size=1024)
+    rec._softcapped_ce_bwd_kernel[(rows,)](dz_rec, g, lse_rec, z, t, z.stride(0), z.stride(1), dz_rec.stride(0),
+                                           dz_rec.stride(1), rows, vocab, 30.0, block_size=1024)
+    zz = z.clone().requires_grad_()
+    loss = softcapped_cross_entropy(zz, t, 30.0, reduction="none")
+    (dz,) = torch.autograd.grad((loss * g).sum(), zz)
+    _report("softcapped CE vs the record's kernels", torch.float32, loss=(loss, loss_rec), dz=(dz, dz_rec))
+    torch.testing.assert_close(loss, loss_rec, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(dz, dz_rec, rtol=1e-4, atol=1e-6)
