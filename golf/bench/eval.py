@@ -37,13 +37,13 @@ from golf.model import ModelConfig, build_model, cast_for_device
 from golf.schema import build_dataclass
 
 ROOT = Path(__file__).resolve().parents[2]
-PRESETS = ("standard", "sliding", "sliding_docs", "ttt", "ttt_lora")
+PRESETS = ("standard", "sliding", "sliding_docs", "ttt", "ttt_lora", "phased_ttt")
 SP1024_VAL_TOKENS = 62_021_632
 MEAN_DOC_TOKENS = 1240
 BOS = 1
 
 
-def preset(name: str, batch_tokens: int, chunk_tokens: int | None) -> EvalConfig:
+def preset(name: str, batch_tokens: int, chunk_tokens: int | None, doc_batch: int | None = None) -> EvalConfig:
     """conf/eval/<name>.yaml as an EvalConfig (no Hydra), with the benchmark's batch size."""
     import yaml
 
@@ -52,6 +52,8 @@ def preset(name: str, batch_tokens: int, chunk_tokens: int | None) -> EvalConfig
     values["batch_tokens"] = batch_tokens
     if chunk_tokens and values.get("mode") == "ttt" and values.get("ttt", {}).get("reset", "never") == "never":
         values.setdefault("ttt", {})["chunk_tokens"] = chunk_tokens
+    if doc_batch and values.get("mode") == "phased_ttt":  # CPU: enough batches for every rank to get documents
+        values["phased"]["doc_batch"] = doc_batch
     return build_dataclass(EvalConfig, values, "eval.", strict=True)
 
 
@@ -98,7 +100,7 @@ def score_modes(model, val: ValData, modes: list[str], args, rank: int, world_si
                 device: torch.device) -> list[dict]:
     out = []
     for name in modes:
-        cfg = preset(name, args.batch_tokens, args.chunk_tokens)
+        cfg = preset(name, args.batch_tokens, args.chunk_tokens, args.doc_batch)
         t0 = time.perf_counter()
         r = run_evaluation(model, val, cfg, EvalContext(device, rank, world_size))
         if device.type == "cuda":
@@ -198,6 +200,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--kv-heads", type=int, default=None)
     p.add_argument("--seq-len", type=int, default=None, help="window length (CPU 256, GPU 1024)")
     p.add_argument("--batch-tokens", type=int, default=None, help="eval tokens per forward (CPU 16384, GPU 524288)")
+    p.add_argument("--doc-batch", type=int, default=None,
+                   help="phased TTT documents per batch (CPU 4: a few thousand tokens hold few documents; GPU: preset)")
     p.add_argument("--chunk-tokens", type=int, default=None,
                    help="score-first TTT chunk (CPU default tokens/4 so a slice holds several; GPU 32768)")
     p.add_argument("--synthetic", action="store_true", help="CPU: synthetic tokens even if shards exist")
@@ -213,6 +217,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for key, (cpu_value, gpu_value) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, gpu_value if gpu else cpu_value)
+    if args.doc_batch is None and not gpu:
+        args.doc_batch = 4
     if args.chunk_tokens is None and not gpu:
         args.chunk_tokens = max(args.seq_len, args.tokens // 4)
     modes = [m for m in args.modes.split(",") if m]
