@@ -264,7 +264,8 @@ def _build(config_json: str) -> Bundle:
     names = closure(trace(config))
     renamed = {_private(n): rename(module_path(n).read_text(encoding="utf-8")) for n in names}
     sources = shake(specialize(renamed, config, set(ENV_OVERRIDES.values())), PRIVATE, {"main"})
-    names = [n for n in names if _private(n) in reachable(sources, _private(ENTRY))]
+    kept = reachable(sources, _private(ENTRY))
+    names = [n for n in names if _private(n) in kept]
     readable: dict[str, tuple[bool, str]] = {}
     small: dict[str, tuple[bool, str]] = {}
     for name in names:
