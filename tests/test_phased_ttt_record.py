@@ -19,7 +19,7 @@ import torch
 from conftest import CASEOPS_VARIANT
 from record_0427 import load_record_module, record_hparams
 from test_presets import preset
-from test_record_0427 import record_state_dict
+from test_record_0427 import paired_d128
 
 from golf.data.loader import load_validation_byte_sidecar
 from golf.data.shards import read_shard
@@ -27,7 +27,6 @@ from golf.data.tokenizer import load_tokenizer
 from golf.eval.bpb import build_byte_luts
 from golf.eval.config import PhasedTTTConfig
 from golf.eval.phased_ttt import evaluate_phased_ttt, find_documents
-from golf.model import build_model
 from golf.model.config import ModelConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -73,16 +72,7 @@ def paired_models(tg):
     base = preset("record_0427_sota").model
     cfg = ModelConfig(**(base.__dict__ | dict(model_dim=128, num_heads=4, num_kv_heads=2, attn_doc_mask=True,
                                               attn_doc_mask_max_len=SEQ, fused_ce=False, fused_mlp=False)))
-    torch.manual_seed(0)
-    ours = build_model(cfg).float().eval()
-    with torch.no_grad():  # move every zero-initialized gate / projection off its identity
-        for p in ours.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    h = record_hparams(model_dim=128, num_heads=4, num_kv_heads=2, fused_ce_enabled=False, smear_gate_enabled=True,
-                       sparse_attn_gate_enabled=True, sparse_attn_gate_scale=0.5, train_seq_len=SEQ)
-    theirs = tg.GPT(h).float().eval()
-    theirs.load_state_dict(record_state_dict(ours.state_dict(), cfg, tg), strict=True)
-    theirs.looping_active = True
+    ours, theirs = paired_d128(tg, cfg, SEQ)
     for block in theirs.blocks:  # its Triton LeakyReLU² MLP kernel (training mode) is CUDA-only: the same math
         block.mlp.use_fused = False
     return ours, theirs

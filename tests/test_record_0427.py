@@ -87,21 +87,29 @@ def _tiny(cfg: ModelConfig, **kw) -> ModelConfig:
     return ModelConfig(**d)
 
 
+def paired_d128(tg, cfg, seq_len: int):
+    """golf's model of `cfg` (d 128, 4/2 heads; seed 0, every parameter moved off its init by N(0, 0.02) so
+    zero-initialized gates and projections matter) and the record's GPT holding the same weights, looping on,
+    both fp32 in eval mode."""
+    torch.manual_seed(0)
+    ours = build_model(cfg).float().eval()
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    h = record_hparams(model_dim=128, num_heads=4, num_kv_heads=2, fused_ce_enabled=False, smear_gate_enabled=True,
+                       sparse_attn_gate_enabled=True, sparse_attn_gate_scale=0.5, train_seq_len=seq_len)
+    theirs = tg.GPT(h).float().eval()
+    theirs.load_state_dict(record_state_dict(ours.state_dict(), cfg, tg), strict=True)
+    theirs.looping_active = True
+    return ours, theirs
+
+
 @pytest.mark.parametrize("doc_mask", [False, True])
 def test_forward_equals_record_gpt(caseops_data_root, doc_mask, monkeypatch):
     tg = load_record_module("train_gpt")
     monkeypatch.setattr(tg, "BOS_ID", 1)
     cfg = _tiny(preset("record_0427_sota").model, attn_doc_mask=doc_mask, attn_doc_mask_max_len=128)
-    torch.manual_seed(0)
-    ours = build_model(cfg).float().eval()
-    with torch.no_grad():  # move every zero-initialized gate / projection off its identity
-        for p in ours.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    h = record_hparams(model_dim=128, num_heads=4, num_kv_heads=2, fused_ce_enabled=False, smear_gate_enabled=True,
-                       sparse_attn_gate_enabled=True, sparse_attn_gate_scale=0.5, train_seq_len=128)
-    theirs = tg.GPT(h).float().eval()
-    theirs.load_state_dict(record_state_dict(ours.state_dict(), cfg, tg), strict=True)
-    theirs.looping_active = True
+    ours, theirs = paired_d128(tg, cfg, 128)
     toks = read_shard(caseops_data_root / "datasets" / f"fineweb10B_{CASEOPS_VARIANT}" / "fineweb_val_000000.bin")
     start = int((toks[1:] == 1).nonzero()[0][0]) - 200  # a window holding a document boundary
     x = torch.from_numpy(toks[start: start + 384].astype("int64"))[None]
