@@ -90,14 +90,25 @@ def collective_errors(rank: int, world_size: int, timeout_s: float) -> Iterator[
         raise
 
 
+_FINAL_BARRIERS: list = []
+"""The work handles of teardown's barriers, kept for the life of the process (see teardown)."""
+
+
 def teardown(barrier: bool = False) -> None:
     """Leave the process group (no-op outside one). `barrier=True` (success path only: a failed rank must not
     wait for peers) first keeps a fast rank from tearing down gloo while a peer still has collectives in
-    flight, seen as 'terminate called without an active exception' under CPU load."""
+    flight, seen as 'terminate called without an active exception' under CPU load.
+
+    The barrier's work handle is kept alive until the process exits: otherwise gloo's worker thread may free it,
+    and freeing its tensors needs the GIL, while the main thread holds the GIL and waits for that worker's lock
+    when the last reference to the process group (DDP's reducer) goes — a deadlock seen under load in a 2-rank
+    CPU run (py-spy: ~ProcessGroupGloo in the main thread, ~AsyncBarrierWork in ProcessGroupGloo::runLoop)."""
     if dist.is_available() and dist.is_initialized():
         try:
             if barrier:
-                dist.barrier()
+                work = dist.barrier(async_op=True)
+                _FINAL_BARRIERS.append(work)
+                work.wait()
         finally:
             dist.destroy_process_group()
 
