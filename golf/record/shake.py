@@ -106,7 +106,7 @@ class _Module:
         self.source = source
         self.tree = ast.parse(source)
         self.units: list[tuple[str, ast.AST]] = []  # (name, node) removable top-level defs / assignments
-        self.methods: list[tuple[str, ast.AST]] = []  # (name, node) removable methods
+        self.methods: list[tuple[str, ast.AST, ast.ClassDef]] = []  # (name, node, owning class) removable methods
         self.roots: list[ast.AST] = []  # always-kept statements (their names are references)
         for node in self.tree.body:
             name = _assigned_name(node)
@@ -124,11 +124,11 @@ class _Module:
                 for item in node.body:
                     if (_removable_def(item) and not isinstance(item, ast.ClassDef)
                             and item.name not in _IMPLICIT and not item.name.startswith("__")):
-                        self.methods.append((item.name, item))
+                        self.methods.append((item.name, item, node))
 
 
-def _class_body_minus_methods(node: ast.ClassDef, methods: list[tuple[str, ast.AST]]) -> list[ast.AST]:
-    removable = {id(m) for _, m in methods}
+def _class_body_minus_methods(node: ast.ClassDef, methods: list[tuple[str, ast.AST, ast.ClassDef]]) -> list[ast.AST]:
+    removable = {id(m) for _, m, _ in methods}
     return [*node.bases, *node.keywords, *node.decorator_list,
             *(item for item in node.body if id(item) not in removable)]
 
@@ -161,25 +161,16 @@ def shake(sources: dict[str, str], package: str, entry_names: set[str]) -> dict[
                     pending.extend(_class_body_minus_methods(node, m.methods) if isinstance(node, ast.ClassDef)
                                    else [node])
                     grew = True
-            for name, node in m.methods:
-                if id(node) not in kept_methods and name in referenced and _owner_kept(m, node, kept_units):
+            for name, node, owner in m.methods:
+                if id(node) not in kept_methods and name in referenced and id(owner) in kept_units:
                     kept_methods.add(id(node))
                     pending.append(node)
                     grew = True
         if not grew and not pending:
             break
-    defined = {name for m in mods.values() for name, _ in m.units}
     removed_names = {name for m in mods.values() for name, node in m.units if id(node) not in kept_units}
     removed_names -= {name for m in mods.values() for name, node in m.units if id(node) in kept_units}
-    return {name: _rewrite(m, kept_units, kept_methods, removed_names & defined, package)
-            for name, m in mods.items()}
-
-
-def _owner_kept(m: _Module, method: ast.AST, kept_units: set[int]) -> bool:
-    for _, node in m.units:
-        if isinstance(node, ast.ClassDef) and any(item is method for item in node.body):
-            return id(node) in kept_units
-    return False
+    return {name: _rewrite(m, kept_units, kept_methods, removed_names, package) for name, m in mods.items()}
 
 
 def _span(node: ast.AST) -> tuple[int, int]:
@@ -190,18 +181,19 @@ def _span(node: ast.AST) -> tuple[int, int]:
 def _rewrite(m: _Module, kept_units: set[int], kept_methods: set[int], removed: set[str], package: str) -> str:
     lines = m.source.splitlines(keepends=True)
     edits: list[tuple[int, int, str]] = []  # (first line, last line, replacement), 1-based inclusive
+    removable_methods = {id(item) for _, item, _ in m.methods}
     for _, node in m.units:
         if id(node) not in kept_units:
             edits.append((*_span(node), ""))
         elif isinstance(node, ast.ClassDef):
-            mine = {id(item) for _, item in m.methods}
-            gone = [item for item in node.body if id(item) in mine and id(item) not in kept_methods]
+            gone = [item for item in node.body if id(item) in removable_methods and id(item) not in kept_methods]
             edits.extend((*_span(item), "") for item in gone)
             if gone and len(gone) == len(node.body):  # a class body cannot be empty
                 edits[-len(gone)] = (*_span(gone[0]), " " * gone[0].col_offset + "pass\n")
     dead = [(a, b) for a, b, text in edits if not text]
     for node in ast.walk(m.tree):
-        if any(a <= node.lineno <= b for a, b in dead) if hasattr(node, "lineno") else False:
+        line = getattr(node, "lineno", None)
+        if line is not None and any(a <= line <= b for a, b in dead):
             continue
         if _is_golf_from(node, package) and any(a.name in removed for a in node.names):
             alive = [a for a in node.names if a.name not in removed]

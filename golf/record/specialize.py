@@ -110,15 +110,13 @@ class _Folder(ast.NodeTransformer):
 
     def _value(self, node: ast.Attribute):
         path = _config_path(node)
-        candidates = [path] if path else []
-        for path in candidates:
-            found = self.paths.get(tuple(path))
-            if not path or found is None or len(found) != 1:
-                continue
-            full, value = found[0]
-            if value is not _UNFOLDABLE and full[-1] not in self.leaves and not set(full[:-1]) & self.groups:
-                return value
-        return _UNFOLDABLE
+        found = self.paths.get(tuple(path)) if path else None
+        if found is None or len(found) != 1:
+            return _UNFOLDABLE
+        full, value = found[0]
+        if full[-1] in self.leaves or set(full[:-1]) & self.groups:
+            return _UNFOLDABLE
+        return value
 
     def visit_Attribute(self, node: ast.Attribute):
         if isinstance(node.ctx, ast.Load):
