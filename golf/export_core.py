@@ -20,7 +20,7 @@ from golf.device import autocast_for
 from golf.io import StagedFile
 from golf.quant.artifact import HEADER_BYTES, stage_artifact
 from golf.quant.budget import build_budget_report, check_budget, format_report
-from golf.quant.config import PERGROUP_CODEC, BudgetConfig, QuantConfig
+from golf.quant.config import PERGROUP_CODEC, BudgetConfig, QuantConfig, calibrates
 from golf.quant.int8 import quantize_state_dict
 from golf.train.config import RUN_SECTION, LoggerConfig, TrainRunConfig
 
@@ -64,7 +64,7 @@ def calibration(model_on_device, run_cfg: TrainRunConfig, quant: QuantConfig, bu
     """
     need_loss = budget.fit and budget.fit_metric == "loss"
     where = {"where": "none", "seconds": None}
-    if not (need_loss or (quant.scheme != "none" and (quant.uses_gptq() or budget.fit))):
+    if not (need_loss or calibrates(quant, budget)):
         return None, None, where
     from golf.quant.gptq import calibration_batches, collect_hessians  # lazy: GPTQ / fitted exports only
     from golf.train.calibration import (  # lazy

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from golf.errors import GolfError
-from golf.eval.data import load_val_data
+from golf.eval.data import val_data_for
 from golf.eval.run import EvalContext, run_evaluation
 from golf.eval.standard import EvalResult
 from golf.export_core import calibration, quantize_and_write
@@ -249,8 +249,7 @@ def artifact_name(quant: QuantConfig, fit: bool = False) -> str:
 def pre_quant_score(checkpoint_model: torch.nn.Module, run_cfg: TrainRunConfig, eval_cfg, device: torch.device,
                     rank: int = 0, world_size: int = 1) -> EvalResult:
     """The checkpoint's score, taken before any calibration, fit trial or quantization (shared across ranks)."""
-    seq_len = eval_cfg.seq_len or run_cfg.trainer.train_seq_len
-    val = load_val_data(run_cfg.data, run_cfg.model.vocab_size, seq_len, eval_cfg.max_tokens)
+    val = val_data_for(run_cfg, eval_cfg)
     pre = run_evaluation(checkpoint_model, val, eval_cfg, EvalContext(device, rank, world_size, progress=rank == 0))
     log.info(f"pre-quant val_loss:{pre.val_loss:.4f} val_bpb:{pre.val_bpb:.4f}")
     return pre
@@ -273,12 +272,10 @@ def roundtrip(pre: EvalResult, artifact: Path, run_cfg: TrainRunConfig, eval_cfg
     `roundtrip_wall_s` is the artifact's evaluation as a submission runs it: loading and dequantizing the
     artifact, loading the val data and the mode itself (the slowest rank's time under torchrun).
     """
-    seq_len = eval_cfg.seq_len or run_cfg.trainer.train_seq_len
-    val = load_val_data(run_cfg.data, run_cfg.model.vocab_size, seq_len, eval_cfg.max_tokens)
     ctx = EvalContext(device, rank, world_size, progress=rank == 0)
     t0 = time.perf_counter()
     artifact_model = load_for_eval(artifact, device).model
-    val = load_val_data(run_cfg.data, run_cfg.model.vocab_size, seq_len, eval_cfg.max_tokens)
+    val = val_data_for(run_cfg, eval_cfg)
     post = run_evaluation(artifact_model, val, eval_cfg, ctx)
     wall_s = max_over_ranks(time.perf_counter() - t0, device)
     if not math.isfinite(post.val_bpb):

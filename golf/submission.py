@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 
 from golf.errors import GolfError
-from golf.eval.data import load_val_data
+from golf.eval.data import val_data_for
 from golf.eval.run import EvalContext, run_evaluation
 from golf.export_core import calibration, quantize_and_write
 from golf.model import build_model, cast_for_device
@@ -147,8 +147,7 @@ def _export_and_evaluate(cfg: TrainRunConfig, model: torch.nn.Module, run_dir: P
         dist.broadcast_object_list(failure, src=0)
     if failure[0] is not None:
         raise GolfError(failure[0])
-    seq_len = cfg.eval.seq_len or cfg.trainer.train_seq_len
-    val = load_val_data(cfg.data, cfg.model.vocab_size, seq_len, cfg.eval.max_tokens)
+    val = val_data_for(cfg)
     t0 = time.perf_counter()
     post = run_evaluation(reload(artifact, cfg, device), val, cfg.eval, EvalContext(device, rank, world))
     tag = f"{cfg.quant.scheme}_{codec}_{post.mode}"

@@ -40,3 +40,12 @@ def load_val_data(data: DataConfig, vocab_size: int, seq_len: int, max_tokens: i
     if data.uses_byte_sidecar:
         sidecar = load_validation_byte_sidecar(data.val_bytes_glob(), tokens.numel())
     return ValData(tokens, build_byte_luts(sp, vocab_size), seq_len, int(sp.bos_id()), sidecar)
+
+
+def val_data_for(run_cfg, eval_cfg=None) -> ValData:
+    """The validation data a run (a TrainRunConfig) is scored on with `eval_cfg` (default: the run's own eval
+    section): windows of eval.seq_len tokens, else the run's train_seq_len; at most eval.max_tokens targets.
+    Raises what load_val_data raises."""
+    e = run_cfg.eval if eval_cfg is None else eval_cfg
+    return load_val_data(run_cfg.data, run_cfg.model.vocab_size, e.seq_len or run_cfg.trainer.train_seq_len,
+                         e.max_tokens)

@@ -48,6 +48,15 @@ CODECS from this table, so the config checks names and levels without importing 
 LQER_SUFFIXES = (".lqer_a", ".lqer_b")
 LQER_METHODS = ("lqer_a", "lqer_b")
 """Names and qmeta methods of LQER factor entries (golf.quant.lqer writes them; dequantizing folds them)."""
+
+
+def is_lqer_entry(name: str, meta: dict | None) -> bool:
+    """True for the factor entries golf.quant.lqer.add_lqer writes (by qmeta method, else by name suffix)."""
+    if meta and meta.get("method") in LQER_METHODS:
+        return True
+    return name.endswith(LQER_SUFFIXES)
+
+
 PERGROUP_CODEC = "pergroup"
 """Per-group lrzip/brotli of the payload with the L1 row sort (golf.quant.pergroup; 2026-04-27 record)."""
 # Record 03-22 (GPTQ-lite, train_gpt.py quantize_int6_per_row): row quantiles 0.999, 0.9995, 0.9999, 0.99999, 1.0.
@@ -345,3 +354,9 @@ class BudgetConfig:
         _check(self.fit_batches >= 1, "budget.fit_batches", self.fit_batches, "must be >= 1")
         if self.fit_codec:
             _check_choice("budget", "fit_codec", self.fit_codec, list(CODEC_LEVELS))
+
+
+def calibrates(quant: QuantConfig, budget: BudgetConfig) -> bool:
+    """Whether exporting with (quant, budget) needs GPTQ Hessians from training data: a quantizing scheme with
+    method=gptq groups, or a fitted budget (which may choose GPTQ bits)."""
+    return quant.scheme != "none" and (quant.uses_gptq() or budget.fit)

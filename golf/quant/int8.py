@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from golf.errors import GolfError
-from golf.quant.config import LQER_METHODS, LQER_SUFFIXES, QuantConfig
+from golf.quant.config import QuantConfig, is_lqer_entry
 
 # dtype names allowed in QuantizedState / artifacts; a whitelist so a manifest can never name arbitrary attrs.
 DTYPES: dict[str, torch.dtype] = {
@@ -279,11 +279,10 @@ def dequantize_state(qstate: QuantizedState) -> dict[str, Tensor]:
     Quantized tensors become ``q * scale`` in their recorded dtype; downcast passthrough tensors are cast back
     to their recorded original dtype. Raises QuantizationError on inconsistent entries.
     """
-    lqer = any(n.endswith(LQER_SUFFIXES) or (qstate.qmeta.get(n) or {}).get("method") in LQER_METHODS
-               for n in qstate.quantized)
+    lqer = any(is_lqer_entry(n, qstate.qmeta.get(n)) for n in qstate.quantized)
     lqer_bases: set[str] = set()
     if lqer:
-        from golf.quant.lqer import SUFFIX_A, fold_lqer, is_lqer_entry  # lazy: only LQER artifacts ship it
+        from golf.quant.lqer import SUFFIX_A, fold_lqer  # lazy: only LQER artifacts ship it
 
         lqer_bases = {n[: -len(SUFFIX_A)] for n in qstate.quantized
                       if n.endswith(SUFFIX_A) and is_lqer_entry(n, qstate.qmeta.get(n))}

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from golf.quant.config import LQER_METHODS, LQER_SUFFIXES, LQERConfig
+from golf.quant.config import LQER_METHODS, LQER_SUFFIXES, LQERConfig, is_lqer_entry  # noqa: F401 - re-exported
 
 SUFFIX_A, SUFFIX_B = LQER_SUFFIXES
 METHODS = LQER_METHODS
@@ -105,12 +105,6 @@ def add_lqer(qstate, state_dict: dict[str, Tensor], cfg: LQERConfig) -> dict[str
         report[name] = {"error_norm": errors[name], "form": form, "rank": int(a.shape[1])}
     return report
 
-
-def is_lqer_entry(name: str, meta: dict | None) -> bool:
-    """True for the factor entries add_lqer writes (by qmeta method, else by name suffix)."""
-    if meta and meta.get("method") in METHODS:
-        return True
-    return name.endswith((SUFFIX_A, SUFFIX_B))
 
 
 def fold_lqer(out: dict[str, Tensor], qmeta: dict[str, dict]) -> dict[str, Tensor]:

@@ -22,7 +22,7 @@ from torch import nn
 
 from golf.device import autocast_for
 from golf.errors import GolfError
-from golf.quant.config import BudgetConfig, QuantConfig
+from golf.quant.config import BudgetConfig, QuantConfig, calibrates
 from golf.quant.gptq import calibration_batches, collect_hessians
 
 log = logging.getLogger("golf.train")
@@ -46,7 +46,7 @@ def gptq_weight_names(state: dict, quant: QuantConfig) -> set[str]:
 
 def needs_hessians(state: dict, quant: QuantConfig, budget: BudgetConfig) -> set[str]:
     """The weight names whose Hessians the export of `state` with (quant, budget) needs (empty = none)."""
-    if quant.scheme == "none" or not (quant.uses_gptq() or budget.fit):
+    if not calibrates(quant, budget):
         return set()
     return gptq_weight_names(state, quant)
 

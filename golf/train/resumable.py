@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from golf.device import synchronize
 from golf.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from golf.train.compliance import compliance_block, hardware
 from golf.train.resume import (
@@ -80,8 +79,7 @@ class ResumableTrainer(Trainer):
         if resume is not None:
             self._load_progress(resume)
         self.last_ckpt_wall = time.monotonic()
-        synchronize(self.device)
-        self.t0 = self.clock()
+        self.restart_clock()
 
     def _boundary_flags(self) -> list[float]:
         t = self.cfg.trainer
@@ -146,8 +144,7 @@ class ResumableTrainer(Trainer):
 
             dist.barrier()
         self.last_ckpt_wall = time.monotonic()
-        synchronize(self.device)
-        self.t0 = self.clock()
+        self.restart_clock()
         return path
 
     def _load_weights(self, point: ResumePoint) -> None:

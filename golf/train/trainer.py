@@ -31,10 +31,11 @@ from torch import nn
 
 from golf.data.loader import build_train_loader
 from golf.device import autocast_for, synchronize
-from golf.eval.data import load_val_data
+from golf.eval.data import val_data_for
 from golf.eval.standard import evaluate_standard
 from golf.model import build_model, cast_for_device, count_params
 from golf.optim import apply_lr_scale, build_optimizers, lr_multiplier, muon_momentum_at, set_muon_momentum
+from golf.quant.config import calibrates
 from golf.train.context import NullTracker, RunContext, check_vocab, grad_accum_steps_for, seed_everything
 from golf.train.dist import DistContext, init_distributed
 from golf.train.techniques import build_hooks
@@ -70,8 +71,8 @@ class Trainer:
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        self.eval_seq = cfg.eval.seq_len or t.train_seq_len
-        self.val = load_val_data(cfg.data, cfg.model.vocab_size, self.eval_seq, cfg.eval.max_tokens)
+        self.val = val_data_for(cfg)
+        self.eval_seq = self.val.seq_len
         log.info(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={cfg.data.resolve_tokenizer_path()}")
         log.info(f"val_loader:shards pattern={cfg.data.val_glob()} tokens:{self.val.tokens.numel() - 1}")
         self.model = cast_for_device(build_model(cfg.model), device, tuple(cfg.optim.control_tensor_patterns))
@@ -151,6 +152,12 @@ class Trainer:
             (loss / self.accum).backward()
         return total / self.accum
 
+    def restart_clock(self) -> None:
+        """The training clock runs again from now (after the device finished queued work): what was done since
+        the last lap (validation, a resume point, start-up) is not training time."""
+        synchronize(self.device)
+        self.t0 = self.clock()
+
     def _lap(self) -> float:
         """Add the time since the last lap to the training clock; returns the training time in ms."""
         now = self.clock()
@@ -211,8 +218,7 @@ class Trainer:
         log.info(f"step:{step}/{self.cfg.schedule.iterations} val_loss:{val.val_loss:.4f} val_bpb:{val.val_bpb:.4f} "
                  f"train_time:{ms:.0f}ms step_avg:{ms / max(step, 1):.2f}ms")
         self.tracker.log({"val/loss": val.val_loss, "val/bpb": val.val_bpb}, step)
-        synchronize(self.device)
-        self.t0 = self.clock()
+        self.restart_clock()
         return val
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -228,8 +234,7 @@ class Trainer:
         """Hooks' on_train_start, then the training clock starts."""
         for hook in self.hooks:
             hook.on_train_start(self.model, self.optimizers)
-        synchronize(self.device)
-        self.t0 = self.clock()
+        self.restart_clock()
 
     def train_loop(self) -> None:
         sched = self.cfg.schedule
@@ -299,5 +304,4 @@ class Trainer:
 
 def calibrates_in_training(cfg) -> bool:
     """Whether the run's export needs GPTQ Hessians (or a loss-fitted budget) calibrated inside training."""
-    q = cfg.quant
-    return q.gptq.calibrate_in_training and q.scheme != "none" and (q.uses_gptq() or cfg.budget.fit)
+    return cfg.quant.gptq.calibrate_in_training and calibrates(cfg.quant, cfg.budget)
