@@ -97,7 +97,8 @@ def main(config: dict, code_file: str) -> float:
     run_id = os.environ.get("RUN_ID", str(uuid.uuid4()))
     _setup_logging(run_id, rank == 0)
     try:
-        return _run(TrainRunConfig.from_dict(apply_env(config, os.environ)), Path(code_file), run_id)
+        baked = TrainRunConfig.from_dict(config).to_dict()  # the file bakes its difference from the defaults
+        return _run(TrainRunConfig.from_dict(apply_env(baked, os.environ)), Path(code_file), run_id)
     except GolfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -148,3 +148,22 @@ def test_folding_keeps_python_semantics(expr, x, y):
         exec(compile(FUTURE + src, "a", "exec"), before)
         exec(compile(folded, "a", "exec"), after)
     assert after["f"](cfg, x, y) == before["f"](cfg, x, y), folded
+
+
+SECTIONS = {"QuantConfig": ("quant",), "ModelConfig": ("model",)}
+
+
+def test_parameters_typed_as_a_config_section_fold():
+    src = ("def f(quant: QuantConfig, m: ModelConfig):\n"
+           "    def inner():\n        return quant.scheme\n"
+           "    return (quant.groups.embed.bits, m.vocab_size, inner())\n")
+    out = specialize({"_pg.a": FUTURE + src}, CONFIG, set(), SECTIONS)["_pg.a"]
+    assert "return (8, 1024, inner())" in out and "return 'int8'" in out
+
+
+def test_a_typed_parameter_rebound_in_its_function_stays_a_read():
+    src = "def f(quant: QuantConfig):\n    quant = other(quant)\n    return quant.scheme\n"
+    out = specialize({"_pg.a": FUTURE + src}, CONFIG, set(), SECTIONS)["_pg.a"]
+    assert "return quant.scheme" in out
+    shadow = "def f(quant: QuantConfig):\n    def g(quant):\n        return quant.scheme\n    return g\n"
+    assert "return quant.scheme" in specialize({"_pg.a": FUTURE + shadow}, CONFIG, set(), SECTIONS)["_pg.a"]

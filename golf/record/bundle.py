@@ -32,6 +32,7 @@ from pathlib import Path
 import python_minifier
 
 from golf.errors import GolfError
+from golf.record.prevalidated import baked_delta, drop_post_init, prevalidated_classes, section_paths
 from golf.record.shake import shake
 from golf.record.specialize import specialize
 from golf.submission import ENV_OVERRIDES
@@ -223,7 +224,7 @@ def _program(modules: dict[str, tuple[bool, str]], config: dict) -> str:
         " def exec_module(s,m):m.__file__=__file__;exec(compile(M[m.__name__][1],m.__name__,'exec'),m.__dict__)\n"
         "sys.meta_path.insert(0,_I())\n"
         f"from {PRIVATE}.submission import main\n"
-        f"CONFIG={config!r}\n"
+        f"CONFIG={baked_delta(config)!r}\n"
         "if __name__=='__main__':main(CONFIG,__file__)\n")
 
 
@@ -263,7 +264,9 @@ def _build(config_json: str) -> Bundle:
     config = json.loads(config_json)
     names = closure(trace(config))
     renamed = {_private(n): rename(module_path(n).read_text(encoding="utf-8")) for n in names}
-    sources = shake(specialize(renamed, config, set(ENV_OVERRIDES.values())), PRIVATE, {"main"})
+    overrides = set(ENV_OVERRIDES.values())
+    checked = drop_post_init(specialize(renamed, config, overrides, section_paths()), prevalidated_classes(overrides), PRIVATE)
+    sources = shake(checked, PRIVATE, {"main"})
     kept = reachable(sources, _private(ENTRY))
     names = [n for n in names if _private(n) in kept]
     readable: dict[str, tuple[bool, str]] = {}

@@ -6,9 +6,11 @@ config does not use is dead. This pass replaces such reads by their value and re
 tree shaker (golf.record.shake) can then drop the option classes and modules only those branches used.
 
 A read is folded only when all of these hold (anything else stays a read of the config object at run time):
-- the receiver is a name spelled with `cfg` (`cfg`, `run_cfg`, `eval_cfg`, ...) or `<x>.cfg`;
-- the attribute path after it (`a`, `a.b`, ...) names a scalar (bool, int, float, str, None) at exactly one
-  place of the baked config tree (so `cfg.bits`, present in every quantization group, is never folded);
+- the receiver is a name spelled with `cfg` (`cfg`, `run_cfg`, `eval_cfg`, ...) or `<x>.cfg`, and the attribute
+  path after it (`a`, `a.b`, ...) names a scalar (bool, int, float, str, None) at exactly one place of the baked
+  config tree (so `cfg.bits`, present in every quantization group, is never folded); or the receiver is a
+  function parameter annotated with a config section class that sits at one place of the tree
+  (`def f(quant: QuantConfig)`: `quant.codec` is config['quant']['codec']) and never rebound in that function;
 - no code in the bundle can change that field at run time: it is not an official environment override
   (golf.submission.ENV_OVERRIDES), not a keyword of any `replace(...)` call (the run-only settings the submission
   and the budget fitter change), and never assigned as an attribute;
@@ -90,9 +92,13 @@ def _chain(node: ast.Attribute) -> tuple[ast.expr, list[str]]:
     return cur, parts
 
 
-def _config_path(node: ast.Attribute) -> list[str] | None:
-    """The attribute path read from a config receiver (`cfg.a.b` / `run_cfg.a` / `self.cfg.a`), else None."""
+def _config_path(node: ast.Attribute, typed: dict[str, tuple[str, ...]] | None = None) -> list[str] | None:
+    """The attribute path read from a config receiver (`cfg.a.b` / `run_cfg.a` / `self.cfg.a`), else None.
+    `typed`: parameters annotated with a config section class -> that section's path (`quant.codec` in
+    `def f(quant: QuantConfig)` is ['quant', 'codec'])."""
     base, parts = _chain(node)
+    if isinstance(base, ast.Name) and typed and base.id in typed:
+        return [*typed[base.id], *parts]
     if isinstance(base, ast.Name) and "cfg" in base.id:
         return parts
     if isinstance(base, ast.Name) and base.id == "self" and parts[:1] == ["cfg"]:
@@ -104,12 +110,18 @@ def _is_config_read(node: ast.Attribute) -> bool:
     return bool(_config_path(node))
 
 
+def _annotation_name(node: ast.expr | None) -> str:
+    return node.id if isinstance(node, ast.Name) else ""
+
+
 class _Folder(ast.NodeTransformer):
-    def __init__(self, paths: dict, leaves: set[str], groups: set[str]):
+    def __init__(self, paths: dict, leaves: set[str], groups: set[str], sections: dict[str, tuple[str, ...]]):
         self.paths, self.leaves, self.groups, self.changed = paths, leaves, groups, False
+        self.sections = sections
+        self.typed: dict[str, tuple[str, ...]] = {}
 
     def _value(self, node: ast.Attribute):
-        path = _config_path(node)
+        path = _config_path(node, self.typed)
         found = self.paths.get(tuple(path)) if path else None
         if found is None or len(found) != 1:
             return _UNFOLDABLE
@@ -117,6 +129,23 @@ class _Folder(ast.NodeTransformer):
         if full[-1] in self.leaves or set(full[:-1]) & self.groups:
             return _UNFOLDABLE
         return value
+
+    def visit_FunctionDef(self, node):
+        # A parameter annotated with a config section class reads that section (the names of an enclosing
+        # function stay visible in nested ones unless rebound as a parameter there).
+        outer = self.typed
+        args = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+        rebound = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        inner = {a.arg: self.sections[_annotation_name(a.annotation)] for a in args
+                 if _annotation_name(a.annotation) in self.sections and a.arg not in rebound}
+        self.typed = {**{k: v for k, v in outer.items() if k not in {a.arg for a in args}}, **inner}
+        try:
+            self.generic_visit(node)
+        finally:
+            self.typed = outer
+        return node
+
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Attribute(self, node: ast.Attribute):
         if isinstance(node.ctx, ast.Load):
@@ -211,17 +240,19 @@ def _const_seq(node: ast.AST) -> bool:
     return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and all(_const(e) for e in node.elts)
 
 
-def specialize(sources: dict[str, str], config: dict, frozen_keys: set[str]) -> dict[str, str]:
+def specialize(sources: dict[str, str], config: dict, frozen_keys: set[str],
+               sections: dict[str, tuple[str, ...]] | None = None) -> dict[str, str]:
     """`sources` (module name -> source) with the baked `config`'s foldable reads folded and dead branches
     removed (see the module docstring). `frozen_keys`: dotted config keys that change at run time (the
-    environment overrides); their last component is never folded."""
+    environment overrides); their last component is never folded. `sections`: config section class name ->
+    its one path in the config tree (golf.record.prevalidated.section_paths), for typed receivers."""
     paths = config_paths(config)
     leaves, groups = mutable_fields(sources)
     leaves |= {k.rsplit(".", 1)[-1] for k in frozen_keys}
     out: dict[str, str] = {}
     for name, src in sources.items():
         tree = ast.parse(src)
-        folder = _Folder(paths, leaves, groups)
+        folder = _Folder(paths, leaves, groups, sections or {})
         tree = folder.visit(tree)
         if not folder.changed:
             out[name] = src

@@ -1,0 +1,100 @@
+"""What the generated train_gpt.py leaves out because golf checked it at generation: the config's defaults (the
+file bakes a delta) and the rules of the sections no environment variable reaches. Both must give the same
+typed config as golf's own, for every preset; the rules that guard the overrides must still ship and fire."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import pytest
+from record_helpers import REPO, preset, run_guarded
+
+from golf.model.config import ModelConfig
+from golf.optim.config import OptimConfig, ScheduleConfig
+from golf.quant.config import QuantConfig
+from golf.record import submission_bundle, submission_config
+from golf.record.prevalidated import baked_delta, config_delta, prevalidated_classes, section_paths
+from golf.submission import ENV_OVERRIDES
+from golf.train.config import TrainerConfig, TrainRunConfig
+
+PRESETS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+OVERRIDES = set(ENV_OVERRIDES.values())
+
+
+def _key(cls: type) -> tuple[str, str]:
+    return cls.__module__, cls.__qualname__
+
+
+def _sections(obj):
+    yield obj
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _sections(value)
+
+
+def test_delta_keeps_what_differs_and_rebases_nested_sections_on_their_class():
+    full = TrainRunConfig().to_dict()
+    assert config_delta(TrainRunConfig, full) == {}
+    full["seed"] = 1337.0  # same value, other type: kept
+    full["quant"]["groups"]["attn"]["bits"] = 6
+    delta = config_delta(TrainRunConfig, full)
+    assert delta["seed"] == 1337.0 and type(delta["seed"]) is float
+    # the attn group differs, so it is given whole relative to GroupQuant(): its patterns (QuantGroups' default
+    # factory, not GroupQuant's) must be in the delta
+    assert delta["quant"] == {"groups": {"attn": {"bits": 6, "patterns": [".attn."]}}}
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_baked_delta_rebuilds_the_whole_config(name):
+    full = submission_config(preset(name))
+    assert TrainRunConfig.from_dict(baked_delta(full)).to_dict() == full
+
+
+def test_sections_an_override_reaches_keep_their_rules():
+    dropped = prevalidated_classes(OVERRIDES)
+    assert {_key(ModelConfig), _key(OptimConfig), _key(QuantConfig)} <= dropped
+    assert not {_key(TrainRunConfig), _key(ScheduleConfig), _key(TrainerConfig)} & dropped
+    assert _key(ScheduleConfig) in prevalidated_classes(OVERRIDES - {k for k in OVERRIDES if "schedule" in k})
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_dropped_rules_change_nothing_in_the_baked_config(name):
+    """Running a dropped __post_init__ again on the baked values is a no-op, so the file without it builds the
+    same objects (the rules' normalisations are idempotent; a rule that rewrote values would fail here)."""
+    dropped = prevalidated_classes(OVERRIDES)
+    cfg = TrainRunConfig.from_dict(submission_config(preset(name)))
+    checked = 0
+    for section in _sections(cfg):
+        if _key(type(section)) in dropped:
+            again = copy.deepcopy(section)
+            again.__post_init__()
+            assert again == section, type(section).__name__
+            checked += 1
+    assert checked >= 3
+
+
+def test_section_paths_name_each_unique_section():
+    paths = section_paths()
+    assert paths["QuantConfig"] == ("quant",) and paths["ScheduleConfig"] == ("schedule",)
+    assert "GroupQuant" not in paths  # five quantization groups share it: never a typed receiver
+
+
+def test_generated_file_drops_model_rules_and_keeps_schedule_rules():
+    readable = submission_bundle(preset("baseline")).readable
+    model_src = readable.split("#@_pg.model.config ")[1].split("\n#@")[0]
+    optim_src = readable.split("#@_pg.optim.config ")[1].split("\n#@")[0]
+    assert "class ModelConfig" in model_src and "__post_init__" not in model_src
+    assert "class ScheduleConfig" in optim_src and "def __post_init__" in optim_src
+
+
+def test_a_bad_override_still_stops_the_generated_file_with_one_line(tmp_path: Path):
+    script = tmp_path / "train_gpt.py"
+    script.write_text(submission_bundle(preset("baseline")).shipped, encoding="utf-8")
+    proc = run_guarded(script, tmp_path, {"ITERATIONS": "-1", "RUN_ID": "bad"}, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "schedule.iterations" in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
