@@ -109,3 +109,21 @@ def test_wrong_type_and_missing_key_in_a_stored_config_are_named(tmp_path: Path)
     with pytest.raises(CheckpointError, match="'model.model_dim' is str '32', expected int; "
                                               "missing key 'trainer.train_seq_len'"):
         load_checkpoint(path)
+
+
+def test_an_unverified_read_of_a_sound_file_equals_the_verified_one(artifact: Path):
+    """verify=False (a record's train_gpt.py reading back its own file) skips only the structural checks."""
+    (checked, manifest), (trusted, manifest2) = read_artifact(artifact), read_artifact(artifact, verify=False)
+    assert manifest == manifest2 and checked.names == trusted.names and checked.qmeta == trusted.qmeta
+    for name in checked.quantized:
+        assert torch.equal(checked.quantized[name], trusted.quantized[name])
+        assert torch.equal(checked.scales[name], trusted.scales[name])
+    assert all(torch.equal(v, trusted.passthrough[k]) for k, v in checked.passthrough.items())
+
+
+def test_an_unverified_read_still_checks_the_checksums(artifact: Path, tmp_path: Path):
+    data = bytearray(artifact.read_bytes())
+    data[-3] ^= 0xFF
+    (tmp_path / "flip.golf").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        read_artifact(tmp_path / "flip.golf", verify=False)

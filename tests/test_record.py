@@ -151,11 +151,13 @@ def test_a_config_ships_exactly_the_option_code_it_uses(option, preset_with, mod
 
 @pytest.mark.parametrize("name", ["baseline", "record_0427_sota"])
 def test_no_submission_ships_golf_run_machinery(name):
-    """Resume points, checkpoints, W&B tracking, run-directory policy, the compliance report and export.py's
-    driver are golf's, not the record's: the plain Trainer and export_core are all a train_gpt.py runs."""
+    """Resume points, checkpoints, W&B tracking, run-directory policy, the compliance report, export.py's
+    driver and the structural checks of artifacts from elsewhere are golf's, not the record's: the plain Trainer
+    and export_core are all a train_gpt.py runs, and it reads back only its own artifact."""
     modules = set(submission_bundle(preset(name)).modules)
     assert not modules & {"golf.train.resume", "golf.train.resumable", "golf.train.checkpoint", "golf.train.run",
-                          "golf.train.tracking", "golf.train.compliance", "golf.export_run", "golf.train.load"}
+                          "golf.train.tracking", "golf.train.compliance", "golf.export_run", "golf.train.load",
+                          "golf.quant.artifact_checks", "golf.validate"}
 
 
 def test_ttt_config_ships_ttt_and_lora_only_then():

@@ -15,7 +15,7 @@ payload_bytes (compressed), raw_payload_bytes, config_fingerprint (sha256 of the
 tensor table: one entry per stored tensor, ``{name, role ("quantized" | "scale" | "passthrough"), shape, dtype,
 offset, nbytes, orig_dtype, bits, clip, scheme ("per_row" | "per_tensor"), axis, group, method ("rtn" | "gptq"),
 packing ("int8" | "bitpack"), codec}``, where offset/nbytes locate the tensor in the decompressed payload
-(golf.quant.payload). Reading validates every field and never unpickles anything.
+(golf.quant.payload). Reading validates every field (golf.quant.artifact_checks) and never unpickles anything.
 
 Payload = byte_unshuffle(decompress(blob, codec), byte_shuffle). Packing of N < 8-bit codes (quant.packing):
 ``int8`` stores each code q in [-(2^(N-1)-1), 2^(N-1)-1] as one int8 byte; ``bitpack`` stores q + 2^(N-1) - 1
@@ -50,7 +50,6 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from golf.errors import GolfError
@@ -67,10 +66,9 @@ from golf.quant.compress import (
 )
 from golf.quant.config import BEST_CODEC
 from golf.quant.config import PERGROUP_CODEC as PERGROUP
-from golf.quant.int8 import DTYPES, QuantizationError, QuantizedState, dequantize_state
+from golf.quant.int8 import QuantizationError, QuantizedState, dequantize_state
 from golf.quant.packing import PackingError
-from golf.quant.payload import PayloadError, build_payload, entry_fault, tensor_from_payload
-from golf.validate import MAX_DEPTH, depth_exceeds
+from golf.quant.payload import PayloadError, build_payload, tensor_from_payload
 
 MAGIC = b"GOLFART\x00"
 FORMAT_VERSION = 2
@@ -80,7 +78,7 @@ MAX_MANIFEST_BYTES = 64 * 2**20  # decompressed; a guard against a crafted zlib 
 MAX_RAW_PAYLOAD_BYTES = 2**32
 """Largest decompressed payload a manifest may declare (4 GiB; the 16 MB challenge needs ~100 MB at most).
 Decompression never produces more than the declared size (golf.quant.compress bounded decompressors)."""
-_MANIFEST_KEYS = ("format_version", "codec", "level", "byte_shuffle", "scheme", "payload_sha256",
+MANIFEST_KEYS = ("format_version", "codec", "level", "byte_shuffle", "scheme", "payload_sha256",
                   "raw_payload_sha256", "payload_bytes", "raw_payload_bytes", "tensors")
 
 
@@ -241,7 +239,7 @@ def decode_manifest(blob: bytes) -> dict:
     return json.loads(text.decode("utf-8"))
 
 
-def _parse_header_and_manifest(path: Path, data: bytes) -> tuple[dict, int]:
+def _parse_header_and_manifest(path: Path, data: bytes, verify: bool) -> tuple[dict, int]:
     if len(data) < len(MAGIC):
         raise ArtifactError(f"{path}: truncated: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
     if data[: len(MAGIC)] != MAGIC:
@@ -260,69 +258,32 @@ def _parse_header_and_manifest(path: Path, data: bytes) -> tuple[dict, int]:
         raise ArtifactError(f"{path}: manifest malformed: {exc}") from None
     except RecursionError:
         raise ArtifactError(f"{path}: manifest malformed: nesting too deep") from None
-    if not isinstance(manifest, dict):
-        raise ArtifactError(f"{path}: manifest malformed: top level is {type(manifest).__name__}, not an object")
-    if depth_exceeds(manifest):
-        raise ArtifactError(f"{path}: manifest malformed: nests deeper than {MAX_DEPTH} levels")
-    missing = [k for k in _MANIFEST_KEYS if k not in manifest]
-    if missing:
-        raise ArtifactError(f"{path}: manifest malformed: missing keys {missing}")
-    if manifest["format_version"] != version:
-        raise ArtifactError(f"{path}: manifest malformed: format_version {manifest['format_version']!r} != header {version}")
-    fault = _manifest_type_fault(manifest)
-    if fault:
-        raise ArtifactError(f"{path}: manifest malformed: {fault}")
+    if verify:
+        from golf.quant.artifact_checks import manifest_fault  # lazy: golf's readers of untrusted files
+
+        fault = manifest_fault(manifest, version)
+        if fault:
+            raise ArtifactError(f"{path}: manifest malformed: {fault}")
     return manifest, end
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def read_artifact(path: str | Path, verify: bool = True) -> tuple[QuantizedState, dict]:
+    """Read an artifact; return (QuantizedState, manifest dict). Raises ArtifactError naming the file and fault.
 
-
-def _manifest_type_fault(m: dict) -> str | None:
-    """Why the manifest's top-level fields have the wrong type or range (one phrase), or None."""
-    for key in ("payload_bytes", "raw_payload_bytes"):
-        if not _is_int(m[key]) or m[key] < 0:
-            return f"'{key}' is {m[key]!r}, not a non-negative int"
-    if m["raw_payload_bytes"] > MAX_RAW_PAYLOAD_BYTES:
-        return (f"declares a {m['raw_payload_bytes']:,}-byte payload, beyond the reader's limit of "
-                f"{MAX_RAW_PAYLOAD_BYTES:,}")
-    for key in ("codec", "scheme", "payload_sha256", "raw_payload_sha256"):
-        if not isinstance(m[key], str):
-            return f"'{key}' is {type(m[key]).__name__}, not a string"
-    if not _is_int(m["byte_shuffle"]) or not 0 <= m["byte_shuffle"] <= 16:
-        return f"byte_shuffle {m['byte_shuffle']!r} is not an int in [0, 16]"
-    if not isinstance(m["tensors"], list):
-        return "'tensors' is not a list"
-    for key in ("stats", "extra"):
-        if m.get(key) is not None and not isinstance(m[key], dict):
-            return f"'{key}' is {type(m[key]).__name__}, not an object"
-    return None
-
-
-def _check_entry(path: Path, i: int, e: object, raw_len: int, codec: str) -> None:
-    fault = entry_fault(e, raw_len)
-    if fault is None and e["orig_dtype"] is not None and (not isinstance(e["orig_dtype"], str)
-                                                        or e["orig_dtype"] not in DTYPES):
-        fault = f"unsupported orig_dtype {e['orig_dtype']!r}"
-    if fault is None and e["codec"] != codec:
-        fault = f"codec {e['codec']!r} differs from the payload codec {codec!r}"
-    if fault is not None:
-        raise ArtifactError(f"{path}: manifest malformed: tensor entry {i}: {fault}")
-
-
-def read_artifact(path: str | Path) -> tuple[QuantizedState, dict]:
-    """Read and verify an artifact; return (QuantizedState, manifest dict).
-
-    Verifies magic, format version, manifest structure, compressed size, sha256 of the compressed payload,
-    decompressed size, and every tensor entry. Raises ArtifactError naming the file and the fault.
+    Always verified: magic, format version, compressed and decompressed sizes, the sha256 of the compressed and
+    of the decompressed payload. With `verify` (every golf reader: the file may come from anywhere) also the
+    manifest's structure, every tensor entry and the roles (golf.quant.artifact_checks), so a crafted or
+    hand-edited file gives one line, never a traceback. A record's train_gpt.py reads back only the file it has
+    just written (checksums still checked) and passes verify=False: it does not ship the structural checks.
     """
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ArtifactError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    manifest, start = _parse_header_and_manifest(path, data)
+    if verify:
+        from golf.quant.artifact_checks import entries_fault, state_fault, table_is_sound  # lazy: see above
+    manifest, start = _parse_header_and_manifest(path, data, verify)
     blob = data[start:]
     expected = manifest["payload_bytes"]
     if len(blob) < expected:
@@ -334,8 +295,7 @@ def read_artifact(path: str | Path) -> tuple[QuantizedState, dict]:
     shuffle = manifest["byte_shuffle"]
     try:
         if manifest["codec"] == PERGROUP:
-            if not isinstance(manifest["tensors"], list) or not all(
-                    isinstance(e, dict) and entry_fault(e, 1 << 62) is None for e in manifest["tensors"]):
+            if verify and not table_is_sound(manifest["tensors"]):
                 raise CodecError("pergroup payload with a malformed tensor table")
             from golf.quant.pergroup import decompress_pergroup  # lazy
 
@@ -352,19 +312,14 @@ def read_artifact(path: str | Path) -> tuple[QuantizedState, dict]:
     if hashlib.sha256(raw).hexdigest() != manifest["raw_payload_sha256"]:
         raise ArtifactError(f"{path}: checksum mismatch: decompressed payload sha256 differs from the manifest "
                             f"(wrong codec/byte_shuffle in the manifest)")
-    for i, e in enumerate(manifest["tensors"]):
-        _check_entry(path, i, e, len(raw), manifest["codec"])
-    unused = _unused_bytes(manifest["tensors"], len(raw))
-    if unused:
-        raise ArtifactError(f"{path}: manifest malformed: {unused}")
+    if verify:
+        fault = entries_fault(manifest["tensors"], len(raw), manifest["codec"])
+        if fault:
+            raise ArtifactError(f"{path}: manifest malformed: {fault}")
 
     qstate = QuantizedState(scheme=str(manifest["scheme"]), stats=dict(manifest.get("stats") or {}))
-    seen: set[tuple[str, str]] = set()
     for e in manifest["tensors"]:
         name, role = e["name"], e["role"]
-        if (name, role) in seen:
-            raise ArtifactError(f"{path}: manifest malformed: duplicate {role} entry for tensor {name!r}")
-        seen.add((name, role))
         if name not in qstate.names:
             qstate.names.append(name)
         try:
@@ -385,43 +340,11 @@ def read_artifact(path: str | Path) -> tuple[QuantizedState, dict]:
             qstate.passthrough[name] = t
             if e["orig_dtype"] is not None:
                 qstate.passthrough_orig_dtypes[name] = e["orig_dtype"]
-    for name in qstate.quantized:
-        if name not in qstate.scales or qstate.dtypes[name] is None:
-            raise ArtifactError(f"{path}: manifest malformed: quantized tensor {name!r} lacks a scale or orig_dtype")
-    for name in qstate.scales:
-        if name not in qstate.quantized or name in qstate.passthrough:
-            raise ArtifactError(f"{path}: manifest malformed: tensor {name!r} has inconsistent roles")
-    for name, q in qstate.quantized.items():
-        fault = _quantized_fault(q, qstate.scales[name], qstate.qmeta[name])
+    if verify:
+        fault = state_fault(qstate)
         if fault:
-            raise ArtifactError(f"{path}: manifest malformed: quantized tensor {name!r}: {fault}")
+            raise ArtifactError(f"{path}: manifest malformed: {fault}")
     return qstate, manifest
-
-
-def _unused_bytes(entries: list[dict], raw_len: int) -> str | None:
-    """Payload bytes no tensor uses, or bytes two tensors share (one phrase), or None when entries tile it."""
-    pos = 0
-    for e in sorted(entries, key=lambda e: (e["offset"], e["nbytes"])):
-        if e["offset"] > pos:
-            return f"payload bytes [{pos}, {e['offset']}) belong to no tensor"
-        if e["offset"] < pos:
-            return f"tensor {e['name']!r} overlaps the bytes of another tensor at offset {e['offset']}"
-        pos = e["offset"] + e["nbytes"]
-    return f"payload bytes [{pos}, {raw_len}) belong to no tensor" if pos != raw_len else None
-
-
-def _quantized_fault(q: Tensor, s: Tensor, meta: dict) -> str | None:
-    """Why codes ``q`` and scale ``s`` cannot be dequantized together (one phrase), or None."""
-    if q.dtype != torch.int8:
-        return f"codes are {q.dtype}, not int8"
-    if not s.is_floating_point():
-        return f"scale is {s.dtype}, not floating point"
-    if meta.get("scheme") == "per_row" or s.ndim > 0:
-        if q.ndim < 1 or s.numel() != q.shape[0]:
-            return f"{s.numel()} row scales for codes of shape {list(q.shape)}"
-    elif s.numel() != 1:
-        return f"a per-tensor scale of {s.numel()} elements"
-    return None
 
 
 def dequantized_state(path: str | Path, qstate: QuantizedState) -> dict[str, Tensor]:
@@ -432,7 +355,8 @@ def dequantized_state(path: str | Path, qstate: QuantizedState) -> dict[str, Ten
         raise ArtifactError(f"{path}: {exc}") from None
 
 
-def load_state_dict_from_artifact(path: str | Path) -> dict[str, Tensor]:
-    """Read ``path`` and dequantize: name -> tensor in its original dtype, ready for ``load_state_dict``."""
-    qstate, _ = read_artifact(path)
+def load_state_dict_from_artifact(path: str | Path, verify: bool = True) -> dict[str, Tensor]:
+    """Read ``path`` and dequantize: name -> tensor in its original dtype, ready for ``load_state_dict``.
+    `verify`: as in read_artifact."""
+    qstate, _ = read_artifact(path, verify)
     return dequantized_state(path, qstate)
