@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -18,10 +19,10 @@ import torch
 
 from golf.device import autocast_for
 from golf.io import StagedFile
-from golf.quant.artifact import HEADER_BYTES, stage_artifact
-from golf.quant.budget import build_budget_report, check_budget, format_report
+from golf.quant.artifact import HEADER_BYTES, ArtifactInfo, stage_artifact
+from golf.quant.budget import check_total
 from golf.quant.config import PERGROUP_CODEC, BudgetConfig, QuantConfig, calibrates
-from golf.quant.int8 import quantize_state_dict
+from golf.quant.int8 import QuantizedState, quantize_state_dict
 from golf.train.config import RUN_SECTION, LoggerConfig, TrainRunConfig
 
 log = logging.getLogger("golf.export")
@@ -122,12 +123,15 @@ def calibration(model_on_device, run_cfg: TrainRunConfig, quant: QuantConfig, bu
 
 
 def quantize_and_write(state: dict, quant: QuantConfig, budget: BudgetConfig, hessians, loss_fn, timings: dict,
-                        out: Path, run_cfg: TrainRunConfig, code_bytes: int) -> tuple[dict, str, StagedFile]:
+                       out: Path, run_cfg: TrainRunConfig, code_bytes: int,
+                       describe: Callable[[QuantizedState, ArtifactInfo], None] | None = None,
+                       ) -> tuple[dict, StagedFile]:
     """Fit (optional), quantize, write the artifact to a temp file beside `out` if artifact + `code_bytes` fit;
-    (the byte report as a dict, the full budget table as text, the staged artifact: the caller commits it after
-    the round trip). The one quantize-and-write path of export.py and of a record's train_gpt.py
-    (golf.submission), so both write the same bytes for the same weights."""
-    code_files = [("train_gpt.py", code_bytes)]
+    (the byte counts as a dict, the staged artifact: the caller commits it after the round trip). The one
+    quantize-and-write path of export.py and of a record's train_gpt.py (golf.submission), so both write the
+    same bytes for the same weights. `describe(qstate, info)` runs on the written artifact before the budget is
+    checked (export.py logs its per-group budget table there; a record logs only the official size lines).
+    Raises BudgetExceededError (nothing left behind), FitError."""
     table, fit = None, None
     if budget.fit:
         from golf.quant.fitter import choose_allocation, format_fit, measure_options, with_group_bits  # lazy
@@ -156,13 +160,14 @@ def quantize_and_write(state: dict, quant: QuantConfig, budget: BudgetConfig, he
             staged, info = stage_artifact(out, qstate, codec=quant.codec, level=quant.level,
                                           config=manifest_cfg, extra=extra, byte_shuffle=quant.byte_shuffle)
             timings["compress_s"] = time.perf_counter() - t0
-            report = build_budget_report(qstate, info, code_bytes, code_files, budget.target_bytes, "shipped")
-            if report.fits or table is None:
+            total = info.file_bytes + code_bytes
+            if total <= budget.target_bytes or table is None:
                 break
-            log.info(f"fit: attempt {attempt + 1} is {-report.headroom_bytes:,} bytes over; refitting")
-            limit -= -report.headroom_bytes + 1
-        log.info("\n" + format_report(report, show_tensors=False, show_files=False))
-        check_budget(report)
+            log.info(f"fit: attempt {attempt + 1} is {total - budget.target_bytes:,} bytes over; refitting")
+            limit -= total - budget.target_bytes + 1
+        if describe is not None:
+            describe(qstate, info)
+        check_total(info.file_bytes, code_bytes, budget.target_bytes)
     except BaseException:
         if staged is not None:
             staged.discard()
@@ -170,15 +175,13 @@ def quantize_and_write(state: dict, quant: QuantConfig, budget: BudgetConfig, he
     if hessians is not None and "gptq_hessian_s" in timings:
         log.info(f"gptq: quantization took {timings['quantize_s']:.2f}s "
                  f"(+ {timings['gptq_hessian_s']:.2f}s Hessians)")
-    result = {"artifact": str(out), "artifact_bytes": report.artifact_bytes, "code_bytes": report.code_bytes,
-              "bytes_total": report.total_bytes, "target_bytes": budget.target_bytes, "fits": report.fits,
-              "scheme": quant.scheme, "codec": report.codec, "level": report.level,
-              "byte_shuffle": report.byte_shuffle, "timings_s": timings, "budget": report.to_dict(),
+    result = {"artifact": str(out), "artifact_bytes": info.file_bytes, "code_bytes": code_bytes,
+              "bytes_total": total, "target_bytes": budget.target_bytes, "fits": True,
+              "scheme": quant.scheme, "codec": info.codec, "level": info.level,
+              "byte_shuffle": info.byte_shuffle, "timings_s": timings,
               "fit": fit.to_dict() if fit else None, "quant": asdict(quant)}
-    log.info(f"Serialized model {quant.scheme}+{report.codec}: {report.artifact_bytes} bytes")
-    log.info(f"Code size: {report.code_bytes} bytes")
-    log.info(f"Total submission size {quant.scheme}+{report.codec}: {report.total_bytes} bytes "
-             f"(target {budget.target_bytes}, headroom {budget.target_bytes - report.total_bytes})")
-    return result, format_report(report), staged
-
-
+    log.info(f"Serialized model {quant.scheme}+{info.codec}: {info.file_bytes} bytes")
+    log.info(f"Code size: {code_bytes} bytes")
+    log.info(f"Total submission size {quant.scheme}+{info.codec}: {total} bytes "
+             f"(target {budget.target_bytes}, headroom {budget.target_bytes - total})")
+    return result, staged

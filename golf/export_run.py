@@ -28,9 +28,7 @@ from golf.eval.run import EvalContext, run_evaluation
 from golf.eval.standard import EvalResult
 from golf.export_core import calibration, quantize_and_write
 from golf.io import StagedFile, json_text, run_lock
-from golf.quant.budget import (
-    BudgetExceededError,
-)
+from golf.quant.budget import BudgetExceededError, BudgetReport, build_budget_report, format_report
 from golf.quant.config import BudgetConfig, QuantConfig
 from golf.train.checkpoint import CHECKPOINT_NAME
 from golf.train.compliance import compliance_block, format_block, hardware, val_data_use
@@ -131,8 +129,18 @@ def _export(run_dir: Path, quant: QuantConfig | None, budget: BudgetConfig, eval
     staged = None
     try:
         try:
-            result, report_text, staged = quantize_and_write(state, quant, budget, hessians, loss_fn, timings, out,
-                                                              run_cfg, code_bytes(run_cfg))
+            counted = code_bytes(run_cfg)
+            reports: list[BudgetReport] = []
+
+            def describe(qstate, info) -> None:  # the per-group budget table, logged before the budget check
+                reports.append(build_budget_report(qstate, info, counted, [("train_gpt.py", counted)],
+                                                   budget.target_bytes, "shipped"))
+                log.info("\n" + format_report(reports[-1], show_tensors=False, show_files=False))
+
+            result, staged = quantize_and_write(state, quant, budget, hessians, loss_fn, timings, out, run_cfg,
+                                                counted, describe)
+            result["budget"] = reports[-1].to_dict()
+            report_text = format_report(reports[-1])
         except Exception as exc:
             _rank0_outcome(f"{type(exc).__name__}: {exc}")
             raise

@@ -138,7 +138,7 @@ def _export_and_evaluate(cfg: TrainRunConfig, model: torch.nn.Module, run_dir: P
             timings: dict = {}
             hessians, loss_fn, _ = calibration(lambda: model, cfg, cfg.quant, cfg.budget, device, state, timings,
                                                run_dir, False, 0, 1)
-            written, _, staged = quantize_and_write(state, cfg.quant, cfg.budget, hessians, loss_fn, timings,
+            written, staged = quantize_and_write(state, cfg.quant, cfg.budget, hessians, loss_fn, timings,
                                                     artifact, cfg, code_bytes)
             staged.commit()  # the artifact fits: rename it into place before every rank reloads it
             codec = written["codec"]

@@ -202,9 +202,14 @@ def format_report(report: BudgetReport, show_tensors: bool = True, show_files: b
 
 def check_budget(report: BudgetReport) -> None:
     """Raise BudgetExceededError when ``report.total_bytes > report.target_bytes``."""
-    if not report.fits:
-        over = report.total_bytes - report.target_bytes
+    check_total(report.artifact_bytes, report.code_bytes, report.target_bytes)
+
+
+def check_total(artifact_bytes: int, code_bytes: int, target_bytes: int) -> None:
+    """Raise BudgetExceededError (total, parts, target and overshoot, in bytes) when artifact + code > target."""
+    total = artifact_bytes + code_bytes
+    if total > target_bytes:
         raise BudgetExceededError(
-            f"submission is {report.total_bytes:,} bytes (artifact {report.artifact_bytes:,} + code "
-            f"{report.code_bytes:,}), over the {report.target_bytes:,}-byte target by {over:,} bytes"
+            f"submission is {total:,} bytes (artifact {artifact_bytes:,} + code {code_bytes:,}), over the "
+            f"{target_bytes:,}-byte target by {total - target_bytes:,} bytes"
         )
