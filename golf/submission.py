@@ -169,7 +169,7 @@ def reload(artifact: Path, cfg: TrainRunConfig, device: torch.device) -> torch.n
     return cast_for_device(model, device, ())
 
 
-def plan(cfg: TrainRunConfig) -> None:
+def import_option_modules(cfg: TrainRunConfig) -> None:
     """Import every golf module that running `cfg` selects at run time, without training (golf.record traces
     the modules this leaves in sys.modules): the model's option modules (built on the meta device), the
     training hooks, the quantization scheme, the export's calibration/fitter modules and the eval mode."""

@@ -45,7 +45,7 @@ def measure() -> list[dict]:
             t0 = time.perf_counter()
             bundle = submission_bundle(cfg)
             rows.append({"preset": name, "code_bytes": bundle.code_bytes,
-                         "readable_bytes": len(bundle.readable.encode("utf-8")), "modules": len(bundle.modules),
+                         "readable_bytes": len(bundle.readable.encode("utf-8")), "modules": len(bundle.modules), "layout": bundle.layout,
                          "seconds": time.perf_counter() - t0, "target": TARGETS.get(name)})
     return rows
 
@@ -69,12 +69,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps({"presets": rows, "record_seconds": record_s}, indent=2))
         return
-    print(f"{'preset':<22} {'code bytes':>10} {'target':>8} {'readable':>9} {'modules':>7} {'build s':>7}")
+    print(f"{'preset':<28} {'code bytes':>10} {'target':>8} {'readable':>9} {'modules':>7} {'layout':>8} {'build s':>7}")
     for r in rows:
         target = r["target"] or LARGEST_TARGET
         mark = "ok" if r["code_bytes"] <= target else f"+{r['code_bytes'] - target:,}"
-        print(f"{r['preset']:<22} {r['code_bytes']:>10,} {target:>8,} {r['readable_bytes']:>9,} {r['modules']:>7} "
-              f"{r['seconds']:>7.1f}  {mark}")
+        print(f"{r['preset']:<28} {r['code_bytes']:>10,} {target:>8,} {r['readable_bytes']:>9,} {r['modules']:>7} "
+              f"{r['layout']:>8} {r['seconds']:>7.1f}  {mark}")
     largest = max(rows, key=lambda r: r["code_bytes"])
     print(f"largest: {largest['preset']} {largest['code_bytes']:,} bytes (target {LARGEST_TARGET:,})")
     if record_s is not None:

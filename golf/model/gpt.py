@@ -40,11 +40,15 @@ class MLP(nn.Module):
         super().__init__()
         self.fused = fused
         if fused != "none":
-            from golf.model import kernels  # lazy: only model.fused_mlp ships the Triton kernels
+            from golf.model.kernels import (  # lazy: only model.fused_mlp ships the Triton kernels
+                fused_leaky_relu2_mlp,
+                leaky_relu2,
+                triton_available,
+            )
 
-            self.fused_act = kernels.leaky_relu2
-            self.fused_mlp = kernels.fused_leaky_relu2_mlp
-            self.kernels_run = kernels.triton_available
+            self.fused_act = leaky_relu2
+            self.fused_mlp = fused_leaky_relu2_mlp
+            self.kernels_run = triton_available
         self.fc = CastedLinear(dim, hidden, bias=False)
         self.proj = CastedLinear(hidden, dim, bias=False)
         self.proj._zero_init = True

@@ -3,15 +3,19 @@
 The module set is derived, never listed (`closure`): start at `golf.submission`, follow every golf import found
 statically (AST, module level and inside functions), except imports marked `# lazy` on their line: those are
 option code a config may not use, followed only when running the config imports them. Which ones it imports is
-traced by running `golf.submission.plan(cfg)` (it builds the model on the meta device, the
+traced by running `golf.submission.import_option_modules(cfg)` (it builds the model on the meta device, the
 training hooks, the quantization scheme, the export modules and the eval mode: the same tables and branches
-the run uses), with golf's sources imported afresh under a private name so nothing already imported counts. Package `__init__` modules of every included module are included (Python runs them on import).
+the run uses), with golf's sources imported afresh under a private name so nothing already imported counts.
+Package `__init__` modules of every included module are included (Python runs them on import).
 
-The modules are embedded under the private package name `PRIVATE` (never `golf`, so the file cannot pick up an
-installed golf) with a 10-line meta-path importer, each minified with python-minifier (docstrings removed,
-locals renamed), and the file is shipped in the records' self-extracting form: a 2-line lzma (raw LZMA2,
-preset 9 extreme) + base85 `exec` wrapper (records 2026-04-09 / 2026-04-27; technique #52). `readable` holds
-the same program with the unminified sources, for reviewers.
+The modules are renamed to the private package name `PRIVATE` (never `golf`, so the file cannot pick up an
+installed golf), specialised to the baked config (golf.record.specialize, golf.record.prevalidated), shaken
+(golf.record.shake) and flattened into one namespace (golf.record.flatten); the flat program is minified with
+python-minifier (docstrings removed, locals and globals renamed) and shipped in the records' self-extracting
+form: a 2-line lzma (raw LZMA2, preset 9 extreme) + base85 `exec` wrapper (records 2026-04-09 / 2026-04-27;
+technique #52). `readable` holds the same program before minification, for reviewers. Modules that cannot
+share one namespace (golf.record.flatten.FlattenError) are shipped packaged instead: each module minified
+behind a 10-line meta-path importer (`Bundle.layout` says which).
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ import json
 import lzma
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import python_minifier
 
 from golf.errors import GolfError
+from golf.record.flatten import FlattenError, flatten
 from golf.record.prevalidated import baked_delta, drop_post_init, prevalidated_classes, section_paths
 from golf.record.shake import shake
 from golf.record.specialize import specialize
@@ -62,6 +67,10 @@ class Bundle:
     readable: str
     modules: list[str]
     config: dict
+    layout: str = "flat"
+    """flat: the modules in one namespace (golf.record.flatten); packaged: behind a meta-path importer."""
+    flat_names: dict[str, dict[str, str]] = field(default_factory=dict)
+    """flat layout: module -> {top-level name it binds or imports -> its name in the flat program}."""
 
     @property
     def code_bytes(self) -> int:
@@ -165,7 +174,7 @@ _trace_count = itertools.count()
 
 
 def trace(config: dict) -> set[str]:
-    """Golf modules that golf.submission.plan(config) leaves imported, when golf's sources are imported afresh
+    """Golf modules that golf.submission.import_option_modules(config) leaves imported, when golf's sources are imported afresh
     under a private name in this process (torch is shared; the copies are dropped afterwards)."""
     prefix = f"_golf_trace{next(_trace_count)}"
     importer = _SourceImporter(prefix)
@@ -173,7 +182,7 @@ def trace(config: dict) -> set[str]:
     try:
         submission = importlib.import_module(f"{prefix}.submission")
         typed = importlib.import_module(f"{prefix}.train.config").TrainRunConfig.from_dict(config)
-        submission.plan(typed)
+        submission.import_option_modules(typed)
         return {"golf" + m[len(prefix):] for m in sys.modules if m == prefix or m.startswith(prefix + ".")}
     except Exception as exc:
         raise BundleError(f"tracing the submission's modules failed: {type(exc).__name__}: {exc}") from None
@@ -211,6 +220,24 @@ def _table(modules: dict[str, tuple[bool, str]]) -> str:
             return (program + "M={}\nfor c in S.split(" + repr(_MARK) + ")[1:]:\n"
                     " h,_,b=c.partition('\\n');n,k=h.split(' ');M[n]=(int(k),b)\n")
     return "M={" + ",\n".join(f"{name!r}:({int(pkg)},{src!r})" for name, (pkg, src) in modules.items()) + "}\n"
+
+
+def minify_flat(source: str) -> str:
+    """python-minifier on the flattened program, globals renamed too, except names also spelled as strings
+    (`type(opt).__name__ == "Muon"`, getattr tables): docstrings removed, class attribute annotations kept."""
+    tree = ast.parse(source)
+    spelled = sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                      and n.value.isidentifier()})
+    return python_minifier.minify(source, remove_literal_statements=True, rename_globals=True,
+                                  preserve_globals=spelled, rename_locals=True, hoist_literals=False)
+
+
+def _flat_program(sources: dict[str, str], config: dict) -> tuple[str, dict[str, dict[str, str]]]:
+    """The flattened program (golf.record.flatten) with the baked config and the entry point, and its names.
+    Raises FlattenError."""
+    source, names = flatten(sources, PRIVATE)
+    main = names[_private(ENTRY)]["main"]
+    return source + f"CONFIG={baked_delta(config)!r}\nif __name__=='__main__':{main}(CONFIG,__file__)\n", names
 
 
 def _program(modules: dict[str, tuple[bool, str]], config: dict) -> str:
@@ -269,6 +296,12 @@ def _build(config_json: str) -> Bundle:
     sources = shake(checked, PRIVATE, {"main"})
     kept = reachable(sources, _private(ENTRY))
     names = [n for n in names if _private(n) in kept]
+    try:
+        flat, flat_names = _flat_program({_private(n): sources[_private(n)] for n in names}, config)
+        return Bundle(shipped=wrap(minify_flat(flat)), readable=flat, modules=names, config=config, layout="flat",
+                      flat_names=flat_names)
+    except FlattenError:
+        pass  # the packaged form below always works; golf.bench.record reports which one a preset got
     readable: dict[str, tuple[bool, str]] = {}
     small: dict[str, tuple[bool, str]] = {}
     for name in names:
@@ -276,7 +309,7 @@ def _build(config_json: str) -> Bundle:
         readable[_private(name)] = (is_package(name), src)
         small[_private(name)] = (is_package(name), minify(src, name))
     return Bundle(shipped=wrap(_program(small, config)), readable=_program(readable, config), modules=names,
-                  config=config)
+                  config=config, layout="packaged")
 
 
 def build(config: dict) -> Bundle:
