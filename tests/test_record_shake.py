@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from golf.record.constants import propagate_constants
 from golf.record.shake import shake
 from golf.record.specialize import specialize
 
@@ -167,3 +168,38 @@ def test_a_typed_parameter_rebound_in_its_function_stays_a_read():
     assert "return quant.scheme" in out
     shadow = "def f(quant: QuantConfig):\n    def g(quant):\n        return quant.scheme\n    return g\n"
     assert "return quant.scheme" in specialize({"_pg.a": FUTURE + shadow}, CONFIG, set(), SECTIONS)["_pg.a"]
+
+
+def _propagated(src: str) -> str:
+    tree = ast.parse(src)
+    propagate_constants(tree)
+    return ast.unparse(tree)
+
+
+def test_a_local_bound_once_to_a_constant_is_propagated_and_its_branch_goes():
+    src = ("def f(cfg, x):\n    table, fit = None, None\n    if cfg.smear_gate:\n        table = 3\n"
+           "    if table is not None:\n        return fit\n    return x\n")
+    out = _specialize(src)  # smear_gate '' folds the reassignment away; then table is a constant local
+    assert "table" not in out and "fit" not in out and out.rstrip().endswith("return x")
+
+
+@pytest.mark.parametrize("src,why", [
+    ("def f(xs):\n    a = None\n    for x in xs:\n        a = x\n    return a\n", "rebound in a loop"),
+    ("def f():\n    try:\n        pass\n    except ValueError as a:\n        pass\n    a = 1\n    return a\n",
+     "bound by except-as"),
+    ("def f():\n    def g(a):\n        return a\n    a = 1\n    return g(2) + a\n", "a nested parameter"),
+    ("def f(a):\n    a = 1\n    return a\n", "a parameter"),
+    ("def f():\n    global a\n    a = 1\n    return a\n", "a global"),
+    ("def f(c):\n    if c:\n        a = 1\n    return a\n", "bound in a branch"),
+])
+def test_locals_that_may_change_or_be_unbound_stay(src, why):
+    assert "return a" in _propagated(src), why
+
+
+def test_a_nested_function_reading_the_constant_gets_it_too():
+    src = "def f():\n    a = 7\n    def g():\n        return a\n    return g()\n"
+    out = _propagated(src)
+    assert "a = 7" not in out and "return 7" in out
+    namespace: dict = {}
+    exec(out, namespace)
+    assert namespace["f"]() == 7

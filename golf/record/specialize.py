@@ -18,7 +18,9 @@ A read is folded only when all of these hold (anything else stays a read of the 
 
 Simplification after folding (Python semantics exactly): comparisons, `not`, `is None`, `and`/`or` with constant
 operands, `a if const else b`, and `if const:` / `elif` blocks replaced by the branch taken (`pass` when empty); statements after a
-`return`/`raise`/`continue`/`break` in the same block are unreachable and dropped.
+`return`/`raise`/`continue`/`break` in the same block are unreachable and dropped; locals left holding a
+constant (`need_loss = False`) are propagated into their reads (golf.record.constants) and the simplifier runs
+again.
 Modules that change are re-emitted with `ast.unparse` (comments dropped, docstrings kept); others are untouched.
 """
 
@@ -27,6 +29,8 @@ from __future__ import annotations
 import ast
 import math
 import operator
+
+from golf.record.constants import propagate_constants
 
 _SCALARS = (bool, int, float, str, type(None))
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
@@ -260,7 +264,7 @@ def specialize(sources: dict[str, str], config: dict, frozen_keys: set[str],
         while True:
             simplifier = _Simplifier()
             tree = simplifier.visit(tree)
-            if not simplifier.changed:
+            if not simplifier.changed and not propagate_constants(tree):
                 break
         out[name] = ast.unparse(ast.fix_missing_locations(tree)) + "\n"
     return out

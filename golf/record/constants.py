@@ -1,0 +1,136 @@
+"""Constant locals after specialisation: `need_loss = False` then `if not (need_loss or ...)`.
+
+Folding the baked config (golf.record.specialize) leaves locals that hold a constant (`table, fit = None, None`
+once the branch that reassigned `table` is gone). This pass replaces the reads of such a local by its value, so
+the simplifier can decide the branches they guard, and drops the assignment. A local qualifies when, in its
+function:
+
+- it is bound exactly once, by a statement directly in the function body (not in a loop, branch, `with` or
+  `try`): `name = <constant>` or `a, b = <constant>, <constant>`;
+- it is not a parameter, not declared `global` / `nonlocal` there or in a nested function, and no nested
+  function, lambda or comprehension binds the same name;
+- every read outside nested functions comes after that statement (so no read ever saw it unbound).
+
+Python's semantics are kept: the value is immutable and never changes after the one binding.
+"""
+
+from __future__ import annotations
+
+import ast
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+def _own_nodes(node: ast.AST):
+    """The nodes of `node`'s body that belong to its own scope (nested functions/classes/lambdas excluded)."""
+    todo = list(ast.iter_child_nodes(node))
+    while todo:
+        n = todo.pop()
+        yield n
+        if not isinstance(n, _SCOPES):
+            todo.extend(ast.iter_child_nodes(n))
+
+
+def _nested_scopes(node: ast.AST):
+    for n in _own_nodes(node):
+        if isinstance(n, _SCOPES + (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            yield n
+
+
+def _bound_names(node: ast.AST) -> set[str]:
+    """Names a (nested) scope binds or declares: parameters, stores, global/nonlocal, imports."""
+    out: set[str] = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.arg):
+            out.add(n.arg)
+        elif isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+            out.add(n.id)
+        elif isinstance(n, (ast.Global, ast.Nonlocal)):
+            out.update(n.names)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(n.name)
+        elif isinstance(n, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and n.name:
+            out.add(n.name)
+        elif isinstance(n, ast.MatchMapping) and n.rest:
+            out.add(n.rest)
+    return out
+
+
+def _constant_bindings(stmt: ast.stmt) -> dict[str, ast.Constant]:
+    """name -> value for `name = C` / `a, b = C1, C2` statements, else {}."""
+    if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
+        return {}
+    target, value = stmt.targets[0], stmt.value
+    if isinstance(target, ast.Name) and isinstance(value, ast.Constant):
+        return {target.id: value}
+    if (isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts)
+            and all(isinstance(t, ast.Name) for t in target.elts)
+            and all(isinstance(v, ast.Constant) for v in value.elts)):
+        names = [t.id for t in target.elts]
+        if len(set(names)) == len(names):
+            return dict(zip(names, value.elts, strict=True))
+    return {}
+
+
+def _binding_counts(func: ast.AST) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for n in _own_nodes(func):
+        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+            counts[n.id] = counts.get(n.id, 0) + 1
+        elif isinstance(n, (ast.Global, ast.Nonlocal)):
+            for name in n.names:
+                counts[name] = counts.get(name, 0) + 2  # never a constant local
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            for a in n.names:
+                name = a.asname or a.name.split(".")[0]
+                counts[name] = counts.get(name, 0) + 1
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            counts[n.name] = counts.get(n.name, 0) + 1
+        elif isinstance(n, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and n.name:
+            counts[n.name] = counts.get(n.name, 0) + 1
+        elif isinstance(n, ast.MatchMapping) and n.rest:
+            counts[n.rest] = counts.get(n.rest, 0) + 1
+    return counts
+
+
+def _propagate_in(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    params = {a.arg for a in ast.walk(func.args) if isinstance(a, ast.arg)}
+    counts = _binding_counts(func)
+    shadowed = set().union(*(_bound_names(s) for s in _nested_scopes(func)))
+    changed = False
+    for stmt in list(func.body):
+        values = {name: value for name, value in _constant_bindings(stmt).items()
+                  if counts.get(name) == 1 and name not in params and name not in shadowed}
+        if not values:
+            continue
+        end = (stmt.end_lineno or stmt.lineno, stmt.end_col_offset or 0)
+        loads = [n for n in _own_nodes(func) if isinstance(n, ast.Name) and n.id in values
+                 and isinstance(n.ctx, ast.Load)]
+        early = {n.id for n in loads if (n.lineno, n.col_offset) < end}
+        values = {k: v for k, v in values.items() if k not in early}
+        if not values or len(values) != len(_constant_bindings(stmt)):
+            continue  # keep the statement whole: a tuple binding is replaced only when every name qualifies
+        _Replace(values).visit(func)
+        func.body.remove(stmt)
+        changed = True
+    if not func.body:
+        func.body.append(ast.Pass())
+    return changed
+
+
+class _Replace(ast.NodeTransformer):
+    def __init__(self, values: dict[str, ast.Constant]):
+        self.values = values
+
+    def visit_Name(self, node: ast.Name):
+        if isinstance(node.ctx, ast.Load) and node.id in self.values:
+            return ast.copy_location(ast.Constant(self.values[node.id].value), node)
+        return node
+
+
+def propagate_constants(tree: ast.Module) -> bool:
+    """Replace the reads of every constant local (module docstring) in `tree`, in place; True if any changed."""
+    changed = False
+    for func in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+        changed |= _propagate_in(func)
+    return changed
