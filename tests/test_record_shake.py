@@ -203,3 +203,31 @@ def test_a_nested_function_reading_the_constant_gets_it_too():
     namespace: dict = {}
     exec(out, namespace)
     assert namespace["f"]() == 7
+
+
+def _derived(src: str, frozen=()) -> str:
+    from golf.record.prevalidated import section_paths
+    from golf.train.config import TrainRunConfig
+
+    root = TrainRunConfig()
+    sources = {"_pg.a": FUTURE + "from _pg.quant.config import calibrates\n" + src}
+    return specialize(sources, root.to_dict(), set(frozen), section_paths(), root)["_pg.a"]
+
+
+def test_derived_config_values_fold():
+    src = ("def f(m: ModelConfig, q: QuantConfig, b: BudgetConfig):\n"
+           "    if calibrates(q, b) or q.uses_gptq():\n        return gptq()\n"
+           "    return (m.head_dim, m.kv_dim)\n")
+    out = _derived(src)
+    assert "gptq()" not in out and "return (64, 256)" in out
+
+
+def test_derived_values_reading_a_field_that_may_change_stay():
+    src = "def f(s: ScheduleConfig, d: DataConfig):\n    return (s.schedule_cap_ms, d.train_glob())\n"
+    out = _derived(src, frozen={"schedule.max_wallclock_seconds", "data.dataset_dir"})
+    assert "s.schedule_cap_ms" in out and "d.train_glob()" in out
+
+
+def test_a_derived_call_that_writes_the_config_stays():
+    out = _derived("def f(m: ModelConfig):\n    return m.__post_init__()\n")  # it normalises a list field
+    assert "m.__post_init__()" in out

@@ -41,6 +41,7 @@ from golf.record.prevalidated import baked_delta, drop_post_init, prevalidated_c
 from golf.record.shake import shake
 from golf.record.specialize import specialize
 from golf.submission import ENV_OVERRIDES
+from golf.train.config import TrainRunConfig
 
 GOLF_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_ROOT = GOLF_ROOT.parent
@@ -292,7 +293,8 @@ def _build(config_json: str) -> Bundle:
     names = closure(trace(config))
     renamed = {_private(n): rename(module_path(n).read_text(encoding="utf-8")) for n in names}
     overrides = set(ENV_OVERRIDES.values())
-    checked = drop_post_init(specialize(renamed, config, overrides, section_paths()), prevalidated_classes(overrides), PRIVATE)
+    root = TrainRunConfig.from_dict(config)
+    checked = drop_post_init(specialize(renamed, config, overrides, section_paths(), root, PRIVATE), prevalidated_classes(overrides), PRIVATE)
     sources = shake(checked, PRIVATE, {"main"})
     kept = reachable(sources, _private(ENTRY))
     names = [n for n in names if _private(n) in kept]

@@ -27,10 +27,13 @@ Modules that change are re-emitted with `ast.unparse` (comments dropped, docstri
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import math
 import operator
 
 from golf.record.constants import propagate_constants
+from golf.record.derived import UNFOLDABLE, evaluate, member, section_at
 
 _SCALARS = (bool, int, float, str, type(None))
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
@@ -119,10 +122,53 @@ def _annotation_name(node: ast.expr | None) -> str:
 
 
 class _Folder(ast.NodeTransformer):
-    def __init__(self, paths: dict, leaves: set[str], groups: set[str], sections: dict[str, tuple[str, ...]]):
+    def __init__(self, paths: dict, leaves: set[str], groups: set[str], sections: dict[str, tuple[str, ...]],
+                 derived: _Derived | None = None):
         self.paths, self.leaves, self.groups, self.changed = paths, leaves, groups, False
         self.sections = sections
         self.typed: dict[str, tuple[str, ...]] = {}
+        self.derived = derived
+
+    def _section(self, node: ast.expr):
+        """(typed section object, its path) that the receiver expression `node` names, else None."""
+        if self.derived is None or not isinstance(node, (ast.Name, ast.Attribute)):
+            return None
+        base, parts = _chain(node) if isinstance(node, ast.Attribute) else (node, [])
+        if isinstance(base, ast.Name) and base.id in self.typed:
+            path = (*self.typed[base.id], *parts)
+        else:
+            suffix = _config_path(node) if isinstance(node, ast.Attribute) else None
+            found = self.derived.suffixes.get(tuple(suffix)) if suffix else None
+            if not found or len(found) != 1:
+                return None
+            path = found[0]
+        obj = section_at(self.derived.root, path)
+        return None if obj is None else (obj, path)
+
+    def _fold_derived(self, fn, sections: list, node: ast.AST):
+        value = evaluate(fn, sections, self.leaves, self.groups)
+        if value is UNFOLDABLE:
+            return None
+        self.changed = True
+        return ast.copy_location(ast.Constant(value), node)
+
+    def visit_Call(self, node: ast.Call):
+        if self.derived is not None and not node.keywords:
+            if isinstance(node.func, ast.Attribute) and not node.args:  # quant.uses_gptq()
+                found = self._section(node.func.value)
+                kind = found and member(found[0], node.func.attr)
+                if kind and kind[0] == "method":
+                    new = self._fold_derived(kind[1], [found], node)
+                    if new is not None:
+                        return new
+            elif isinstance(node.func, ast.Name) and node.func.id in self.derived.functions:  # calibrates(q, b)
+                found = [self._section(a) for a in node.args]
+                if found and all(found):
+                    new = self._fold_derived(self.derived.functions[node.func.id], found, node)
+                    if new is not None:
+                        return new
+        self.generic_visit(node)
+        return node
 
     def _value(self, node: ast.Attribute):
         path = _config_path(node, self.typed)
@@ -157,8 +203,33 @@ class _Folder(ast.NodeTransformer):
             if value is not _UNFOLDABLE:
                 self.changed = True
                 return ast.copy_location(ast.Constant(value), node)
+            found = self._section(node.value)  # model.head_dim: a property of a config section
+            kind = found and member(found[0], node.attr)
+            if kind and kind[0] == "property":
+                new = self._fold_derived(kind[1], [found], node)
+                if new is not None:
+                    return new
         self.generic_visit(node)
         return node
+
+
+class _Derived:
+    """What derived-value folding needs: the typed baked config, section path suffixes -> full paths, and the
+    config modules' functions visible in the module being folded (name -> function)."""
+
+    def __init__(self, root: object, config: dict, functions: dict):
+        self.root, self.functions = root, functions
+        self.suffixes: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+
+        def walk(node: dict, path: tuple[str, ...]) -> None:
+            for key, value in node.items():
+                if isinstance(value, dict):
+                    full = (*path, key)
+                    for i in range(len(full)):
+                        self.suffixes.setdefault(full[i:], []).append(full)
+                    walk(value, full)
+
+        walk(config, ())
 
 
 def _const(node: ast.AST) -> bool:
@@ -245,18 +316,22 @@ def _const_seq(node: ast.AST) -> bool:
 
 
 def specialize(sources: dict[str, str], config: dict, frozen_keys: set[str],
-               sections: dict[str, tuple[str, ...]] | None = None) -> dict[str, str]:
+               sections: dict[str, tuple[str, ...]] | None = None, root: object | None = None,
+               package: str = "_pg") -> dict[str, str]:
     """`sources` (module name -> source) with the baked `config`'s foldable reads folded and dead branches
     removed (see the module docstring). `frozen_keys`: dotted config keys that change at run time (the
     environment overrides); their last component is never folded. `sections`: config section class name ->
-    its one path in the config tree (golf.record.prevalidated.section_paths), for typed receivers."""
+    its one path in the config tree (golf.record.prevalidated.section_paths), for typed receivers. `root`: the
+    typed baked config, for derived values (golf.record.derived): properties and zero-argument methods of its
+    sections, and the functions of golf's `*.config` modules called with sections."""
     paths = config_paths(config)
     leaves, groups = mutable_fields(sources)
     leaves |= {k.rsplit(".", 1)[-1] for k in frozen_keys}
     out: dict[str, str] = {}
     for name, src in sources.items():
         tree = ast.parse(src)
-        folder = _Folder(paths, leaves, groups, sections or {})
+        derived = None if root is None else _Derived(root, config, config_functions(tree, name, package))
+        folder = _Folder(paths, leaves, groups, sections or {}, derived)
         tree = folder.visit(tree)
         if not folder.changed:
             out[name] = src
@@ -267,4 +342,22 @@ def specialize(sources: dict[str, str], config: dict, frozen_keys: set[str],
             if not simplifier.changed and not propagate_constants(tree):
                 break
         out[name] = ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+    return out
+
+
+def config_functions(tree: ast.Module, module: str, package: str) -> dict:
+    """Functions of golf's `*.config` modules that `module` can call by name (imported anywhere in it, or its
+    own when it is a config module) -> the real golf function."""
+    wanted: dict[str, tuple[str, str]] = {}
+    if module.endswith(".config"):
+        wanted.update({n.name: (module, n.name) for n in tree.body if isinstance(n, ast.FunctionDef)})
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package + ".") \
+                and node.module.endswith(".config"):
+            wanted.update({a.asname or a.name: (node.module, a.name) for a in node.names})
+    out = {}
+    for local, (mod, attr) in wanted.items():
+        fn = getattr(importlib.import_module("golf" + mod[len(package):]), attr, None)
+        if inspect.isfunction(fn):
+            out[local] = fn
     return out
