@@ -247,7 +247,10 @@ def _namespaces(trees: dict[str, ast.Module], flat: dict[str, dict[str, str]], b
     """sys.modules entries for the modules the program names in strings (importlib.import_module tables),
     holding the attributes read from them anywhere (`<module>.score`, `.train_loader`)."""
     tree = ast.parse(body)
-    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    loggers = {id(a) for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "getLogger"
+               for a in n.args}  # logger names spell module names too; they never import them
+    strings = {n.value for n in ast.walk(tree)
+               if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in loggers}
     attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     lines = []
     for name in sorted(m for m in trees if m in strings):
