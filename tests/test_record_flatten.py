@@ -81,6 +81,13 @@ def test_a_function_import_of_a_module_not_bundled_fails_only_when_run():
         namespace["f"](True)
 
 
+def test_blocks_left_empty_by_removed_imports_stay_valid():
+    sources = {"_pg.a": "X = 1\n", "_pg.c": "X = 3\n",
+               "_pg.b": "FLAG = True\nif FLAG:\n    from _pg.c import X\n\n"
+                        "def f():\n    from _pg.c import X\n\ndef g():\n    return X\n"}
+    assert _run(sources, "(f(), g())")[0] == (None, 3)  # c's X is renamed; b's guarded import still finds it
+
+
 def test_modules_run_after_what_their_top_level_imports():
     sources = {"_pg.z": "from _pg.a import REG\nREG.append('z')\n",
                "_pg.a": "REG = []\n",
@@ -93,6 +100,12 @@ def test_modules_run_after_what_their_top_level_imports():
     ({"_pg.a": "import numpy as np\n", "_pg.b": "import torch as np\n"}, "imports"),
     ({"_pg.a": "def f():\n    import _pg.b\n", "_pg.b": "X = 1\n"}, "module object"),
     ({"_pg.a": "class Muon:\n    pass\n", "_pg.b": "class Muon:\n    pass\nNAME = 'Muon'\n"}, "string"),
+    ({"_pg.a": "log = 1\n", "_pg.b": "log = 2\n\ndef f():\n    def log():\n        pass\n    return log\n"},
+     "nested definition"),
+    ({"_pg.a": "e = 1\n", "_pg.b": "e = 2\n\ndef f():\n    try:\n        pass\n    except ValueError as e:\n"
+      "        return e\n"}, "except"),
+    ({"_pg.a": "np = 1\n", "_pg.b": "np = 2\n\ndef f():\n    import numpy as np\n    return np\n"},
+     "local import"),
 ])
 def test_what_cannot_share_one_namespace_is_refused(sources, why):
     with pytest.raises(FlattenError, match=why):

@@ -75,11 +75,6 @@ FORMAT_VERSION = 2
 _HEADER = struct.Struct("<8sIQ")
 HEADER_BYTES = _HEADER.size  # 20
 MAX_MANIFEST_BYTES = 64 * 2**20  # decompressed; a guard against a crafted zlib bomb
-MAX_RAW_PAYLOAD_BYTES = 2**32
-"""Largest decompressed payload a manifest may declare (4 GiB; the 16 MB challenge needs ~100 MB at most).
-Decompression never produces more than the declared size (golf.quant.compress bounded decompressors)."""
-MANIFEST_KEYS = ("format_version", "codec", "level", "byte_shuffle", "scheme", "payload_sha256",
-                  "raw_payload_sha256", "payload_bytes", "raw_payload_bytes", "tensors")
 
 
 class ArtifactError(GolfError, ValueError):

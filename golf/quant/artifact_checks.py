@@ -14,10 +14,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from golf.quant.artifact import MANIFEST_KEYS, MAX_RAW_PAYLOAD_BYTES
 from golf.quant.int8 import DTYPES, QuantizedState
 from golf.quant.payload import entry_fault
 from golf.validate import MAX_DEPTH, depth_exceeds
+
+MAX_RAW_PAYLOAD_BYTES = 2**32
+"""Largest decompressed payload a manifest may declare (4 GiB; the 16 MB challenge needs ~100 MB at most).
+Decompression never produces more than the declared size (golf.quant.compress bounded decompressors)."""
+MANIFEST_KEYS = ("format_version", "codec", "level", "byte_shuffle", "scheme", "payload_sha256",
+                 "raw_payload_sha256", "payload_bytes", "raw_payload_bytes", "tensors")
+"""Keys every manifest must hold."""
 
 
 def _is_int(v: object) -> bool:

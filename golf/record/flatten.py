@@ -44,6 +44,19 @@ def _parents(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
+def _module_level(tree: ast.Module):
+    """Statements that run at module scope: the body, and the blocks of top-level if/try/with/for/while."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop(0)
+        yield node
+        if isinstance(node, (ast.If, ast.Try, ast.For, ast.While, ast.With)):
+            for field in ("body", "orelse", "finalbody"):
+                todo.extend(getattr(node, field, []))
+            for handler in getattr(node, "handlers", []):
+                todo.extend(handler.body)
+
+
 def _top_level_bindings(tree: ast.Module, package: str) -> tuple[set[str], dict[str, str]]:
     """(names the module's own code binds at top level, external import name -> what it imports)."""
     own: set[str] = set()
@@ -80,7 +93,7 @@ def _order(trees: dict[str, ast.Module], package: str) -> list[str]:
     deps: dict[str, set[str]] = {}
     for name, tree in trees.items():
         found: set[str] = set()
-        for node in tree.body:
+        for node in _module_level(tree):
             if isinstance(node, ast.ImportFrom) and _golf_module(node, package):
                 found.add(node.module)
                 found.update(f"{node.module}.{a.name}" for a in node.names)
@@ -130,6 +143,8 @@ class _Renamer(ast.NodeTransformer):
     def _scope(self, node, kind: str):
         if not self.scopes and hasattr(node, "name"):
             node.name = self.mapping.get(node.name, node.name)
+        elif getattr(node, "name", None) in self.mapping:
+            raise FlattenError(f"{self.module}: a nested definition named like a renamed global")
         self.scopes.append(kind)
         if kind == "class":  # class-level assignments bind attributes (dataclass fields), never globals
             for item in node.body:
@@ -152,9 +167,20 @@ class _Renamer(ast.NodeTransformer):
     def visit_ClassDef(self, node):
         return self._scope(node, "class")
 
+    def visit_ExceptHandler(self, node: ast.ExceptHandler):
+        if node.name in self.mapping:
+            raise FlattenError(f"{self.module}: `except ... as {node.name}` binds a renamed global")
+        self.generic_visit(node)
+        return node
+
+    def _external(self, node: ast.Import | ast.ImportFrom):
+        if self.scopes and any((a.asname or a.name.split(".")[0]) in self.mapping for a in node.names):
+            raise FlattenError(f"{self.module}: a local import binds a renamed global")
+        return node
+
     def visit_ImportFrom(self, node: ast.ImportFrom):
         if not _golf_module(node, self.package):
-            return node
+            return self._external(node)
         if not self.scopes:
             return None  # module level: the names are bound in the flat namespace (renamed through `mapping`)
         pairs = []
@@ -163,8 +189,10 @@ class _Renamer(ast.NodeTransformer):
             if target is None:
                 return node  # a module this config never runs: the import fails as it would when packaged
             local = a.asname or a.name
-            if local in self.mapping:
-                raise FlattenError(f"{self.module}: a local import binds {local!r}, a renamed global")
+            if local in self.mapping:  # its uses are renamed already: fine when it is that same global
+                if self.mapping[local] != target:
+                    raise FlattenError(f"{self.module}: a local import binds {local!r}, a renamed global")
+                continue
             if local != target:
                 pairs.append((local, target))
         return [ast.copy_location(ast.Assign(targets=[ast.Name(b, ast.Store())], value=ast.Name(t, ast.Load())),
@@ -172,7 +200,7 @@ class _Renamer(ast.NodeTransformer):
 
     def visit_Import(self, node: ast.Import):
         if not _golf_module(node, self.package):
-            return node
+            return self._external(node)
         if not self.scopes:
             return None  # `import pkg.mod` at module level: the module's code runs in place
         raise FlattenError(f"{self.module}: a function imports a golf module as a module object")
@@ -203,7 +231,7 @@ def flatten(sources: dict[str, str], package: str) -> tuple[str, dict[str, dict[
             flat[name][local] = new
 
     imports: dict[str, dict[str, tuple[str, str]]] = {  # module -> local name -> (module, name) it imports
-        name: {a.asname or a.name: (node.module, a.name) for node in trees[name].body
+        name: {a.asname or a.name: (node.module, a.name) for node in _module_level(trees[name])
                if isinstance(node, ast.ImportFrom) and _golf_module(node, package) for a in node.names}
         for name in order}
 
@@ -230,7 +258,7 @@ def flatten(sources: dict[str, str], package: str) -> tuple[str, dict[str, dict[
             if local != target:
                 mapping[local] = target
         visible[name] = {**flat[name], **{local: resolve(*src) for local, src in imports[name].items()}}
-        tree = _Renamer(name, mapping, resolve, package).visit(trees[name])
+        tree = _fill_empty_blocks(_Renamer(name, mapping, resolve, package).visit(trees[name]))
         tree.body = [n for n in tree.body if not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
         parts.append(f"#@{name} {int(name in {p for m in trees for p in _parents(m)})}\n"
                      + ast.unparse(ast.fix_missing_locations(tree)))
@@ -241,6 +269,18 @@ def flatten(sources: dict[str, str], package: str) -> tuple[str, dict[str, dict[
             if local != new and local in strings:
                 raise FlattenError(f"{name}: {local!r} is renamed but also spelled as a string")
     return "from __future__ import annotations\n" + body + "\n" + _namespaces(trees, flat, body), visible
+
+
+def _fill_empty_blocks(tree: ast.Module) -> ast.Module:
+    """`pass` in every block the removed imports left empty (`if TYPE_CHECKING:` / a function that only imported)."""
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(node, field, None)
+            if isinstance(block, list) and not block and (field == "body" and not isinstance(node, ast.Module)):
+                block.append(ast.Pass())
+        if isinstance(node, ast.ExceptHandler) and not node.body:
+            node.body.append(ast.Pass())
+    return tree
 
 
 def _namespaces(trees: dict[str, ast.Module], flat: dict[str, dict[str, str]], body: str) -> str:
