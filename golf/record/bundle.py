@@ -287,7 +287,7 @@ def _private(name: str) -> str:
     return PRIVATE + name[len("golf"):]
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=128)  # a test session builds ~60 configs, several more than once
 def _build(config_json: str) -> Bundle:
     config = json.loads(config_json)
     names = closure(trace(config))

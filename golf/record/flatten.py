@@ -262,13 +262,33 @@ def flatten(sources: dict[str, str], package: str) -> tuple[str, dict[str, dict[
         tree.body = [n for n in tree.body if not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
         parts.append(f"#@{name} {int(name in {p for m in trees for p in _parents(m)})}\n"
                      + ast.unparse(ast.fix_missing_locations(tree)))
-    body = "\n".join(parts)
-    strings = {n.value for n in ast.walk(ast.parse(body)) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    strings, attrs, loggers = set(), set(), set()
+    for tree in trees.values():  # one walk of the renamed trees (no re-parse of the joined source)
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Constant) and isinstance(n.value, str):
+                strings.add(n.value)
+            elif isinstance(n, ast.Attribute):
+                attrs.add(n.attr)
+            if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "getLogger":
+                loggers.update(a.value for a in n.args if isinstance(a, ast.Constant))
     for name in order:
         for local, new in flat[name].items():
             if local != new and local in strings:
                 raise FlattenError(f"{name}: {local!r} is renamed but also spelled as a string")
-    return "from __future__ import annotations\n" + body + "\n" + _namespaces(trees, flat, body), visible
+    # logger names spell module names too, but never import them
+    named = sorted(m for m in trees if m in strings and (m not in loggers or _spelled_elsewhere(trees, m)))
+    body = "\n".join(parts)
+    return "from __future__ import annotations\n" + body + "\n" + _namespaces(named, flat, attrs), visible
+
+
+def _spelled_elsewhere(trees: dict[str, ast.Module], module: str) -> bool:
+    """Whether `module` is spelled as a string other than a getLogger argument somewhere."""
+    for tree in trees.values():
+        loggers = {id(a) for n in ast.walk(tree) if isinstance(n, ast.Call)
+                   and getattr(n.func, "attr", "") == "getLogger" for a in n.args}
+        if any(isinstance(n, ast.Constant) and n.value == module and id(n) not in loggers for n in ast.walk(tree)):
+            return True
+    return False
 
 
 def _fill_empty_blocks(tree: ast.Module) -> ast.Module:
@@ -283,17 +303,11 @@ def _fill_empty_blocks(tree: ast.Module) -> ast.Module:
     return tree
 
 
-def _namespaces(trees: dict[str, ast.Module], flat: dict[str, dict[str, str]], body: str) -> str:
+def _namespaces(named: list[str], flat: dict[str, dict[str, str]], attrs: set[str]) -> str:
     """sys.modules entries for the modules the program names in strings (importlib.import_module tables),
     holding the attributes read from them anywhere (`<module>.score`, `.train_loader`)."""
-    tree = ast.parse(body)
-    loggers = {id(a) for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "getLogger"
-               for a in n.args}  # logger names spell module names too; they never import them
-    strings = {n.value for n in ast.walk(tree)
-               if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in loggers}
-    attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     lines = []
-    for name in sorted(m for m in trees if m in strings):
+    for name in named:
         fields = ", ".join(f"{k}={v}" for k, v in sorted(flat[name].items()) if k in attrs)
         lines.append(f"_ns({name!r}{', ' + fields if fields else ''})")
     if not lines:
