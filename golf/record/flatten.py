@@ -3,8 +3,8 @@
 A record script is one namespace; golf's submission is ~50 small modules. Packaging them behind an importer
 costs every `from golf.x import ...` line, and python-minifier cannot shorten a global name another module imports.
 Flattened, each module's top-level code runs once, in dependency order, in one namespace, with no golf imports
-left, and the minifier may rename globals too (golf.record.bundle). Measured on `baseline`: 39,771 -> 36,707
-compressed bytes (python -m golf.bench.record shows the counted sizes).
+left, and the minifier may rename globals too (golf.record.bundle). Measured on `baseline`: 40,515 -> 36,741 code
+bytes as shipped (`python -m golf.bench.record`).
 
 Rules (all checked; anything else raises FlattenError and the bundle keeps the packaged form):
 - Order: a module after the modules its top-level code imports.
