@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,3 +145,26 @@ def test_preset_runs_end_to_end_at_cpu_tiny(caseops_data_root, tmp_path):
     out = json.loads((run / "eval.json").read_text())
     assert out["kind"] == "artifact" and out["mode"] == "phased_ttt" and 0 < out["val_bpb"] < 20
     assert out["details"]["phases"] == 1 and out["details"]["global_steps"] > 0 and out["details"]["lora_steps"] > 0
+
+
+@pytest.mark.slow
+def test_generated_file_reproduces_golf_on_caseops(caseops_data_root, tmp_path, monkeypatch):
+    """The preset's train_gpt.py (flat layout: kernels, doc-packing loader, GPTQ calibrated inside training, LQER,
+    quant gate, per-group codec, CaseOps byte sidecar, phased TTT) run without golf gives golf's own train ->
+    export -> eval result: the same artifact bytes and val_bpb, at a 4-layer d64 scale."""
+    from record_helpers import data_dir, final_line, run_guarded
+    from record_helpers import preset as tiny_preset
+    from test_record import golf_reference, write_script
+
+    cfg = tiny_preset("record_0427_sota", "seed=7", "model.num_layers=4", "model.model_dim=64", "model.num_heads=2",
+                      "model.num_kv_heads=1", "model.xsa_last_n=2", "model.loop_start=1", "model.loop_end=2",
+                      "model.parallel_start_layer=3", "schedule.gptq_reserve_seconds=0")
+    ref = golf_reference(cfg, data_dir(tmp_path / "golf", caseops_data_root), monkeypatch)
+    sub = data_dir(tmp_path / "submission", caseops_data_root)
+    script = write_script(cfg, sub)
+    proc = run_guarded(script, sub, {"SEED": "7", "RUN_ID": "proof"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    val_loss, val_bpb = final_line(proc.stdout)
+    assert abs(val_bpb - ref["val_bpb"]) < 1e-6 and abs(val_loss - ref["val_loss"]) < 1e-6
+    assert (sub / "final_model.golf").read_bytes() == Path(ref["artifact"]).read_bytes()
+    assert "phased_ttt_roundtrip_exact" in proc.stdout
