@@ -42,7 +42,8 @@ def portable(run_cfg: TrainRunConfig) -> TrainRunConfig:
 
 
 def export_modules(quant: QuantConfig, budget: BudgetConfig) -> None:
-    """Import the modules exporting with (quant, budget) may run lazily (golf.submission.import_option_modules traces this)."""
+    """Import the modules exporting with (quant, budget) may run lazily (traced by
+    golf.submission.import_option_modules)."""
     if quant.codec == PERGROUP_CODEC:
         import golf.quant.pergroup  # noqa: F401  lazy
     if quant.lqer.enabled:

@@ -45,7 +45,8 @@ def measure() -> list[dict]:
             t0 = time.perf_counter()
             bundle = submission_bundle(cfg)
             rows.append({"preset": name, "code_bytes": bundle.code_bytes,
-                         "readable_bytes": len(bundle.readable.encode("utf-8")), "modules": len(bundle.modules), "layout": bundle.layout,
+                         "readable_bytes": len(bundle.readable.encode("utf-8")), "modules": len(bundle.modules),
+                         "layout": bundle.layout,
                          "seconds": time.perf_counter() - t0, "target": TARGETS.get(name)})
     return rows
 
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps({"presets": rows, "record_seconds": record_s}, indent=2))
         return
-    print(f"{'preset':<28} {'code bytes':>10} {'target':>8} {'readable':>9} {'modules':>7} {'layout':>8} {'build s':>7}")
+    print(f"{'preset':<28} {'code bytes':>10} {'target':>8} {'readable':>9} {'modules':>7} {'layout':>8} "
+          f"{'build s':>7}")
     for r in rows:
         target = r["target"] or LARGEST_TARGET
         mark = "ok" if r["code_bytes"] <= target else f"+{r['code_bytes'] - target:,}"

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from golf.quant.clip import clip_candidates, scale_floor
-from golf.quant.config import GroupQuant, QuantConfig
+from golf.quant.config import GroupQuant, QuantConfig, is_lqer_entry
 from golf.quant.groups import tensor_group
 from golf.quant.int8 import (
     DTYPES,
@@ -32,7 +32,7 @@ from golf.quant.int8 import (
     register_scheme,
     tensor_nbytes,
 )
-from golf.quant.lqer import add_lqer, is_lqer_entry
+from golf.quant.lqer import add_lqer
 from golf.quant.packing import packed_nbytes, qmax_for
 
 log = logging.getLogger("golf.quant")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from golf.quant.config import LQER_METHODS, LQER_SUFFIXES, LQERConfig, is_lqer_entry  # noqa: F401 - re-exported
+from golf.quant.config import LQER_METHODS, LQER_SUFFIXES, LQERConfig, is_lqer_entry
 
 SUFFIX_A, SUFFIX_B = LQER_SUFFIXES
 METHODS = LQER_METHODS
@@ -104,7 +104,6 @@ def add_lqer(qstate, state_dict: dict[str, Tensor], cfg: LQERConfig) -> dict[str
             qstate.qmeta[key] = {**meta, **common}
         report[name] = {"error_norm": errors[name], "form": form, "rank": int(a.shape[1])}
     return report
-
 
 
 def fold_lqer(out: dict[str, Tensor], qmeta: dict[str, dict]) -> dict[str, Tensor]:

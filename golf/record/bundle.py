@@ -175,8 +175,8 @@ _trace_count = itertools.count()
 
 
 def trace(config: dict) -> set[str]:
-    """Golf modules that golf.submission.import_option_modules(config) leaves imported, when golf's sources are imported afresh
-    under a private name in this process (torch is shared; the copies are dropped afterwards)."""
+    """Golf modules that golf.submission.import_option_modules(config) leaves imported, when golf's sources are
+    imported afresh under a private name in this process (torch is shared; the copies are dropped afterwards)."""
     prefix = f"_golf_trace{next(_trace_count)}"
     importer = _SourceImporter(prefix)
     sys.meta_path.insert(0, importer)
@@ -237,8 +237,12 @@ def _flat_program(sources: dict[str, str], config: dict) -> tuple[str, dict[str,
     """The flattened program (golf.record.flatten) with the baked config and the entry point, and its names.
     Raises FlattenError."""
     source, names = flatten(sources, PRIVATE)
-    main = names[_private(ENTRY)]["main"]
-    return source + f"CONFIG={baked_delta(config)!r}\nif __name__=='__main__':{main}(CONFIG,__file__)\n", names
+    return source + _entry(config, names[_private(ENTRY)]["main"]), names
+
+
+def _entry(config: dict, main: str) -> str:
+    """The baked config (its delta from the defaults) and the call of the submission's `main`."""
+    return f"CONFIG={baked_delta(config)!r}\nif __name__=='__main__':{main}(CONFIG,__file__)\n"
 
 
 def _program(modules: dict[str, tuple[bool, str]], config: dict) -> str:
@@ -252,8 +256,7 @@ def _program(modules: dict[str, tuple[bool, str]], config: dict) -> str:
         " def exec_module(s,m):m.__file__=__file__;exec(compile(M[m.__name__][1],m.__name__,'exec'),m.__dict__)\n"
         "sys.meta_path.insert(0,_I())\n"
         f"from {PRIVATE}.submission import main\n"
-        f"CONFIG={baked_delta(config)!r}\n"
-        "if __name__=='__main__':main(CONFIG,__file__)\n")
+        + _entry(config, "main"))
 
 
 def reachable(sources: dict[str, str], root: str) -> set[str]:
@@ -294,7 +297,8 @@ def _build(config_json: str) -> Bundle:
     renamed = {_private(n): rename(module_path(n).read_text(encoding="utf-8")) for n in names}
     overrides = set(ENV_OVERRIDES.values())
     root = TrainRunConfig.from_dict(config)
-    checked = drop_post_init(specialize(renamed, config, overrides, section_paths(), root, PRIVATE), prevalidated_classes(overrides), PRIVATE)
+    specialised = specialize(renamed, config, overrides, section_paths(), root, PRIVATE)
+    checked = drop_post_init(specialised, prevalidated_classes(overrides), PRIVATE)
     sources = shake(checked, PRIVATE, {"main"})
     kept = reachable(sources, _private(ENTRY))
     names = [n for n in names if _private(n) in kept]

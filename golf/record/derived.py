@@ -36,11 +36,9 @@ class _Reads:
     def __getattr__(self, name: str):
         obj, path = object.__getattribute__(self, "_obj"), object.__getattribute__(self, "_path")
         log = object.__getattribute__(self, "_log")
-        static = inspect.getattr_static(type(obj), name, None)
-        if isinstance(static, property):
-            return static.fget(self)
-        if inspect.isfunction(static):
-            return functools.partial(static, self)
+        kind = member(obj, name)
+        if kind is not None:
+            return kind[1](self) if kind[0] == "property" else functools.partial(kind[1], self)
         value = getattr(obj, name)
         if dataclasses.is_dataclass(value):
             return _Reads(value, (*path, name), log)

@@ -249,56 +249,43 @@ def flatten(sources: dict[str, str], package: str) -> tuple[str, dict[str, dict[
 
     parts = []
     visible: dict[str, dict[str, str]] = {}
+    packages = {p for m in trees for p in _parents(m)}
     for name in order:
+        resolved = {local: resolve(*src) for local, src in imports[name].items()}
+        visible[name] = {**flat[name], **resolved}
         mapping = {k: v for k, v in flat[name].items() if k != v}
-        for local, (module, attr) in imports[name].items():  # the local name becomes the source's flat name
-            target = resolve(module, attr)
+        for local, target in resolved.items():  # the local name becomes the source's flat name
             if target is None:
-                raise FlattenError(f"{name}: imports {module}.{attr}, which is not bundled")
+                raise FlattenError(f"{name}: imports {'.'.join(imports[name][local])}, which is not bundled")
             if local != target:
                 mapping[local] = target
-        visible[name] = {**flat[name], **{local: resolve(*src) for local, src in imports[name].items()}}
         tree = _fill_empty_blocks(_Renamer(name, mapping, resolve, package).visit(trees[name]))
         tree.body = [n for n in tree.body if not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
-        parts.append(f"#@{name} {int(name in {p for m in trees for p in _parents(m)})}\n"
-                     + ast.unparse(ast.fix_missing_locations(tree)))
-    strings, attrs, loggers = set(), set(), set()
+        parts.append(f"#@{name} {int(name in packages)}\n" + ast.unparse(ast.fix_missing_locations(tree)))
+    strings, imported, attrs, loggers = set(), set(), set(), set()
     for tree in trees.values():  # one walk of the renamed trees (no re-parse of the joined source)
-        for n in ast.walk(tree):
-            if isinstance(n, ast.Constant) and isinstance(n.value, str):
+        for n in ast.walk(tree):  # breadth first: a getLogger call is seen before its argument
+            if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "getLogger":
+                loggers.update(id(a) for a in n.args)
+            elif isinstance(n, ast.Constant) and isinstance(n.value, str):
                 strings.add(n.value)
+                if id(n) not in loggers:  # logger names spell module names too, but never import them
+                    imported.add(n.value)
             elif isinstance(n, ast.Attribute):
                 attrs.add(n.attr)
-            if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "getLogger":
-                loggers.update(a.value for a in n.args if isinstance(a, ast.Constant))
     for name in order:
         for local, new in flat[name].items():
             if local != new and local in strings:
                 raise FlattenError(f"{name}: {local!r} is renamed but also spelled as a string")
-    # logger names spell module names too, but never import them
-    named = sorted(m for m in trees if m in strings and (m not in loggers or _spelled_elsewhere(trees, m)))
+    named = sorted(m for m in trees if m in imported)
     body = "\n".join(parts)
     return "from __future__ import annotations\n" + body + "\n" + _namespaces(named, flat, attrs), visible
-
-
-def _spelled_elsewhere(trees: dict[str, ast.Module], module: str) -> bool:
-    """Whether `module` is spelled as a string other than a getLogger argument somewhere."""
-    for tree in trees.values():
-        loggers = {id(a) for n in ast.walk(tree) if isinstance(n, ast.Call)
-                   and getattr(n.func, "attr", "") == "getLogger" for a in n.args}
-        if any(isinstance(n, ast.Constant) and n.value == module and id(n) not in loggers for n in ast.walk(tree)):
-            return True
-    return False
 
 
 def _fill_empty_blocks(tree: ast.Module) -> ast.Module:
     """`pass` in every block the removed imports left empty (`if TYPE_CHECKING:` / a function that only imported)."""
     for node in ast.walk(tree):
-        for field in ("body", "orelse", "finalbody"):
-            block = getattr(node, field, None)
-            if isinstance(block, list) and not block and (field == "body" and not isinstance(node, ast.Module)):
-                block.append(ast.Pass())
-        if isinstance(node, ast.ExceptHandler) and not node.body:
+        if not isinstance(node, ast.Module) and isinstance(getattr(node, "body", None), list) and not node.body:
             node.body.append(ast.Pass())
     return tree
 

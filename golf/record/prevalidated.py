@@ -18,8 +18,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import typing
 
+from golf.schema import field_types
 from golf.train.config import TrainRunConfig
 
 
@@ -28,21 +28,19 @@ def _same(a: object, b: object) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def config_delta(cls: type, config: dict, defaults: dict | None = None) -> dict:
-    """`config` (the plain form of dataclass `cls`) minus what `cls.from`-style construction fills in by itself.
+def config_delta(cls: type, config: dict) -> dict:
+    """`config` (the plain form of dataclass `cls`) minus what building `cls` from it fills in by itself.
 
     A field equal to its default is left out. A nested section that differs is given relative to its own class's
     defaults, not the parent's default for it: golf.schema.build_dataclass builds a given section from its class
     (`quant.groups.embed` given -> GroupQuant's `patterns=[]`, not QuantGroups' `["tok_emb", ...]`), so such a
     section may be `{}` (present, all class defaults)."""
-    defaults = dataclasses.asdict(cls()) if defaults is None else defaults
-    hints = typing.get_type_hints(cls)
+    defaults = dataclasses.asdict(cls())
     out: dict = {}
-    for f in dataclasses.fields(cls):
-        value, default, kind = config[f.name], defaults.get(f.name, dataclasses.MISSING), hints[f.name]
-        if _same(value, default):
+    for name, kind in field_types(cls).items():
+        if _same(config[name], defaults[name]):
             continue
-        out[f.name] = config_delta(kind, value) if dataclasses.is_dataclass(kind) else value
+        out[name] = config_delta(kind, config[name]) if dataclasses.is_dataclass(kind) else config[name]
     return out
 
 
@@ -54,11 +52,9 @@ def baked_delta(config: dict) -> dict:
 def _section_classes(cls: type, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], type]:
     """Config path -> dataclass for every section below (and including) `cls`."""
     out = {path: cls}
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        kind = hints[f.name]
+    for name, kind in field_types(cls).items():
         if dataclasses.is_dataclass(kind):
-            out.update(_section_classes(kind, (*path, f.name)))
+            out.update(_section_classes(kind, (*path, name)))
     return out
 
 

@@ -214,22 +214,28 @@ class _Folder(ast.NodeTransformer):
 
 
 class _Derived:
-    """What derived-value folding needs: the typed baked config, section path suffixes -> full paths, and the
-    config modules' functions visible in the module being folded (name -> function)."""
+    """What derived-value folding needs: the typed baked config, section path suffixes -> full paths
+    (`section_suffixes`), and the config modules' functions visible in the module being folded."""
 
-    def __init__(self, root: object, config: dict, functions: dict):
-        self.root, self.functions = root, functions
-        self.suffixes: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    def __init__(self, root: object, suffixes: dict[tuple[str, ...], list[tuple[str, ...]]], functions: dict):
+        self.root, self.suffixes, self.functions = root, suffixes, functions
 
-        def walk(node: dict, path: tuple[str, ...]) -> None:
-            for key, value in node.items():
-                if isinstance(value, dict):
-                    full = (*path, key)
-                    for i in range(len(full)):
-                        self.suffixes.setdefault(full[i:], []).append(full)
-                    walk(value, full)
 
-        walk(config, ())
+def section_suffixes(config: dict) -> dict[tuple[str, ...], list[tuple[str, ...]]]:
+    """Every attribute-path suffix of a config section (a dict node) -> the full paths of the sections it names
+    (the sections' twin of `config_paths`)."""
+    out: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+
+    def walk(node: dict, path: tuple[str, ...]) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                full = (*path, key)
+                for i in range(len(full)):
+                    out.setdefault(full[i:], []).append(full)
+                walk(value, full)
+
+    walk(config, ())
+    return out
 
 
 def _const(node: ast.AST) -> bool:
@@ -327,10 +333,11 @@ def specialize(sources: dict[str, str], config: dict, frozen_keys: set[str],
     paths = config_paths(config)
     leaves, groups = mutable_fields(sources)
     leaves |= {k.rsplit(".", 1)[-1] for k in frozen_keys}
+    suffixes = section_suffixes(config) if root is not None else {}
     out: dict[str, str] = {}
     for name, src in sources.items():
         tree = ast.parse(src)
-        derived = None if root is None else _Derived(root, config, config_functions(tree, name, package))
+        derived = None if root is None else _Derived(root, suffixes, config_functions(tree, name, package))
         folder = _Folder(paths, leaves, groups, sections or {}, derived)
         tree = folder.visit(tree)
         if not folder.changed:
