@@ -36,10 +36,11 @@ from pathlib import Path
 import python_minifier
 
 from golf.errors import GolfError
+from golf.record.arguments import fold_arguments, split_sections
 from golf.record.flatten import FlattenError, flatten
 from golf.record.prevalidated import baked_delta, drop_post_init, prevalidated_classes, section_paths
 from golf.record.shake import shake
-from golf.record.specialize import specialize
+from golf.record.specialize import simplify, specialize
 from golf.submission import ENV_OVERRIDES
 from golf.train.config import TrainRunConfig
 
@@ -50,6 +51,8 @@ PRIVATE = "_pg"
 """Package name the golf modules get inside the generated file."""
 WRAPPER_PREFIX = 'import lzma as L,base64 as B\nexec(L.decompress(B.b85decode("'
 WRAPPER_SUFFIX = '"),format=L.FORMAT_RAW,filters=[{"id":L.FILTER_LZMA2}]))\n'
+_FOLD_ROUNDS = 8
+"""Rounds of golf.record.arguments over the flat program (each may expose new constant arguments)."""
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 _LAZY = re.compile(r"#.*\blazy\b")
 _RENAME = re.compile(r"(?<![\w.])golf(?=\.[A-Za-z_]|\s+import\b)")
@@ -237,7 +240,24 @@ def _flat_program(sources: dict[str, str], config: dict) -> tuple[str, dict[str,
     """The flattened program (golf.record.flatten) with the baked config and the entry point, and its names.
     Raises FlattenError."""
     source, names = flatten(sources, PRIVATE)
-    return source + _entry(config, names[_private(ENTRY)]["main"]), names
+    main = names[_private(ENTRY)]["main"]
+    return fold_program(source + _entry(config, main), main), names
+
+
+def fold_program(source: str, main: str) -> str:
+    """The flat program with its constant arguments folded (golf.record.arguments), simplified and shaken again,
+    until nothing changes. Each changed `#@module` section is re-emitted; the others are untouched."""
+    for _ in range(_FOLD_ROUNDS):
+        sections = split_sections(source)
+        trees = [ast.parse(s) for s in sections]
+        changed = fold_arguments(trees)
+        if not changed:
+            break
+        for i in changed:
+            head = sections[i].partition("\n")[0] + "\n" if sections[i].startswith("#@") else ""
+            sections[i] = head + ast.unparse(ast.fix_missing_locations(simplify(trees[i]))) + "\n"
+        source = shake({"flat": "".join(sections)}, PRIVATE, {main})["flat"]
+    return source
 
 
 def _entry(config: dict, main: str) -> str:

@@ -343,13 +343,17 @@ def specialize(sources: dict[str, str], config: dict, frozen_keys: set[str],
         if not folder.changed:
             out[name] = src
             continue
-        while True:
-            simplifier = _Simplifier()
-            tree = simplifier.visit(tree)
-            if not simplifier.changed and not propagate_constants(tree):
-                break
-        out[name] = ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+        out[name] = ast.unparse(ast.fix_missing_locations(simplify(tree))) + "\n"
     return out
+
+
+def simplify(tree: ast.Module) -> ast.Module:
+    """Constant expressions and dead branches folded, constant locals propagated, until nothing changes."""
+    while True:
+        simplifier = _Simplifier()
+        tree = simplifier.visit(tree)
+        if not simplifier.changed and not propagate_constants(tree):
+            return tree
 
 
 def config_functions(tree: ast.Module, module: str, package: str) -> dict:

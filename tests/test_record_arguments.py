@@ -1,0 +1,178 @@
+"""Constant arguments of the flat program (golf.record.arguments, run by golf.record.bundle.fold_program): each
+rule has a case that fails without it, and every rewrite keeps the program's results. The end-to-end proof that
+the folded file is still the run is tests/test_record.py."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from golf.record.arguments import fold_arguments
+from golf.record.bundle import fold_program
+
+HEAD = "from __future__ import annotations\n"
+
+
+def _run(source: str) -> dict:
+    scope: dict = {}
+    exec(compile(source, "flat", "exec"), scope)
+    return scope
+
+
+def _fold(body: str) -> str:
+    """fold_program over a one-section flat program whose entry is `main`; the folded source."""
+    return fold_program(HEAD + "#@_pg.m 0\n" + body, "main")
+
+
+def _signature(source: str, name: str) -> list[str]:
+    fn = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == name)
+    return [a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)]
+
+
+LOADER = """
+def load(path, kind='seq', strict=True, *, vocab=1024):
+    if kind == 'seq':
+        out = ('seq', path)
+    else:
+        out = other_kind(path)
+    if strict:
+        out = out + (vocab,)
+    return out
+
+def other_kind(path):
+    return ('other', path)
+
+def main(p):
+    return load(p, 'seq', vocab=1024), load(p + '!', kind='seq', strict=True)
+"""
+
+
+def test_a_parameter_every_call_passes_the_same_constant_is_folded_and_its_dead_branch_goes():
+    out = _fold(LOADER)
+    assert _signature(out, "load") == ["path"]  # kind, strict (default everywhere), vocab all folded
+    assert "other_kind" not in out  # only the dead branch called it: shaken after folding
+    assert _run(out)["main"]("x") == _run(HEAD + LOADER)["main"]("x") == (("seq", "x", 1024), ("seq", "x!", 1024))
+
+
+@pytest.mark.parametrize("change, why", [
+    ("return load(p, 'seq'), load(p, 'other')", "two different constants"),
+    ("return load(p, p), load(p, 'seq')", "a call passes a variable"),
+    ("return load(p, 'seq'), load(p, 1)", "'seq' and 1 are different constants"),
+    ("return load(p, True), load(p, 1)", "True and 1 compare equal but differ in type"),
+])
+def test_a_parameter_that_differs_between_calls_stays(change, why):
+    src = LOADER.replace("return load(p, 'seq', vocab=1024), load(p + '!', kind='seq', strict=True)", change)
+    assert "kind" in _signature(_fold(src), "load"), why
+
+
+@pytest.mark.parametrize("extra, why", [
+    ("\nTABLE = {'load': load}\n", "the function is stored in a table"),
+    ("\ndef main2(load):\n    return load(1, 'x')\n", "a parameter shadows it: that call is not ours"),
+    ("\ndef main3(p, args):\n    return load(p, *args)\n", "a call with *args hides which parameter gets what"),
+    ("\nNAME = 'load'\n", "it is spelled as a string (getattr tables)"),
+    ("\nload = staticmethod(load)\n", "the name is bound twice at module level"),
+])
+def test_a_function_reachable_other_than_by_direct_calls_is_left_alone(extra, why):
+    assert "kind" in _signature(_fold(LOADER + extra), "load"), why
+
+
+def test_a_parameter_rebound_or_shadowed_in_its_function_stays():
+    src = """
+def f(x, mode='a'):
+    mode = mode + '!'
+    return x, mode
+
+def g(x, mode='a'):
+    def inner(mode):
+        return mode
+    return inner(x), mode
+
+def main(x):
+    return f(x, 'a'), g(x + 1, 'a')
+"""
+    out = _fold(src)
+    assert _signature(out, "f") == ["x", "mode"] and _signature(out, "g") == ["x", "mode"]
+    assert _run(out)["main"](1) == ((1, "a!"), (2, "a"))
+
+
+def test_a_function_returning_a_constant_is_replaced_at_calls_that_run_no_code():
+    src = """
+def calibrates(cfg):
+    '''Whether calibration runs.'''
+    return False
+
+def calibrate(cfg):
+    return 'calibrated'
+
+def side(log):
+    log.append(1)
+    return log
+
+def main(cfg, log):
+    a = 'calibrated' if calibrates(cfg.quant) else None
+    b = calibrates(side(log))
+    return a, b, log
+"""
+    out = _fold(src)
+    assert "def calibrate(" not in out  # its branch was decided
+    assert "calibrates(side(log))" in out  # that argument runs code: the call stays
+    assert _run(out)["main"](type("C", (), {"quant": 1})(), []) == (None, False, [1])
+
+
+def test_keyword_only_and_positional_only_parameters_fold():
+    src = """
+def f(a, b=2, /, c=3, *, d=4):
+    return a + b + c + d
+
+def main():
+    return f(1, 2, c=3), f(1, 2, 3, d=4)
+"""
+    out = _fold(src)
+    assert _signature(out, "f") == []
+    assert _run(out)["main"]() == (10, 10)
+
+
+def test_folding_reports_the_sections_it_changed():
+    trees = [ast.parse("def f(x=1):\n    return x\n"), ast.parse("y = 0\n"), ast.parse("z = f(1)\n")]
+    assert fold_arguments(trees) == {0, 2}
+
+
+@settings(max_examples=60, deadline=None)
+@given(consts=st.lists(st.sampled_from([0, 1, True, False, None, "a", 1.0, 2]), min_size=1, max_size=4),
+       use_default=st.booleans(), x=st.integers(-3, 3))
+def test_folding_keeps_the_results(consts, use_default, x):
+    """For any mix of constants passed at the calls (same or not, default or not), the folded program returns
+    what the original returns."""
+    calls = ", ".join(("f(x)" if use_default and i == 0 else f"f(x, {c!r})") for i, c in enumerate(consts))
+    src = f"""
+def f(x, flag=1):
+    if flag == 1:
+        return ('one', x)
+    if flag is None:
+        return ('none', x)
+    return (repr(flag), x * 2)
+
+def main(x):
+    return [{calls}]
+"""
+    assert _run(_fold(src))["main"](x) == _run(HEAD + src)["main"](x)
+
+
+def test_a_default_reading_a_global_of_the_parameters_name_keeps_the_parameter():
+    """`def f(x, mode='a', other=mode)`: the default reads the global `mode`, which a local binding must not
+    replace."""
+    src = """
+mode = 'global'
+
+def f(x, mode='a', other=mode):
+    return x, mode, other
+
+def main(x):
+    return f(x, 'a'), f(x)
+"""
+    out = _fold(src)
+    assert "mode" in _signature(out, "f")
+    assert _run(out)["main"](1) == ((1, "a", "global"),) * 2
