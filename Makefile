@@ -53,7 +53,7 @@ run: data
 	$(PY) eval.py path=outputs/$${GOLF_RUN_ID}_smoke
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from golf.record.arguments import fold_arguments
 from golf.record.bundle import fold_program
 
-HEAD = "from __future__ import annotations\n"
+HEAD = "from __future__ import annotations\nfrom dataclasses import dataclass\n"
 
 
 def _run(source: str) -> dict:
@@ -176,3 +176,106 @@ def main(x):
     out = _fold(src)
     assert "mode" in _signature(out, "f")
     assert _run(out)["main"](1) == ((1, "a", "global"),) * 2
+
+
+OPTIMIZER = """
+class Opt:
+    def __init__(self, params, lr, wd=0.0, cautious=False):
+        if wd < 0:
+            raise ValueError('wd must be >= 0')
+        self.params, self.lr, self.wd = params, lr, wd
+        self.decay = cautious_decay if cautious else plain_decay
+
+def cautious_decay(p):
+    return p
+
+def plain_decay(p):
+    return p * 0.5
+
+def main(ps, lr):
+    o = Opt(ps, lr, wd=0.0)
+    return type(o).__name__ == 'Opt', o.decay(4), o.wd
+"""
+
+
+def test_a_class_constructor_folds_its_constant_arguments():
+    out = _fold(OPTIMIZER)
+    init = next(n for n in ast.walk(ast.parse(out)) if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    assert [a.arg for a in init.args.args] == ["self", "params", "lr"]
+    assert "cautious_decay" not in out and "must be >= 0" not in out  # the dead branch and the range check
+    assert _run(out)["main"]([1], 0.1) == _run(HEAD + OPTIMIZER)["main"]([1], 0.1) == (True, 2.0, 0.0)
+
+
+@pytest.mark.parametrize("extra, why", [
+    ("\nclass Sub(Opt):\n    pass\n", "a subclass's construction passes through super().__init__"),
+    ("\n@dataclass\nclass Opt2(Opt):\n    x: int = 0\n", "a subclass (and a generated __init__)"),
+    ("\nTABLE = {'opt': Opt}\n", "the class is stored where calls cannot be seen"),
+])
+def test_a_class_made_other_than_by_calling_its_name_keeps_its_parameters(extra, why):
+    out = _fold(OPTIMIZER + extra)
+    init = next(n for n in ast.walk(ast.parse(out)) if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    assert "wd" in [a.arg for a in init.args.args], why
+
+
+def test_a_class_that_copies_itself_keeps_its_parameters():
+    src = OPTIMIZER.replace("        self.decay = cautious_decay if cautious else plain_decay\n",
+                            "        self.decay = cautious_decay if cautious else plain_decay\n\n"
+                            "    def clone(self):\n        return type(self)(self.params, self.lr, 1.0)\n")
+    init = next(n for n in ast.walk(ast.parse(_fold(src))) if isinstance(n, ast.FunctionDef)
+                and n.name == "__init__")
+    assert "wd" in [a.arg for a in init.args.args]
+
+
+def test_an_unread_parameter_goes_when_passing_it_runs_no_code():
+    src = """
+def f(x, cfg, log):
+    return x + 1
+
+def g(x, cfg):
+    return x
+
+def main(cfg, log):
+    return f(1, cfg, log), f(2, cfg.model, log), g(3, make(log))
+
+def make(log):
+    log.append('made')
+    return log
+"""
+    out = _fold(src)
+    assert _signature(out, "f") == ["x"]
+    assert _signature(out, "g") == ["cfg"]  # x is the constant 3; cfg is unread but its argument calls make()
+    log: list = []
+    assert _run(out)["main"](type("C", (), {"model": 0})(), log) == (2, 3, 3) and log == ["made"]
+
+
+def test_a_constant_key_read_of_a_table_is_its_entry_and_the_other_entries_go():
+    src = """
+FAST = (1, 2)
+SLOW = (3, 4)
+TABLE = {'fast': FAST, 'slow': SLOW, 'n': 7}
+
+def main():
+    return TABLE['fast'], TABLE['n']
+"""
+    out = _fold(src)
+    assert "SLOW" not in out and "TABLE" not in out
+    assert _run(out)["main"]() == ((1, 2), 7)
+
+
+@pytest.mark.parametrize("use, why", [
+    ("TABLE['fast'] = (0, 0)", "a store into the table"),
+    ("TABLE.update(fast=(0, 0))", "a method call may change it"),
+    ("FAST = (0, 0)", "an entry's name is bound twice"),
+])
+def test_a_table_that_may_change_keeps_its_reads(use, why):
+    src = f"""
+FAST = (1, 2)
+TABLE = {{'fast': FAST}}
+{use}
+
+def main():
+    return TABLE['fast']
+"""
+    out = _fold(src)
+    assert "TABLE['fast']" in out, why
+    assert _run(out)["main"]() == _run(HEAD + src)["main"]()

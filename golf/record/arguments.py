@@ -2,21 +2,30 @@
 
 After config folding (golf.record.specialize) and flattening (golf.record.flatten), the one config's program
 calls many of golf's functions with the same literal everywhere: `build_train_loader('sequential', ...,
-vocab_size=1024)`, `load_state_dict_from_artifact(path, False)`, `init_distributed(device, 120.0)`. Such a
-parameter is a constant of the program. This pass removes it from the signature and from every call, binds it
-as a local at the top of the body and lets golf.record.constants propagate it, so the simplifier decides the
-branches it guarded (the other loader kinds, the structural artifact checks) and the shaker drops what only those
-branches used. A function whose body is `return <constant>` (`calibrates_in_training` once its config folded) is
-replaced by that constant at calls whose arguments cannot run code.
+vocab_size=1024)`, `load_state_dict_from_artifact(path, False)`, `Muon(..., weight_decay=0.0)`. Such a parameter
+is a constant of the program. This pass removes it from the signature and from every call, binds it as a local at
+the top of the body and lets golf.record.constants propagate it, so the simplifier decides the branches it
+guarded (the other loader kinds, the structural artifact checks, Muon's range checks) and the shaker drops what
+only those branches used. Also:
+- a parameter the body never reads is removed when every call passes it something that runs no code (a
+  constant, a name, attributes of a name);
+- a function whose body is `return <constant>` (`calibrates_in_training` once its config folded) is replaced by
+  that constant at calls whose arguments run no code;
+- a constant-key read of a module-level table of constants and names (`NS_COEFFICIENTS['jordan']`) is replaced by
+  the entry (`fold_tables`), so the other entries (the Polar Express coefficients) can be shaken.
 
 A function qualifies only when nothing else can call it, so every call is seen:
 - it is a top-level `def` of the flat program, bound once at module level, undecorated or with pure decorators
-  only (golf.record.shake's list), and no function, lambda, comprehension or class binds its name;
-- its name is read only as the callee of calls (never passed, stored, tabled in a `sys.modules` namespace, or
-  spelled as a string), and no call uses `*args` or `**kwargs`.
+  only (golf.record.shake's list), and no function, lambda or comprehension binds its name; or it is the own
+  `__init__` of such a top-level class that only calls by name construct (no dataclass, `__new__`, classmethod,
+  `type(self)` or `__class__`, and no subclass: naming it as a base is a use);
+- its name is read only as the callee of calls or in parameter annotations (never evaluated: every module has
+  `from __future__ import annotations`); never passed, stored, tabled in a `sys.modules` namespace, or spelled
+  as a string other than in a comparison (`type(o).__name__ == 'Muon'`); no call uses `*args` or `**kwargs`.
 A parameter is folded when it is a plain positional or keyword-only one (not `*args`/`**kwargs`), every call
-passes it (or leaves its default) as the same constant (same type and value), and the function never rebinds it
-nor shadows it in a nested scope. Python's semantics are kept exactly.
+passes it (or leaves its default) as the same constant (same type and value), and the function never rebinds it,
+shadows it in a nested scope, or reads a global of that name in a default or decorator. Python's semantics are
+kept exactly.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import ast
 import re
 
 from golf.record.constants import _bound_names, _own_nodes
-from golf.record.shake import _removable_def
+from golf.record.shake import _decorator_name, _removable_def
 
 _MARK = re.compile(r"(?m)^(?=#@)")
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp, ast.SetComp,
@@ -37,13 +46,14 @@ def _key(node: ast.expr | None):
     return (type(node.value), node.value) if isinstance(node, ast.Constant) else None
 
 
-def _params(fn: ast.FunctionDef) -> list[tuple[str, int | None, ast.expr | None]]:
-    """(name, positional index or None for keyword-only, default) of each plain parameter."""
+def _params(fn: ast.FunctionDef, skip: int) -> list[tuple[str, int | None, ast.expr | None, int | None]]:
+    """(name, index among a call's positional arguments or None when keyword-only, default, index in the def's
+    positional parameters) of each plain parameter after the first `skip` (1: an `__init__`'s self)."""
     a = fn.args
     pos = [*a.posonlyargs, *a.args]
     defaults = [None] * (len(pos) - len(a.defaults)) + list(a.defaults)
-    return ([(p.arg, i, d) for i, (p, d) in enumerate(zip(pos, defaults, strict=True))]
-            + [(p.arg, None, d) for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True)])
+    return ([(p.arg, i - skip, d, i) for i, (p, d) in enumerate(zip(pos, defaults, strict=True)) if i >= skip]
+            + [(p.arg, None, d, None) for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True)])
 
 
 def _passed(call: ast.Call, name: str, index: int | None, default: ast.expr | None) -> ast.expr | None:
@@ -52,37 +62,81 @@ def _passed(call: ast.Call, name: str, index: int | None, default: ast.expr | No
     return next((k.value for k in call.keywords if k.arg == name), default)
 
 
-def _candidates(trees: list[ast.Module]) -> dict[str, tuple[ast.FunctionDef, list[ast.Call]]]:
-    """Top-level functions that only direct calls reach -> (def, every call)."""
-    defs: dict[str, ast.FunctionDef] = {}
+def _init_of(cls: ast.ClassDef) -> ast.FunctionDef | None:
+    """The class's own `__init__` when its instances can be made only by calling the class by name: not a
+    dataclass or named tuple (their __init__ is generated), no `__new__`, no classmethod (`cls(...)`), no
+    `type(self)(...)` / `self.__class__`."""
+    if cls.decorator_list or cls.keywords:
+        return None
+    init = None
+    for item in cls.body:
+        if isinstance(item, ast.FunctionDef):
+            if item.name == "__new__" or any(_decorator_name(d) == "classmethod" for d in item.decorator_list):
+                return None
+            if item.name == "__init__" and not item.decorator_list:
+                init = item
+        elif isinstance(item, (ast.AnnAssign, ast.AsyncFunctionDef)):
+            return None
+    for n in ast.walk(cls):
+        if (isinstance(n, ast.Attribute) and n.attr == "__class__") or (
+                isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "type"):
+            return None
+    return init
+
+
+def _bindings(trees: list[ast.Module]) -> tuple[dict[str, int], set[str]]:
+    """(name -> how many module-level statements bind it, names some function, lambda or comprehension binds:
+    a read there may be a local)."""
     module_bound: dict[str, int] = {}
-    locally_bound: set[str] = set()  # bound in some function, lambda or comprehension: a read there may be local
+    locally_bound: set[str] = set()
     for tree in trees:
         for node in tree.body:
             names = [node.name] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
                 else _bound_names(node)
             for name in names:
                 module_bound[name] = module_bound.get(name, 0) + 1
-            if isinstance(node, ast.FunctionDef) and _removable_def(node):
-                defs[node.name] = node
         for node in ast.walk(tree):
             if isinstance(node, _SCOPES) and not isinstance(node, ast.ClassDef):
                 locally_bound |= _bound_names(node) - {getattr(node, "name", None)}
+    return module_bound, locally_bound
+
+
+def _candidates(trees: list[ast.Module]) -> dict[str, tuple[ast.FunctionDef, list[ast.Call], int]]:
+    """Top-level functions (and classes, through their `__init__`) that only direct calls reach ->
+    (the def, every call, how many leading parameters calls do not pass)."""
+    defs: dict[str, tuple[ast.FunctionDef, int]] = {}
+    module_bound, locally_bound = _bindings(trees)
+    compared: set[int] = set()  # strings compared with (`type(o).__name__ == 'Muon'`) never fetch the object
+    for tree in trees:
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and _removable_def(node):
+                defs[node.name] = (node, 0)
+            elif isinstance(node, ast.ClassDef) and (init := _init_of(node)) is not None:
+                defs[node.name] = (init, 1)
+        compared |= {id(c) for node in ast.walk(tree) if isinstance(node, ast.Compare)
+                     for c in (node.left, *node.comparators)}
     defs = {k: v for k, v in defs.items() if module_bound.get(k) == 1 and k not in locally_bound}
     calls: dict[str, list[ast.Call]] = {k: [] for k in defs}
     escaped: set[str] = set()
     for tree in trees:
         callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        unevaluated = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                       for a in (*f.args.posonlyargs, *f.args.args, *f.args.kwonlyargs, f.args.vararg,
+                                 f.args.kwarg, f) if a is not None
+                       for ann in ([a.annotation] if isinstance(a, ast.arg) else [a.returns]) if ann is not None
+                       for n in ast.walk(ann)}  # parameter/return annotations: never evaluated (future import)
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in defs:
                 calls[node.func.id].append(node)
                 if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
                     escaped.add(node.func.id)
-            elif isinstance(node, ast.Name) and node.id in defs and id(node) not in callees:
+            elif isinstance(node, ast.Name) and node.id in defs and id(node) not in callees \
+                    and id(node) not in unevaluated:
                 escaped.add(node.id)
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in defs:
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in defs \
+                    and id(node) not in compared:
                 escaped.add(node.value)
-    return {k: (defs[k], calls[k]) for k in defs if k not in escaped and calls[k]}
+    return {k: (defs[k][0], calls[k], defs[k][1]) for k in defs if k not in escaped and calls[k]}
 
 
 def _foldable(fn: ast.FunctionDef, name: str) -> bool:
@@ -95,26 +149,30 @@ def _foldable(fn: ast.FunctionDef, name: str) -> bool:
             and not any(isinstance(n, ast.Name) and n.id == name for o in outer for n in ast.walk(o)))
 
 
-def _fold_parameter(fn: ast.FunctionDef, calls: list[ast.Call], name: str, index: int | None,
-                    value: ast.Constant) -> None:
+def _drop_parameter(fn: ast.FunctionDef, calls: list[ast.Call], name: str, index: int | None,
+                    pindex: int | None) -> None:
+    """Remove parameter `name` from the def and its argument from every call (arguments as `_params` gives)."""
     for call in calls:
         if index is not None and index < len(call.args):
             del call.args[index]
         else:
             call.keywords = [k for k in call.keywords if k.arg != name]
     a = fn.args
-    if index is None:
+    if pindex is None:
         i = [p.arg for p in a.kwonlyargs].index(name)
         del a.kwonlyargs[i], a.kw_defaults[i]
+        return
+    first_default = len(a.posonlyargs) + len(a.args) - len(a.defaults)
+    if pindex >= first_default:
+        del a.defaults[pindex - first_default]
+    if pindex < len(a.posonlyargs):
+        del a.posonlyargs[pindex]
     else:
-        n_pos = len(a.posonlyargs) + len(a.args)
-        first_default = n_pos - len(a.defaults)
-        if index >= first_default:
-            del a.defaults[index - first_default]
-        if index < len(a.posonlyargs):
-            del a.posonlyargs[index]
-        else:
-            del a.args[index - len(a.posonlyargs)]
+        del a.args[pindex - len(a.posonlyargs)]
+
+
+def _bind_local(fn: ast.FunctionDef, name: str, value: ast.Constant) -> None:
+    """`name = value` as the body's first statement (after the docstring)."""
     docstring = isinstance(fn.body[0], ast.Expr) and isinstance(fn.body[0].value, ast.Constant)
     start = 1 if docstring and len(fn.body) > 1 else 0
     # placed at column 0 of the first statement's line: before every read in the body (golf.record.constants
@@ -123,6 +181,10 @@ def _fold_parameter(fn: ast.FunctionDef, calls: list[ast.Call], name: str, index
     binding = ast.Assign(targets=[ast.Name(name, ast.Store())], value=ast.Constant(value.value), lineno=line,
                          col_offset=0, end_lineno=line, end_col_offset=0)
     fn.body.insert(start, binding)
+
+
+def _unread(fn: ast.FunctionDef, name: str) -> bool:
+    return not any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(fn))
 
 
 def _returned_constant(fn: ast.FunctionDef) -> ast.Constant | None:
@@ -154,17 +216,23 @@ def fold_arguments(trees: list[ast.Module]) -> set[int]:
     in place; the module docstring says which). Returns the indexes of the trees that changed."""
     changed: set[int] = set()
     owner = {id(node): i for i, tree in enumerate(trees) for node in ast.walk(tree)}
-    for fn, calls in _candidates(trees).values():
+    for fn, calls, skip in _candidates(trees).values():
         folded = False
-        for name, index, default in reversed(_params(fn)):  # from the last, so earlier indexes stay valid
-            keys = {_key(_passed(call, name, index, default)) for call in calls}
-            if len(keys) != 1 or None in keys or not _foldable(fn, name):
+        for name, index, default, pindex in reversed(_params(fn, skip)):  # last first: earlier indexes stay valid
+            passed = [_passed(call, name, index, default) for call in calls]
+            keys = {_key(p) for p in passed}
+            if len(keys) == 1 and None not in keys and _foldable(fn, name):
+                _drop_parameter(fn, calls, name, index, pindex)
+                _bind_local(fn, name, passed[0])
+            elif (_unread(fn, name) and all(p is not None and _inert(p) for p in passed)
+                  and (default is None or _inert(default))):
+                _drop_parameter(fn, calls, name, index, pindex)  # never read, and passing it runs no code
+            else:
                 continue
-            _fold_parameter(fn, calls, name, index, _passed(calls[0], name, index, default))
             folded = True
         if folded:
             changed |= {owner[id(fn)]} | {owner[id(c)] for c in calls}
-        value = _returned_constant(fn)
+        value = _returned_constant(fn) if not skip else None
         if value is not None:
             inert = {id(c): value for c in calls if all(_inert(a) for a in c.args)
                      and all(_inert(k.value) for k in c.keywords)}
@@ -172,6 +240,74 @@ def fold_arguments(trees: list[ast.Module]) -> set[int]:
                 _ReplaceCalls(inert).visit(trees[i])
                 changed.add(i)
     return changed
+
+
+def _table(node: ast.stmt) -> tuple[str, dict] | None:
+    """(name, {constant key: value}) of a module-level `NAME = {...}` whose keys are constants and values are
+    constants or names."""
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        target, value = node.targets[0], node.value
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        target, value = node.target, node.value
+    else:
+        return None
+    if not (isinstance(target, ast.Name) and isinstance(value, ast.Dict)):
+        return None
+    if not all(isinstance(k, ast.Constant) and isinstance(v, (ast.Constant, ast.Name))
+               for k, v in zip(value.keys, value.values, strict=True)):
+        return None
+    return target.id, {_key(k): v for k, v in zip(value.keys, value.values, strict=True)}
+
+
+def fold_tables(trees: list[ast.Module]) -> set[int]:
+    """`NS_COEFFICIENTS['jordan']` -> `NS5_COEFFS`: a constant-key read of a module-level table (`_table`) is
+    replaced by the entry, so the tables' other entries (and what only they name) can be shaken. Only when the
+    table and every name among its values are bound once at module level and never locally, and nothing stores
+    into the table (`T[k] = v`, `T.update(...)`, `del T[k]`: any use but a subscript read keeps every read).
+    Returns the indexes of the trees that changed."""
+    module_bound, locally_bound = _bindings(trees)
+    tables = dict(found for tree in trees for node in tree.body if (found := _table(node)))
+    reads: dict[str, list[ast.Subscript]] = {k: [] for k in tables}
+    other: set[str] = set()
+    for tree in trees:
+        subscripted = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Subscript)
+                       and isinstance(n.ctx, ast.Load)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in tables \
+                    and isinstance(node.ctx, ast.Load):
+                reads[node.value.id].append(node)
+            elif isinstance(node, ast.Name) and node.id in tables and id(node) not in subscripted \
+                    and isinstance(node.ctx, ast.Load):
+                other.add(node.id)
+    values: dict[int, ast.expr] = {}
+    for name, table in tables.items():
+        names = {v.id for v in table.values() if isinstance(v, ast.Name)}
+        if module_bound.get(name) != 1 or name in locally_bound or name in other \
+                or any(module_bound.get(n) != 1 or n in locally_bound for n in names):
+            continue
+        for read in reads[name]:
+            entry = table.get(_key(read.slice))
+            if entry is not None:
+                values[id(read)] = entry
+    changed = set()
+    for i, tree in enumerate(trees):
+        if any(id(n) in values for n in ast.walk(tree)):
+            _ReplaceSubscripts(values).visit(tree)
+            changed.add(i)
+    return changed
+
+
+class _ReplaceSubscripts(ast.NodeTransformer):
+    def __init__(self, values: dict[int, ast.expr]):
+        self.values = values
+
+    def visit_Subscript(self, node: ast.Subscript):
+        entry = self.values.get(id(node))
+        if entry is None:
+            self.generic_visit(node)
+            return node
+        return ast.copy_location(ast.Name(entry.id, ast.Load()) if isinstance(entry, ast.Name)
+                                 else ast.Constant(entry.value), node)
 
 
 def split_sections(source: str) -> list[str]:
