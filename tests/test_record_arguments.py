@@ -279,3 +279,41 @@ def main():
     out = _fold(src)
     assert "TABLE['fast']" in out, why
     assert _run(out)["main"]() == _run(HEAD + src)["main"]()
+
+
+def test_a_global_bound_once_to_a_constant_folds_into_its_reads_and_their_branches():
+    src = """
+PERGROUP = 'pergroup'
+MAGIC = b'GOLF\\x00'
+
+def pergroup(raw):
+    return raw[::-1]
+
+def compress(raw, codec):
+    if codec == PERGROUP:
+        return pergroup(raw)
+    return raw
+
+def main(raw):
+    return compress(raw, 'zlib'), f'{MAGIC!r}'
+"""
+    out = _fold(src)
+    assert "def pergroup" not in out  # 'zlib' == 'pergroup' decided the branch
+    assert "f'{MAGIC!r}'" in out  # b'...\\x00' cannot go inside f-string braces before Python 3.12
+    assert _run(out)["main"](b"ab") == _run(HEAD + src)["main"](b"ab") == (b"ab", "b'GOLF\\x00'")
+
+
+@pytest.mark.parametrize("extra, why", [
+    ("\ndef reset():\n    global MODE\n    MODE = 'b'\n", "a function declares it global"),
+    ("\nclass K:\n    MODE = 'b'\n    picked = MODE\n", "a class body binds the name: its reads there are the class's"),
+    ("\nMODE = 'b'\n", "bound twice at module level"),
+    ("\nLONG = 'x' * 1\nsetattr(K2, 'a', 1) if False else None\nclass K2:\n    pass\n", "setattr may bind anything"),
+])
+def test_globals_that_may_change_or_be_shadowed_stay_names(extra, why):
+    src = "\nMODE = 'a'\n\ndef main():\n    return MODE == 'a'\n" + extra
+    assert "return MODE == 'a'" in _fold(src), why
+
+
+def test_a_long_string_global_stays_one_name():
+    src = f"\nMESSAGE = {'x' * 80!r}\n\ndef main():\n    return MESSAGE + MESSAGE\n"
+    assert "return MESSAGE + MESSAGE" in _fold(src)

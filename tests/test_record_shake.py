@@ -196,6 +196,30 @@ def test_locals_that_may_change_or_be_unbound_stay(src, why):
     assert "return a" in _propagated(src), why
 
 
+def test_a_tuple_binding_propagates_the_names_that_qualify_and_keeps_the_others():
+    src = ("def f(xs):\n    table, fit = None, None\n    for x in xs:\n        fit = x\n"
+           "    return (table, fit)\n")
+    out = _propagated(src)
+    assert "fit = None" in out and "table" not in out and "return (None, fit)" in out
+    namespace: dict = {}
+    exec(out, namespace)
+    assert namespace["f"]([1, 2]) == (None, 2) and namespace["f"]([]) == (None, None)
+
+
+def test_a_constant_needing_a_backslash_is_not_put_inside_an_f_string():
+    """ast.unparse (Python < 3.12) cannot write f'{sep}' with sep = '\\n' inlined: that local stays."""
+    out = _propagated("def f(x):\n    sep = '\\n'\n    return f'{x}{sep}'\n")
+    assert "sep = " in out
+    assert "', '" in _propagated("def f(x):\n    sep = ', '\n    return f'{x}{sep}'\n")
+
+
+def test_a_typed_receiver_folds_once_the_branch_that_rebound_it_is_gone():
+    src = ("def f(quant: QuantConfig, cfg):\n    table = None if cfg.model.vocab_size == 1024 else {}\n"
+           "    if table is not None:\n        quant = other(quant)\n    return quant.scheme\n")
+    out = specialize({"_pg.a": FUTURE + src}, CONFIG, set(), SECTIONS)["_pg.a"]
+    assert "return 'int8'" in out
+
+
 def test_a_nested_function_reading_the_constant_gets_it_too():
     src = "def f():\n    a = 7\n    def g():\n        return a\n    return g()\n"
     out = _propagated(src)

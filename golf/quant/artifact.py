@@ -150,14 +150,16 @@ def build_artifact(
     path = Path(name)
     try:
         raw, table = build_payload(qstate)
-        blob, codec, level, byte_shuffle, trials = compress_payload(raw, codec, level, byte_shuffle, table)
+        # the codec, level and shuffle used ("best" picks them) get names of their own: the requested ones stay
+        # unchanged, so a record's file folds them as constants (golf.record.arguments)
+        blob, used_codec, used_level, used_shuffle, trials = compress_payload(raw, codec, level, byte_shuffle, table)
         manifest = {
             "format_version": FORMAT_VERSION,
             "created_with": f"golf {golf_version()}",
             "scheme": qstate.scheme,
-            "codec": codec,
-            "level": level,
-            "byte_shuffle": byte_shuffle,
+            "codec": used_codec,
+            "level": used_level,
+            "byte_shuffle": used_shuffle,
             "payload_sha256": hashlib.sha256(blob).hexdigest(),
             "raw_payload_sha256": hashlib.sha256(raw).hexdigest(),
             "payload_bytes": len(blob),
@@ -165,7 +167,7 @@ def build_artifact(
             "config_fingerprint": config_fingerprint(config),
             "stats": dict(qstate.stats),
             "extra": extra if extra is not None else {},
-            "tensors": [{**e, "codec": codec} for e in table],
+            "tensors": [{**e, "codec": used_codec} for e in table],
         }
         manifest_bytes = encode_manifest(manifest)
     except (CodecError, PayloadError, PackingError) as exc:
@@ -176,19 +178,30 @@ def build_artifact(
         raise ArtifactError(f"{path}: manifest not JSON-serializable: {exc}") from exc
     chunks = [_HEADER.pack(MAGIC, FORMAT_VERSION, len(manifest_bytes)), manifest_bytes, blob]
     info = ArtifactInfo(path=path, file_bytes=sum(len(c) for c in chunks), payload_bytes=len(raw),
-                        compressed_bytes=len(blob), manifest_bytes=len(manifest_bytes), codec=codec, level=level,
-                        byte_shuffle=byte_shuffle, codec_trials=[] if codec == PERGROUP else trials,
-                        streams=trials if codec == PERGROUP else [])
+                        compressed_bytes=len(blob), manifest_bytes=len(manifest_bytes), codec=used_codec,
+                        level=used_level, byte_shuffle=used_shuffle,
+                        codec_trials=[] if used_codec == PERGROUP else trials,
+                        streams=trials if used_codec == PERGROUP else [])
     return chunks, info
 
 
-def stage_artifact(path: str | Path, qstate: QuantizedState, **kwargs) -> tuple[StagedFile, ArtifactInfo]:
+def stage_artifact(
+    path: str | Path,
+    qstate: QuantizedState,
+    codec: str = "zlib",
+    level: int | None = 9,
+    config: dict | str | None = None,
+    extra: dict | None = None,
+    byte_shuffle: int = 0,
+) -> tuple[StagedFile, ArtifactInfo]:
     """Write the artifact to a temp file beside ``path`` (``StagedFile.tmp``) without replacing ``path``:
     the caller checks it (budget, round-trip) and then ``commit()``s or ``discard()``s it.
 
-    Keyword arguments as ``write_artifact``. Raises ArtifactError, golf.io.OutputError / DiskFullError.
+    Arguments as ``write_artifact`` (spelled out, not ``**kwargs``: a record's generated file folds the ones its
+    config passes as constants, golf.record.arguments). Raises ArtifactError, golf.io.OutputError / DiskFullError.
     """
-    chunks, info = build_artifact(qstate, name=path, **kwargs)
+    chunks, info = build_artifact(qstate, codec=codec, level=level, config=config, extra=extra,
+                                  byte_shuffle=byte_shuffle, name=path)
     staged = StagedFile(path)
     staged.write(chunks)
     return staged, info

@@ -12,7 +12,9 @@ only those branches used. Also:
 - a function whose body is `return <constant>` (`calibrates_in_training` once its config folded) is replaced by
   that constant at calls whose arguments run no code;
 - a constant-key read of a module-level table of constants and names (`NS_COEFFICIENTS['jordan']`) is replaced by
-  the entry (`fold_tables`), so the other entries (the Polar Express coefficients) can be shaken.
+  the entry (`fold_tables`), so the other entries (the Polar Express coefficients) can be shaken;
+- a module-level name bound once to a short constant (`PERGROUP_CODEC = 'pergroup'`) is replaced at its reads
+  (`fold_globals`), so `codec == PERGROUP_CODEC` decides once the codec is a constant.
 
 A function qualifies only when nothing else can call it, so every call is seen:
 - it is a top-level `def` of the flat program, bound once at module level, undecorated or with pure decorators
@@ -33,7 +35,7 @@ from __future__ import annotations
 import ast
 import re
 
-from golf.record.constants import _bound_names, _own_nodes
+from golf.record.constants import _bound_names, _own_nodes, _Replace
 from golf.record.shake import _decorator_name, _removable_def
 
 _MARK = re.compile(r"(?m)^(?=#@)")
@@ -308,6 +310,49 @@ class _ReplaceSubscripts(ast.NodeTransformer):
             return node
         return ast.copy_location(ast.Name(entry.id, ast.Load()) if isinstance(entry, ast.Name)
                                  else ast.Constant(entry.value), node)
+
+
+_SHORT = 40
+"""Longest string a global constant may be to be copied into its reads (a long one is cheaper named once)."""
+
+
+def fold_globals(trees: list[ast.Module]) -> set[int]:
+    """`PERGROUP_CODEC` -> `'pergroup'`: the reads of a module-level name bound once, by `NAME = <constant>`
+    (a bool, number, None or a string of at most `_SHORT` characters), become the constant, so comparisons with
+    it fold. Only when no function, lambda, comprehension or class body binds or declares the name anywhere
+    (so every read is the global) and the program never calls `globals()` or `setattr`. Returns the indexes of
+    the trees that changed."""
+    module_bound, locally_bound = _bindings(trees)
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                locally_bound |= _bound_names(node)
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("globals", "setattr"):
+                return set()
+    values: dict[str, ast.Constant] = {}
+    for tree in trees:
+        for node in tree.body:
+            target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else (
+                node.target if isinstance(node, ast.AnnAssign) else None)
+            value = getattr(node, "value", None)
+            if (isinstance(target, ast.Name) and isinstance(value, ast.Constant)
+                    and module_bound.get(target.id) == 1 and target.id not in locally_bound
+                    and (not isinstance(value.value, (str, bytes)) or len(value.value) <= _SHORT)):
+                values[target.id] = value
+    changed = set()
+    for i, tree in enumerate(trees):
+        if any(isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in values for n in ast.walk(tree)):
+            _ReplaceOutsideFStrings(values).visit(tree)
+            changed.add(i)
+    return changed
+
+
+class _ReplaceOutsideFStrings(_Replace):
+    """A constant inside an f-string's braces may need a backslash there (`f'{MAGIC!r}'`, b'...\\x00'), which
+    ast.unparse cannot write before Python 3.12: those reads stay names."""
+
+    def visit_JoinedStr(self, node: ast.JoinedStr):
+        return node
 
 
 def split_sections(source: str) -> list[str]:

@@ -36,7 +36,7 @@ from pathlib import Path
 import python_minifier
 
 from golf.errors import GolfError
-from golf.record.arguments import fold_arguments, fold_tables, split_sections
+from golf.record.arguments import fold_arguments, fold_globals, fold_tables, split_sections
 from golf.record.flatten import FlattenError, flatten
 from golf.record.prevalidated import baked_delta, drop_post_init, prevalidated_classes, section_paths
 from golf.record.shake import shake
@@ -250,7 +250,7 @@ def fold_program(source: str, main: str) -> str:
     for _ in range(_FOLD_ROUNDS):
         sections = split_sections(source)
         trees = [ast.parse(s) for s in sections]
-        changed = fold_arguments(trees) | fold_tables(trees)
+        changed = fold_arguments(trees) | fold_tables(trees) | fold_globals(trees)
         if not changed:
             break
         for i in changed:

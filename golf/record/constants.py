@@ -6,7 +6,8 @@ the simplifier can decide the branches they guard, and drops the assignment. A l
 function:
 
 - it is bound exactly once, by a statement directly in the function body (not in a loop, branch, `with` or
-  `try`): `name = <constant>` or `a, b = <constant>, <constant>`;
+  `try`): `name = <constant>` or `a, b = <constant>, <constant>` (the names of such a tuple that qualify are
+  propagated, the others keep their binding);
 - it is not a parameter, not declared `global` / `nonlocal` there or in a nested function, and no nested
   function, lambda or comprehension binds the same name;
 - every read outside nested functions comes after that statement (so no read ever saw it unbound).
@@ -97,6 +98,9 @@ def _propagate_in(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     params = {a.arg for a in ast.walk(func.args) if isinstance(a, ast.arg)}
     counts = _binding_counts(func)
     shadowed = set().union(*(_bound_names(s) for s in _nested_scopes(func)))
+    # before Python 3.12 ast.unparse cannot write a backslash inside an f-string's braces (`f'{sep}'`, sep='\\n')
+    in_fstrings = {n.id for f in _own_nodes(func) if isinstance(f, ast.JoinedStr) for n in ast.walk(f)
+                   if isinstance(n, ast.Name)}
     changed = False
     for stmt in list(func.body):
         values = {name: value for name, value in _constant_bindings(stmt).items()
@@ -107,11 +111,18 @@ def _propagate_in(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
         loads = [n for n in _own_nodes(func) if isinstance(n, ast.Name) and n.id in values
                  and isinstance(n.ctx, ast.Load)]
         early = {n.id for n in loads if (n.lineno, n.col_offset) < end}
-        values = {k: v for k, v in values.items() if k not in early}
-        if not values or len(values) != len(_constant_bindings(stmt)):
-            continue  # keep the statement whole: a tuple binding is replaced only when every name qualifies
+        values = {k: v for k, v in values.items() if k not in early and not (k in in_fstrings and "\\" in repr(v.value))}
+        if not values:
+            continue
         _Replace(values).visit(func)
-        func.body.remove(stmt)
+        rest = {k: v for k, v in _constant_bindings(stmt).items() if k not in values}
+        if rest:  # `table, fit = None, None` with only `table` constant: `fit = None` stays
+            target = ast.Name(next(iter(rest)), ast.Store()) if len(rest) == 1 else ast.Tuple(
+                [ast.Name(k, ast.Store()) for k in rest], ast.Store())
+            value = next(iter(rest.values())) if len(rest) == 1 else ast.Tuple(list(rest.values()), ast.Load())
+            func.body[func.body.index(stmt)] = ast.fix_missing_locations(ast.copy_location(ast.Assign([target], value), stmt))
+        else:
+            func.body.remove(stmt)
         changed = True
     if not func.body:
         func.body.append(ast.Pass())

@@ -338,12 +338,15 @@ def specialize(sources: dict[str, str], config: dict, frozen_keys: set[str],
     for name, src in sources.items():
         tree = ast.parse(src)
         derived = None if root is None else _Derived(root, suffixes, config_functions(tree, name, package))
-        folder = _Folder(paths, leaves, groups, sections or {}, derived)
-        tree = folder.visit(tree)
-        if not folder.changed:
-            out[name] = src
-            continue
-        out[name] = ast.unparse(ast.fix_missing_locations(simplify(tree))) + "\n"
+        changed = False
+        while True:  # a decided branch may drop the rebinding that kept a typed receiver from folding
+            folder = _Folder(paths, leaves, groups, sections or {}, derived)
+            tree = folder.visit(tree)
+            if not folder.changed:
+                break
+            changed = True
+            tree = simplify(tree)
+        out[name] = ast.unparse(ast.fix_missing_locations(tree)) + "\n" if changed else src
     return out
 
 
