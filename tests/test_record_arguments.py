@@ -307,6 +307,7 @@ def main(raw):
     ("\ndef reset():\n    global MODE\n    MODE = 'b'\n", "a function declares it global"),
     ("\nclass K:\n    MODE = 'b'\n    picked = MODE\n", "a class body binds the name: its reads there are the class's"),
     ("\nMODE = 'b'\n", "bound twice at module level"),
+    ("\ndef other():\n    import os as MODE\n    return MODE\n", "a function imports a local of that name"),
     ("\nLONG = 'x' * 1\nsetattr(K2, 'a', 1) if False else None\nclass K2:\n    pass\n", "setattr may bind anything"),
 ])
 def test_globals_that_may_change_or_be_shadowed_stay_names(extra, why):

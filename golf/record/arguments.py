@@ -35,8 +35,8 @@ from __future__ import annotations
 import ast
 import re
 
-from golf.record.constants import _bound_names, _own_nodes, _Replace
-from golf.record.shake import _decorator_name, _removable_def
+from golf.record.constants import ReplaceNames, bound_names, own_nodes
+from golf.record.shake import decorator_name, removable_def
 
 _MARK = re.compile(r"(?m)^(?=#@)")
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp, ast.SetComp,
@@ -73,7 +73,7 @@ def _init_of(cls: ast.ClassDef) -> ast.FunctionDef | None:
     init = None
     for item in cls.body:
         if isinstance(item, ast.FunctionDef):
-            if item.name == "__new__" or any(_decorator_name(d) == "classmethod" for d in item.decorator_list):
+            if item.name == "__new__" or any(decorator_name(d) == "classmethod" for d in item.decorator_list):
                 return None
             if item.name == "__init__" and not item.decorator_list:
                 init = item
@@ -94,12 +94,12 @@ def _bindings(trees: list[ast.Module]) -> tuple[dict[str, int], set[str]]:
     for tree in trees:
         for node in tree.body:
             names = [node.name] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
-                else _bound_names(node)
+                else bound_names(node)
             for name in names:
                 module_bound[name] = module_bound.get(name, 0) + 1
         for node in ast.walk(tree):
             if isinstance(node, _SCOPES) and not isinstance(node, ast.ClassDef):
-                locally_bound |= _bound_names(node) - {getattr(node, "name", None)}
+                locally_bound |= bound_names(node) - {getattr(node, "name", None)}
     return module_bound, locally_bound
 
 
@@ -111,7 +111,7 @@ def _candidates(trees: list[ast.Module]) -> dict[str, tuple[ast.FunctionDef, lis
     compared: set[int] = set()  # strings compared with (`type(o).__name__ == 'Muon'`) never fetch the object
     for tree in trees:
         for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and _removable_def(node):
+            if isinstance(node, ast.FunctionDef) and removable_def(node):
                 defs[node.name] = (node, 0)
             elif isinstance(node, ast.ClassDef) and (init := _init_of(node)) is not None:
                 defs[node.name] = (init, 1)
@@ -144,10 +144,10 @@ def _candidates(trees: list[ast.Module]) -> dict[str, tuple[ast.FunctionDef, lis
 def _foldable(fn: ast.FunctionDef, name: str) -> bool:
     """`name` is never rebound in `fn`, no nested scope binds it and no default or decorator reads a global of that
     name (so a binding at the top of the body reaches every read, and only those)."""
-    stores = [n for n in _own_nodes(fn) if isinstance(n, ast.Name) and n.id == name and not isinstance(n.ctx, ast.Load)]
-    nested = [n for n in _own_nodes(fn) if isinstance(n, _SCOPES)]
+    stores = [n for n in own_nodes(fn) if isinstance(n, ast.Name) and n.id == name and not isinstance(n.ctx, ast.Load)]
+    nested = [n for n in own_nodes(fn) if isinstance(n, _SCOPES)]
     outer = [*fn.decorator_list, *fn.args.defaults, *(d for d in fn.args.kw_defaults if d)]  # read outside fn
-    return (not stores and not any(name in _bound_names(s) for s in nested)
+    return (not stores and not any(name in bound_names(s) for s in nested)
             and not any(isinstance(n, ast.Name) and n.id == name for o in outer for n in ast.walk(o)))
 
 
@@ -326,7 +326,7 @@ def fold_globals(trees: list[ast.Module]) -> set[int]:
     for tree in trees:
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
-                locally_bound |= _bound_names(node)
+                locally_bound |= bound_names(node)
             elif isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("globals", "setattr"):
                 return set()
     values: dict[str, ast.Constant] = {}
@@ -347,7 +347,7 @@ def fold_globals(trees: list[ast.Module]) -> set[int]:
     return changed
 
 
-class _ReplaceOutsideFStrings(_Replace):
+class _ReplaceOutsideFStrings(ReplaceNames):
     """A constant inside an f-string's braces may need a backslash there (`f'{MAGIC!r}'`, b'...\\x00'), which
     ast.unparse cannot write before Python 3.12: those reads stay names."""
 

@@ -22,7 +22,7 @@ import ast
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 
-def _own_nodes(node: ast.AST):
+def own_nodes(node: ast.AST):
     """The nodes of `node`'s body that belong to its own scope (nested functions/classes/lambdas excluded)."""
     todo = list(ast.iter_child_nodes(node))
     while todo:
@@ -33,28 +33,34 @@ def _own_nodes(node: ast.AST):
 
 
 def _nested_scopes(node: ast.AST):
-    for n in _own_nodes(node):
+    for n in own_nodes(node):
         if isinstance(n, _SCOPES + (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
             yield n
 
 
-def _bound_names(node: ast.AST) -> set[str]:
-    """Names a (nested) scope binds or declares: parameters, stores, global/nonlocal, imports."""
-    out: set[str] = set()
-    for n in ast.walk(node):
-        if isinstance(n, ast.arg):
-            out.add(n.arg)
-        elif isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
-            out.add(n.id)
-        elif isinstance(n, (ast.Global, ast.Nonlocal)):
-            out.update(n.names)
-        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            out.add(n.name)
-        elif isinstance(n, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and n.name:
-            out.add(n.name)
-        elif isinstance(n, ast.MatchMapping) and n.rest:
-            out.add(n.rest)
-    return out
+def _bound_by(n: ast.AST) -> list[str]:
+    """The names one node binds or declares in its scope."""
+    if isinstance(n, ast.arg):
+        return [n.arg]
+    if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+        return [n.id]
+    if isinstance(n, (ast.Global, ast.Nonlocal)):
+        return list(n.names)
+    if isinstance(n, ast.alias):  # import a.b (binds a), import a as b, from m import a [as b]
+        return [n.asname or n.name.split(".")[0]]
+    if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [n.name]
+    if isinstance(n, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and n.name:
+        return [n.name]
+    if isinstance(n, ast.MatchMapping) and n.rest:
+        return [n.rest]
+    return []
+
+
+def bound_names(node: ast.AST) -> set[str]:
+    """Names `node` and every scope nested in it bind or declare: parameters, stores, global/nonlocal, imports,
+    defs, except/match captures."""
+    return {name for n in ast.walk(node) for name in _bound_by(n)}
 
 
 def _constant_bindings(stmt: ast.stmt) -> dict[str, ast.Constant]:
@@ -74,32 +80,21 @@ def _constant_bindings(stmt: ast.stmt) -> dict[str, ast.Constant]:
 
 
 def _binding_counts(func: ast.AST) -> dict[str, int]:
+    """How many times each name is bound in `func`'s own scope (a global/nonlocal declaration counts 2: such a
+    name is never a constant local)."""
     counts: dict[str, int] = {}
-    for n in _own_nodes(func):
-        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
-            counts[n.id] = counts.get(n.id, 0) + 1
-        elif isinstance(n, (ast.Global, ast.Nonlocal)):
-            for name in n.names:
-                counts[name] = counts.get(name, 0) + 2  # never a constant local
-        elif isinstance(n, (ast.Import, ast.ImportFrom)):
-            for a in n.names:
-                name = a.asname or a.name.split(".")[0]
-                counts[name] = counts.get(name, 0) + 1
-        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            counts[n.name] = counts.get(n.name, 0) + 1
-        elif isinstance(n, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and n.name:
-            counts[n.name] = counts.get(n.name, 0) + 1
-        elif isinstance(n, ast.MatchMapping) and n.rest:
-            counts[n.rest] = counts.get(n.rest, 0) + 1
+    for n in own_nodes(func):
+        for name in _bound_by(n):
+            counts[name] = counts.get(name, 0) + (2 if isinstance(n, (ast.Global, ast.Nonlocal)) else 1)
     return counts
 
 
 def _propagate_in(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     params = {a.arg for a in ast.walk(func.args) if isinstance(a, ast.arg)}
     counts = _binding_counts(func)
-    shadowed = set().union(*(_bound_names(s) for s in _nested_scopes(func)))
+    shadowed = set().union(*(bound_names(s) for s in _nested_scopes(func)))
     # before Python 3.12 ast.unparse cannot write a backslash inside an f-string's braces (`f'{sep}'`, sep='\\n')
-    in_fstrings = {n.id for f in _own_nodes(func) if isinstance(f, ast.JoinedStr) for n in ast.walk(f)
+    in_fstrings = {n.id for f in own_nodes(func) if isinstance(f, ast.JoinedStr) for n in ast.walk(f)
                    if isinstance(n, ast.Name)}
     changed = False
     for stmt in list(func.body):
@@ -108,13 +103,13 @@ def _propagate_in(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
         if not values:
             continue
         end = (stmt.end_lineno or stmt.lineno, stmt.end_col_offset or 0)
-        loads = [n for n in _own_nodes(func) if isinstance(n, ast.Name) and n.id in values
+        loads = [n for n in own_nodes(func) if isinstance(n, ast.Name) and n.id in values
                  and isinstance(n.ctx, ast.Load)]
         early = {n.id for n in loads if (n.lineno, n.col_offset) < end}
         values = {k: v for k, v in values.items() if k not in early and not (k in in_fstrings and "\\" in repr(v.value))}
         if not values:
             continue
-        _Replace(values).visit(func)
+        ReplaceNames(values).visit(func)
         rest = {k: v for k, v in _constant_bindings(stmt).items() if k not in values}
         if rest:  # `table, fit = None, None` with only `table` constant: `fit = None` stays
             target = ast.Name(next(iter(rest)), ast.Store()) if len(rest) == 1 else ast.Tuple(
@@ -129,7 +124,9 @@ def _propagate_in(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     return changed
 
 
-class _Replace(ast.NodeTransformer):
+class ReplaceNames(ast.NodeTransformer):
+    """Loads of the given names become their constants (every scope: the caller checks shadowing)."""
+
     def __init__(self, values: dict[str, ast.Constant]):
         self.values = values
 

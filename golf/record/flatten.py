@@ -57,13 +57,15 @@ def _module_level(tree: ast.Module):
                 todo.extend(handler.body)
 
 
+def _stores(nodes) -> set[str]:
+    return {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+
 def _top_level_bindings(tree: ast.Module, package: str) -> tuple[set[str], dict[str, str]]:
     """(names the module's own code binds at top level, external import name -> what it imports)."""
     own: set[str] = set()
     external: dict[str, str] = {}
-    todo: list[ast.AST] = list(tree.body)
-    while todo:
-        node = todo.pop()
+    for node in _module_level(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             own.add(node.name)
         elif isinstance(node, ast.Import) and not _golf_module(node, package):
@@ -75,14 +77,12 @@ def _top_level_bindings(tree: ast.Module, package: str) -> tuple[set[str], dict[
                     external[a.asname or a.name] = f"{node.module}.{a.name}"
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             continue
-        elif isinstance(node, (ast.If, ast.Try, ast.For, ast.While, ast.With)):
-            todo.extend(ast.iter_child_nodes(node))
-        elif isinstance(node, ast.ExceptHandler):
-            todo.extend(node.body)
-            if node.name:
-                own.add(node.name)
+        elif isinstance(node, (ast.If, ast.Try, ast.For, ast.While, ast.With)):  # their blocks come on their own
+            own |= _stores([getattr(node, f) for f in ("test", "target", "iter") if hasattr(node, f)]
+                           + list(getattr(node, "items", [])))
+            own.update(h.name for h in getattr(node, "handlers", []) if h.name)
         else:
-            own.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+            own |= _stores([node])
     return own, external
 
 

@@ -44,7 +44,8 @@ def _implicit_method_names() -> frozenset[str]:
 _IMPLICIT = _implicit_method_names()
 
 
-def _decorator_name(node: ast.expr) -> str:
+def decorator_name(node: ast.expr) -> str:
+    """`@torch.no_grad()` -> 'no_grad', `@register_scheme('int8')` -> 'register_scheme'."""
     if isinstance(node, ast.Call):
         node = node.func
     if isinstance(node, ast.Attribute):
@@ -52,9 +53,10 @@ def _decorator_name(node: ast.expr) -> str:
     return node.id if isinstance(node, ast.Name) else ""
 
 
-def _removable_def(node: ast.stmt) -> bool:
+def removable_def(node: ast.stmt) -> bool:
+    """A def or class whose decorators are all pure (dropping it drops nothing that runs at import)."""
     return (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-            and all(_decorator_name(d) in _PURE_DECORATORS for d in node.decorator_list))
+            and all(decorator_name(d) in _PURE_DECORATORS for d in node.decorator_list))
 
 
 def _assigned_name(node: ast.stmt) -> str | None:
@@ -110,7 +112,7 @@ class _Module:
         self.roots: list[ast.AST] = []  # always-kept statements (their names are references)
         for node in self.tree.body:
             name = _assigned_name(node)
-            if _removable_def(node):
+            if removable_def(node):
                 self.units.append((node.name, node))
             elif name is not None:
                 self.units.append((name, node))
@@ -122,7 +124,7 @@ class _Module:
         for _, node in self.units:
             if isinstance(node, ast.ClassDef):
                 for item in node.body:
-                    if (_removable_def(item) and not isinstance(item, ast.ClassDef)
+                    if (removable_def(item) and not isinstance(item, ast.ClassDef)
                             and item.name not in _IMPLICIT and not item.name.startswith("__")):
                         self.methods.append((item.name, item, node))
 
