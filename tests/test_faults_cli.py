@@ -4,6 +4,7 @@ exactly one `error:` line, no traceback, no hang, nothing partial left and nothi
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,8 @@ def test_fault_case_is_one_line_and_loses_nothing(fault_cases, name):
 @pytest.mark.slow
 def test_every_fault_case(fault_cases):
     cases, _ = fault_cases
-    outcomes = [run_case(c, timeout=240) for c in cases.values()]
+    with ThreadPoolExecutor(2) as pool:  # cases are independent (one folder each), as `golf.bench.faults --jobs 2`
+        outcomes = list(pool.map(lambda c: run_case(c, timeout=240), cases.values()))
     rows = summarize(outcomes)
     total = rows[-1]
     assert total["one_line"] == total["cases"] and not any(

@@ -86,58 +86,103 @@ def _init_of(cls: ast.ClassDef) -> ast.FunctionDef | None:
     return init
 
 
-def _bindings(trees: list[ast.Module]) -> tuple[dict[str, int], set[str]]:
-    """(name -> how many module-level statements bind it, names some function, lambda or comprehension binds:
-    a read there may be a local)."""
-    module_bound: dict[str, int] = {}
-    locally_bound: set[str] = set()
-    for tree in trees:
-        for node in tree.body:
-            names = [node.name] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
-                else bound_names(node)
-            for name in names:
-                module_bound[name] = module_bound.get(name, 0) + 1
-        for node in ast.walk(tree):
-            if isinstance(node, _SCOPES) and not isinstance(node, ast.ClassDef):
-                locally_bound |= bound_names(node) - {getattr(node, "name", None)}
-    return module_bound, locally_bound
+class _Program:
+    """One round's index of the flat program's sections (`trees`), built by one walk so each fold need not walk
+    again. Where names are bound: `module` (name -> how many module-level statements bind it), `local` (names
+    some function, lambda or comprehension binds: a read there may be a local), `in_classes` (names a class body
+    binds at its own level, which its body's reads see first). What is where: `owner` (node id -> section),
+    `calls`, `names`, `strings` (str constants), `subscripts` (subscript reads), and the ids of `callees`,
+    `compared` (comparison operands), `subscripted` (what subscript reads read) and `unevaluated` (parameter and
+    return annotations: never evaluated, every module has `from __future__ import annotations`); `dynamic`:
+    the program calls globals() or setattr. Folding keeps the index conservative: it only turns parameters into
+    locals of the same name, drops parameters, and replaces nodes (a replaced node's entries point nowhere)."""
+
+    def __init__(self, trees: list[ast.Module]):
+        self.module: dict[str, int] = {}
+        self.local: set[str] = set()
+        self.in_classes: set[str] = set()
+        for tree in trees:
+            for node in tree.body:
+                names = [node.name] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+                    else bound_names(node)
+                for name in names:
+                    self.module[name] = self.module.get(name, 0) + 1
+            self._scopes(tree)
+        self.owner: dict[int, int] = {}
+        self.calls: list[ast.Call] = []
+        self.names: list[ast.Name] = []
+        self.strings: list[ast.Constant] = []
+        self.subscripts: list[ast.Subscript] = []
+        self.callees: set[int] = set()
+        self.compared: set[int] = set()
+        self.subscripted: set[int] = set()
+        self.unevaluated: set[int] = set()
+        self.dynamic = False
+        for i, tree in enumerate(trees):
+            for node in ast.walk(tree):
+                self.owner[id(node)] = i
+                if isinstance(node, ast.Call):
+                    self.calls.append(node)
+                    self.callees.add(id(node.func))
+                    self.dynamic |= getattr(node.func, "id", "") in ("globals", "setattr")
+                elif isinstance(node, ast.Name):
+                    self.names.append(node)
+                elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    self.strings.append(node)
+                elif isinstance(node, ast.Compare):
+                    self.compared |= {id(c) for c in (node.left, *node.comparators)}
+                elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+                    self.subscripts.append(node)
+                    self.subscripted.add(id(node.value))
+                elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    a = node.args
+                    annotations = [p.annotation for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg)
+                                   if p is not None and p.annotation is not None]
+                    self.unevaluated |= {id(n) for ann in [*annotations, node.returns] if ann is not None
+                                         for n in ast.walk(ann)}
+
+    def _scopes(self, node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                for item in child.body:
+                    if not isinstance(item, _SCOPES):
+                        self.in_classes |= bound_names(item)
+                    elif not isinstance(item, ast.ClassDef):
+                        self.in_classes.add(item.name)
+                self._scopes(child)
+            elif isinstance(child, _SCOPES):  # its whole subtree at once: nested scopes bind locally too
+                self.local |= bound_names(child) - {getattr(child, "name", None)}
+                for inner in ast.walk(child):
+                    if isinstance(inner, ast.ClassDef) and inner is not child:
+                        self.in_classes |= bound_names(inner)
+            else:
+                self._scopes(child)
 
 
-def _candidates(trees: list[ast.Module]) -> dict[str, tuple[ast.FunctionDef, list[ast.Call], int]]:
+def _candidates(trees: list[ast.Module],
+                program: _Program) -> dict[str, tuple[ast.FunctionDef, list[ast.Call], int]]:
     """Top-level functions (and classes, through their `__init__`) that only direct calls reach ->
     (the def, every call, how many leading parameters calls do not pass)."""
     defs: dict[str, tuple[ast.FunctionDef, int]] = {}
-    module_bound, locally_bound = _bindings(trees)
-    compared: set[int] = set()  # strings compared with (`type(o).__name__ == 'Muon'`) never fetch the object
     for tree in trees:
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and removable_def(node):
                 defs[node.name] = (node, 0)
             elif isinstance(node, ast.ClassDef) and (init := _init_of(node)) is not None:
                 defs[node.name] = (init, 1)
-        compared |= {id(c) for node in ast.walk(tree) if isinstance(node, ast.Compare)
-                     for c in (node.left, *node.comparators)}
-    defs = {k: v for k, v in defs.items() if module_bound.get(k) == 1 and k not in locally_bound}
+    defs = {k: v for k, v in defs.items() if program.module.get(k) == 1 and k not in program.local}
     calls: dict[str, list[ast.Call]] = {k: [] for k in defs}
     escaped: set[str] = set()
-    for tree in trees:
-        callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-        unevaluated = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-                       for a in (*f.args.posonlyargs, *f.args.args, *f.args.kwonlyargs, f.args.vararg,
-                                 f.args.kwarg, f) if a is not None
-                       for ann in ([a.annotation] if isinstance(a, ast.arg) else [a.returns]) if ann is not None
-                       for n in ast.walk(ann)}  # parameter/return annotations: never evaluated (future import)
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in defs:
-                calls[node.func.id].append(node)
-                if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
-                    escaped.add(node.func.id)
-            elif isinstance(node, ast.Name) and node.id in defs and id(node) not in callees \
-                    and id(node) not in unevaluated:
-                escaped.add(node.id)
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in defs \
-                    and id(node) not in compared:
-                escaped.add(node.value)
+    for node in program.calls:
+        if isinstance(node.func, ast.Name) and node.func.id in defs:
+            calls[node.func.id].append(node)
+            if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+                escaped.add(node.func.id)
+    escaped |= {n.id for n in program.names if n.id in defs and id(n) not in program.callees
+                and id(n) not in program.unevaluated}
+    # a string naming it may fetch it (getattr, import tables), unless it is only compared with
+    # (`type(o).__name__ == 'Muon'`)
+    escaped |= {c.value for c in program.strings if c.value in defs and id(c) not in program.compared}
     return {k: (defs[k][0], calls[k], defs[k][1]) for k in defs if k not in escaped and calls[k]}
 
 
@@ -213,12 +258,21 @@ class _ReplaceCalls(ast.NodeTransformer):
         return node if value is None else ast.copy_location(ast.Constant(value.value), node)
 
 
-def fold_arguments(trees: list[ast.Module]) -> set[int]:
+def fold_constants(trees: list[ast.Module]) -> set[int]:
+    """One round of every fold of this module over the flat program's sections (`trees`, edited in place):
+    constant and unread arguments, constant-returning calls, table reads, global constants. Returns the indexes
+    of the trees that changed."""
+    program = _Program(trees)
+    return fold_arguments(trees, program) | fold_tables(trees, program) | fold_globals(trees, program)
+
+
+def fold_arguments(trees: list[ast.Module], program: _Program | None = None) -> set[int]:
     """Fold the constant parameters and constant-returning calls of the flat program's modules (`trees`, edited
     in place; the module docstring says which). Returns the indexes of the trees that changed."""
     changed: set[int] = set()
-    owner = {id(node): i for i, tree in enumerate(trees) for node in ast.walk(tree)}
-    for fn, calls, skip in _candidates(trees).values():
+    program = program or _Program(trees)
+    owner = program.owner
+    for fn, calls, skip in _candidates(trees, program).values():
         folded = False
         for name, index, default, pindex in reversed(_params(fn, skip)):  # last first: earlier indexes stay valid
             passed = [_passed(call, name, index, default) for call in calls]
@@ -261,41 +315,30 @@ def _table(node: ast.stmt) -> tuple[str, dict] | None:
     return target.id, {_key(k): v for k, v in zip(value.keys, value.values, strict=True)}
 
 
-def fold_tables(trees: list[ast.Module]) -> set[int]:
+def fold_tables(trees: list[ast.Module], program: _Program | None = None) -> set[int]:
     """`NS_COEFFICIENTS['jordan']` -> `NS5_COEFFS`: a constant-key read of a module-level table (`_table`) is
     replaced by the entry, so the tables' other entries (and what only they name) can be shaken. Only when the
     table and every name among its values are bound once at module level and never locally, and nothing stores
     into the table (`T[k] = v`, `T.update(...)`, `del T[k]`: any use but a subscript read keeps every read).
     Returns the indexes of the trees that changed."""
-    module_bound, locally_bound = _bindings(trees)
+    program = program or _Program(trees)
     tables = dict(found for tree in trees for node in tree.body if (found := _table(node)))
-    reads: dict[str, list[ast.Subscript]] = {k: [] for k in tables}
-    other: set[str] = set()
-    for tree in trees:
-        subscripted = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Subscript)
-                       and isinstance(n.ctx, ast.Load)}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in tables \
-                    and isinstance(node.ctx, ast.Load):
-                reads[node.value.id].append(node)
-            elif isinstance(node, ast.Name) and node.id in tables and id(node) not in subscripted \
-                    and isinstance(node.ctx, ast.Load):
-                other.add(node.id)
+    other = {n.id for n in program.names if n.id in tables and id(n) not in program.subscripted
+             and isinstance(n.ctx, ast.Load)}
     values: dict[int, ast.expr] = {}
-    for name, table in tables.items():
-        names = {v.id for v in table.values() if isinstance(v, ast.Name)}
-        if module_bound.get(name) != 1 or name in locally_bound or name in other \
-                or any(module_bound.get(n) != 1 or n in locally_bound for n in names):
+    changed: set[int] = set()
+    for read in program.subscripts:
+        name = read.value.id if isinstance(read.value, ast.Name) else None
+        if name not in tables or name in other or program.module.get(name) != 1 or name in program.local:
             continue
-        for read in reads[name]:
-            entry = table.get(_key(read.slice))
-            if entry is not None:
-                values[id(read)] = entry
-    changed = set()
-    for i, tree in enumerate(trees):
-        if any(id(n) in values for n in ast.walk(tree)):
-            _ReplaceSubscripts(values).visit(tree)
-            changed.add(i)
+        entry = tables[name].get(_key(read.slice))
+        if entry is None or (isinstance(entry, ast.Name) and (program.module.get(entry.id) != 1
+                                                              or entry.id in program.local)):
+            continue
+        values[id(read)] = entry
+        changed.add(program.owner[id(read)])
+    for i in changed:
+        _ReplaceSubscripts(values).visit(trees[i])
     return changed
 
 
@@ -316,19 +359,16 @@ _SHORT = 40
 """Longest string a global constant may be to be copied into its reads (a long one is cheaper named once)."""
 
 
-def fold_globals(trees: list[ast.Module]) -> set[int]:
+def fold_globals(trees: list[ast.Module], program: _Program | None = None) -> set[int]:
     """`PERGROUP_CODEC` -> `'pergroup'`: the reads of a module-level name bound once, by `NAME = <constant>`
     (a bool, number, None or a string of at most `_SHORT` characters), become the constant, so comparisons with
     it fold. Only when no function, lambda, comprehension or class body binds or declares the name anywhere
     (so every read is the global) and the program never calls `globals()` or `setattr`. Returns the indexes of
     the trees that changed."""
-    module_bound, locally_bound = _bindings(trees)
-    for tree in trees:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ClassDef):
-                locally_bound |= bound_names(node)
-            elif isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("globals", "setattr"):
-                return set()
+    program = program or _Program(trees)
+    module_bound, locally_bound = program.module, program.local | program.in_classes
+    if program.dynamic:
+        return set()
     values: dict[str, ast.Constant] = {}
     for tree in trees:
         for node in tree.body:
@@ -341,15 +381,23 @@ def fold_globals(trees: list[ast.Module]) -> set[int]:
                 values[target.id] = value
     changed = set()
     for i, tree in enumerate(trees):
-        if any(isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in values for n in ast.walk(tree)):
-            _ReplaceOutsideFStrings(values).visit(tree)
+        replacer = _ReplaceOutsideFStrings(values)
+        replacer.visit(tree)
+        if replacer.replaced:
             changed.add(i)
     return changed
 
 
 class _ReplaceOutsideFStrings(ReplaceNames):
     """A constant inside an f-string's braces may need a backslash there (`f'{MAGIC!r}'`, b'...\\x00'), which
-    ast.unparse cannot write before Python 3.12: those reads stay names."""
+    ast.unparse cannot write before Python 3.12: those reads stay names. `replaced`: how many reads changed."""
+
+    replaced = 0
+
+    def visit_Name(self, node: ast.Name):
+        new = super().visit_Name(node)
+        self.replaced += new is not node
+        return new
 
     def visit_JoinedStr(self, node: ast.JoinedStr):
         return node

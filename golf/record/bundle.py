@@ -36,7 +36,7 @@ from pathlib import Path
 import python_minifier
 
 from golf.errors import GolfError
-from golf.record.arguments import fold_arguments, fold_globals, fold_tables, split_sections
+from golf.record.arguments import fold_constants, split_sections
 from golf.record.flatten import FlattenError, flatten
 from golf.record.prevalidated import baked_delta, drop_post_init, prevalidated_classes, section_paths
 from golf.record.shake import shake
@@ -52,7 +52,8 @@ PRIVATE = "_pg"
 WRAPPER_PREFIX = 'import lzma as L,base64 as B\nexec(L.decompress(B.b85decode("'
 WRAPPER_SUFFIX = '"),format=L.FORMAT_RAW,filters=[{"id":L.FILTER_LZMA2}]))\n'
 _FOLD_ROUNDS = 8
-"""Rounds of golf.record.arguments over the flat program (each may expose new constant arguments)."""
+"""At most this many rounds of golf.record.arguments between two shakes, and of shakes (each round may expose
+new constant arguments; a preset needs 5 at most)."""
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 _LAZY = re.compile(r"#.*\blazy\b")
 _RENAME = re.compile(r"(?<![\w.])golf(?=\.[A-Za-z_]|\s+import\b)")
@@ -245,17 +246,25 @@ def _flat_program(sources: dict[str, str], config: dict) -> tuple[str, dict[str,
 
 
 def fold_program(source: str, main: str) -> str:
-    """The flat program with its constant arguments folded (golf.record.arguments), simplified and shaken again,
-    until nothing changes. Each changed `#@module` section is re-emitted; the others are untouched."""
+    """The flat program with its constant arguments folded (golf.record.arguments) and simplified until nothing
+    changes, then shaken; again while shaking exposes more. Each changed `#@module` section is re-emitted; the
+    others are untouched."""
     for _ in range(_FOLD_ROUNDS):
         sections = split_sections(source)
         trees = [ast.parse(s) for s in sections]
-        changed = fold_arguments(trees) | fold_tables(trees) | fold_globals(trees)
-        if not changed:
+        dirty: set[int] = set()
+        for _ in range(_FOLD_ROUNDS):
+            changed = fold_constants(trees)
+            for i in changed:
+                trees[i] = ast.fix_missing_locations(simplify(trees[i]))
+            dirty |= changed
+            if not changed:
+                break
+        if not dirty:
             break
-        for i in changed:
+        for i in dirty:
             head = sections[i].partition("\n")[0] + "\n" if sections[i].startswith("#@") else ""
-            sections[i] = head + ast.unparse(ast.fix_missing_locations(simplify(trees[i]))) + "\n"
+            sections[i] = head + ast.unparse(trees[i]) + "\n"
         source = shake({"flat": "".join(sections)}, PRIVATE, {main})["flat"]
     return source
 
