@@ -35,12 +35,10 @@ from __future__ import annotations
 import ast
 import re
 
-from golf.record.constants import ReplaceNames, bound_names, own_nodes
+from golf.record.constants import SCOPES, ReplaceNames, bound_names, own_nodes
 from golf.record.shake import decorator_name, removable_def
 
 _MARK = re.compile(r"(?m)^(?=#@)")
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp, ast.SetComp,
-           ast.DictComp, ast.GeneratorExp)
 
 
 def _key(node: ast.expr | None):
@@ -145,15 +143,15 @@ class _Program:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.ClassDef):
                 for item in child.body:
-                    if not isinstance(item, _SCOPES):
+                    if not isinstance(item, SCOPES):
                         self.in_classes |= bound_names(item)
                     elif not isinstance(item, ast.ClassDef):
                         self.in_classes.add(item.name)
                 self._scopes(child)
-            elif isinstance(child, _SCOPES):  # its whole subtree at once: nested scopes bind locally too
+            elif isinstance(child, SCOPES):  # its whole subtree at once: nested scopes bind locally too
                 self.local |= bound_names(child) - {getattr(child, "name", None)}
                 for inner in ast.walk(child):
-                    if isinstance(inner, ast.ClassDef) and inner is not child:
+                    if isinstance(inner, ast.ClassDef):
                         self.in_classes |= bound_names(inner)
             else:
                 self._scopes(child)
@@ -190,7 +188,7 @@ def _foldable(fn: ast.FunctionDef, name: str) -> bool:
     """`name` is never rebound in `fn`, no nested scope binds it and no default or decorator reads a global of that
     name (so a binding at the top of the body reaches every read, and only those)."""
     stores = [n for n in own_nodes(fn) if isinstance(n, ast.Name) and n.id == name and not isinstance(n.ctx, ast.Load)]
-    nested = [n for n in own_nodes(fn) if isinstance(n, _SCOPES)]
+    nested = [n for n in own_nodes(fn) if isinstance(n, SCOPES)]
     outer = [*fn.decorator_list, *fn.args.defaults, *(d for d in fn.args.kw_defaults if d)]  # read outside fn
     return (not stores and not any(name in bound_names(s) for s in nested)
             and not any(isinstance(n, ast.Name) and n.id == name for o in outer for n in ast.walk(o)))
@@ -379,6 +377,8 @@ def fold_globals(trees: list[ast.Module], program: _Program | None = None) -> se
                     and module_bound.get(target.id) == 1 and target.id not in locally_bound
                     and (not isinstance(value.value, (str, bytes)) or len(value.value) <= _SHORT)):
                 values[target.id] = value
+    if not values:
+        return set()
     changed = set()
     for i, tree in enumerate(trees):
         replacer = _ReplaceOutsideFStrings(values)

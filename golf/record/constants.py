@@ -20,6 +20,8 @@ from __future__ import annotations
 import ast
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+SCOPES = _SCOPES + (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+"""Every node that opens a scope of its own (comprehensions included)."""
 
 
 def own_nodes(node: ast.AST):
@@ -34,7 +36,7 @@ def own_nodes(node: ast.AST):
 
 def _nested_scopes(node: ast.AST):
     for n in own_nodes(node):
-        if isinstance(n, _SCOPES + (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+        if isinstance(n, SCOPES):
             yield n
 
 
@@ -106,7 +108,8 @@ def _propagate_in(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
         loads = [n for n in own_nodes(func) if isinstance(n, ast.Name) and n.id in values
                  and isinstance(n.ctx, ast.Load)]
         early = {n.id for n in loads if (n.lineno, n.col_offset) < end}
-        values = {k: v for k, v in values.items() if k not in early and not (k in in_fstrings and "\\" in repr(v.value))}
+        values = {k: v for k, v in values.items()
+                  if k not in early and not (k in in_fstrings and "\\" in repr(v.value))}
         if not values:
             continue
         ReplaceNames(values).visit(func)
@@ -115,7 +118,8 @@ def _propagate_in(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
             target = ast.Name(next(iter(rest)), ast.Store()) if len(rest) == 1 else ast.Tuple(
                 [ast.Name(k, ast.Store()) for k in rest], ast.Store())
             value = next(iter(rest.values())) if len(rest) == 1 else ast.Tuple(list(rest.values()), ast.Load())
-            func.body[func.body.index(stmt)] = ast.fix_missing_locations(ast.copy_location(ast.Assign([target], value), stmt))
+            kept = ast.copy_location(ast.Assign([target], value), stmt)
+            func.body[func.body.index(stmt)] = ast.fix_missing_locations(kept)
         else:
             func.body.remove(stmt)
         changed = True
