@@ -9,6 +9,15 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def bundle_cache(tmp_path_factory):
+    """One fresh on-disk bundle memo (golf.record.cache) for the session and its subprocesses: nothing from an
+    earlier session is reused and nothing is written under the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GOLF_CACHE_DIR", str(tmp_path_factory.mktemp("golf_cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path to the shared real-data folder; fails (never skips) when it is missing."""

@@ -226,6 +226,16 @@ def test_a_class_that_copies_itself_keeps_its_parameters():
     assert "wd" in [a.arg for a in init.args.args]
 
 
+def test_a_class_that_reads_the_type_of_another_object_still_folds():
+    src = OPTIMIZER.replace("        self.decay = cautious_decay if cautious else plain_decay\n",
+                            "        self.decay = cautious_decay if cautious else plain_decay\n\n"
+                            "    def same_kind(self, other):\n        return type(other).__name__ == 'Opt'\n")
+    out = _fold(src)
+    init = next(n for n in ast.walk(ast.parse(out)) if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    assert [a.arg for a in init.args.args] == ["self", "params", "lr"]
+    assert _run(out)["main"]([1], 0.1) == (True, 2.0, 0.0)
+
+
 def test_an_unread_parameter_goes_when_passing_it_runs_no_code():
     src = """
 def f(x, cfg, log):

@@ -3,13 +3,15 @@
 Per preset: counted code bytes of its generated train_gpt.py (golf.record.submission_code_bytes: the file as
 shipped), the unminified size, the number of golf modules bundled and the time to generate it (fresh, module
 trace included), next to the issue #9 targets taken from the records' own code bytes. With --run, the time of a
-whole `python -m golf.record` (fresh interpreter) into a temporary folder.
+whole `python -m golf.record` (fresh interpreter) into a temporary folder. Both are cold: the on-disk bundle
+memo (golf.record.cache) is off while they run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -21,6 +23,7 @@ from hydra import compose, initialize_config_dir
 from golf.config import register_configs, to_typed
 from golf.record import submission_bundle
 from golf.record.bundle import _build, minify
+from golf.record.cache import OFF
 from golf.train.config import TrainRunConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +38,7 @@ def presets() -> list[str]:
 
 
 def measure() -> list[dict]:
+    os.environ["GOLF_CACHE_DIR"] = OFF  # time the generation, not the memo
     register_configs()
     rows = []
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
@@ -56,7 +60,7 @@ def time_record(run: str) -> float:
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "golf.record", run, "--out", out, "--name", "bench", "--non-record"],
-                       cwd=ROOT, check=True, capture_output=True)
+                       cwd=ROOT, check=True, capture_output=True, env={**os.environ, "GOLF_CACHE_DIR": OFF})
         return time.perf_counter() - t0
 
 

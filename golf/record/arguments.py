@@ -65,7 +65,7 @@ def _passed(call: ast.Call, name: str, index: int | None, default: ast.expr | No
 def _init_of(cls: ast.ClassDef) -> ast.FunctionDef | None:
     """The class's own `__init__` when its instances can be made only by calling the class by name: not a
     dataclass or named tuple (their __init__ is generated), no `__new__`, no classmethod (`cls(...)`), no
-    `type(self)(...)` / `self.__class__`."""
+    `type(self)(...)` / `self.__class__` (`type(o)` of a name that is no method's receiver is allowed)."""
     if cls.decorator_list or cls.keywords:
         return None
     init = None
@@ -77,9 +77,13 @@ def _init_of(cls: ast.ClassDef) -> ast.FunctionDef | None:
                 init = item
         elif isinstance(item, (ast.AnnAssign, ast.AsyncFunctionDef)):
             return None
+    # `type(self)(...)` makes an instance without naming the class; `type(o)` of another object is harmless
+    receivers = {item.args.args[0].arg for item in cls.body
+                 if isinstance(item, ast.FunctionDef) and item.args.args}
     for n in ast.walk(cls):
         if (isinstance(n, ast.Attribute) and n.attr == "__class__") or (
-                isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "type"):
+                isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "type"
+                and not (len(n.args) == 1 and isinstance(n.args[0], ast.Name) and n.args[0].id not in receivers)):
             return None
     return init
 

@@ -29,7 +29,7 @@ import json
 import lzma
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,6 +37,7 @@ import python_minifier
 
 from golf.errors import GolfError
 from golf.record.arguments import fold_constants, split_sections
+from golf.record.cache import bundle_key, load_entry, store_entry
 from golf.record.flatten import FlattenError, flatten
 from golf.record.prevalidated import baked_delta, drop_post_init, prevalidated_classes, section_paths
 from golf.record.shake import shake
@@ -321,6 +322,18 @@ def _private(name: str) -> str:
 
 @lru_cache(maxsize=128)  # a test session builds ~60 configs, several more than once
 def _build(config_json: str) -> Bundle:
+    """The bundle of `config_json`: from the on-disk memo (golf.record.cache) when it holds it, else generated
+    and stored there."""
+    key = bundle_key(config_json, GOLF_ROOT)
+    stored = load_entry(key)
+    if stored is not None:
+        return Bundle(**stored)
+    bundle = _generate(config_json)
+    store_entry(key, asdict(bundle))
+    return bundle
+
+
+def _generate(config_json: str) -> Bundle:
     config = json.loads(config_json)
     names = closure(trace(config))
     renamed = {_private(n): rename(module_path(n).read_text(encoding="utf-8")) for n in names}
@@ -349,5 +362,6 @@ def _build(config_json: str) -> Bundle:
 
 def build(config: dict) -> Bundle:
     """The generated train_gpt.py for a baked plain config (see golf.record.submission_config). Deterministic:
-    the same config gives the same bytes. Raises BundleError."""
+    the same config gives the same bytes (so it is memoised per process and on disk, golf.record.cache).
+    Raises BundleError."""
     return _build(json.dumps(config, sort_keys=True))
