@@ -52,11 +52,17 @@ run: data
 	$(PY) export.py run_dir=outputs/$${GOLF_RUN_ID}_smoke && \
 	$(PY) eval.py path=outputs/$${GOLF_RUN_ID}_smoke
 
+# Two pytest workers (pytest-xdist), one torch thread each: the suite is mostly single-threaded Python
+# (subprocess start-up, Hydra, file generation, tiny models), so two workers fill a 2-core machine where two
+# threads per process would oversubscribe it. A test file stays on one worker (its module fixtures are built once).
+TEST_JOBS ?= 2
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile
+
 test: install
-	$(PY) -m pytest -q --durations=25
+	$(PYTEST) --durations=25
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The Triton kernels (golf/model/kernels.py) on CPU under Triton's interpreter (TRITON_INTERPRET=1), for machines
 # without a GPU: Triton (a CPU-usable wheel, ~170 MB) goes into $(TRITON_SITE), never into the venv (`make test`
