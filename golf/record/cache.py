@@ -43,12 +43,16 @@ MAX_ENTRIES = 64
 
 
 def cache_dir(env: dict[str, str] | None = None) -> Path | None:
-    """The folder of bundle entries, or None when `GOLF_CACHE_DIR=off`."""
+    """The folder of bundle entries, or None when `GOLF_CACHE_DIR=off` (or there is no home directory)."""
     env = os.environ if env is None else env
     if env.get("GOLF_CACHE_DIR"):
         return None if env["GOLF_CACHE_DIR"] == OFF else Path(env["GOLF_CACHE_DIR"]) / "bundles"
-    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "golf" / "bundles"
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]) / "golf" / "bundles"
+    try:
+        return Path.home() / ".cache" / "golf" / "bundles"
+    except RuntimeError:  # no home directory to be found: no memo
+        return None
 
 
 def sources_digest(root: Path) -> str:
