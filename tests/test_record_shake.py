@@ -51,6 +51,56 @@ def test_methods_go_by_name_but_implicit_and_dunder_methods_stay():
     assert _defs(_shake({"_pg.a": src})["_pg.a"]) == {"M", "M.__init__", "M.forward", "M.used", "main"}
 
 
+RECEIVERS = """
+class Config:
+    def validate(self):
+        raise ValueError('never called in this program')
+
+class Loop:
+    def run(self):
+        return self.validate()
+
+    def validate(self):
+        return 'loop'
+
+def main():
+    Config()
+    return Loop().run()
+"""
+
+
+def test_a_method_read_only_on_another_classs_receiver_goes():
+    out = _shake({"_pg.a": RECEIVERS})["_pg.a"]
+    assert _defs(out) == {"Config", "Loop", "Loop.run", "Loop.validate", "main"}
+    scope: dict = {}
+    exec(compile(out, "a", "exec"), scope)
+    assert scope["main"]() == "loop"
+
+
+@pytest.mark.parametrize("extra, why", [
+    ("\nclass Both(Loop, Config):\n    pass\n", "a subclass of Loop inherits Config.validate through a mixin"),
+    ("\nclass Sub(Config, Loop):\n    pass\n", "Sub's MRO puts Config.validate before Loop.validate"),
+    ("\ndef check(c):\n    return c.validate()\n", "read on a receiver of unknown class"),
+    ("\nNAMES = ['validate']\n", "spelled as a string (getattr)"),
+])
+def test_a_method_another_receiver_may_reach_stays(extra, why):
+    out = _shake({"_pg.a": RECEIVERS + extra}, entry=("main", "Both", "Sub", "check", "NAMES"))["_pg.a"]
+    assert "Config.validate" in _defs(out), why
+
+
+@pytest.mark.parametrize("method, why", [
+    ("    def run(self):\n        self = CONFIG\n        return self.validate()\n", "receiver rebound"),
+    ("    @staticmethod\n    def run(self):\n        return self.validate()\n", "a staticmethod has no receiver"),
+    ("    def run(self):\n        return [self.validate() for self in [CONFIG]][0]\n", "rebound in a comprehension"),
+    ("    def run(self):\n        def inner(self):\n            return self.validate()\n        return inner(CONFIG)\n",
+     "a nested function's own parameter"),
+])
+def test_a_receiver_that_may_hold_another_object_reads_like_any_name(method, why):
+    src = RECEIVERS.replace("    def run(self):\n        return self.validate()\n", method) + "\nCONFIG = Config()\n"
+    out = _shake({"_pg.a": src})["_pg.a"]
+    assert "Config.validate" in _defs(out), why
+
+
 def test_registering_decorators_keep_their_function():
     src = ("REG = {}\n\ndef register(f):\n    REG[f.__name__] = f\n    return f\n\n@register\ndef scheme():\n    return 1\n\n"
            "@property\ndef pure():\n    return 2\n\ndef main():\n    return REG\n")

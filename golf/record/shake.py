@@ -12,7 +12,10 @@ removes, across all bundled modules at once:
 
 A name counts as referred to when it appears anywhere in kept code as a variable, an attribute (`obj.name`), a
 keyword argument or a string literal that is an identifier (getattr tables, lazy-import tables), so matching is by
-name across modules: conservative, never by type. Decorated definitions stay unless every decorator is a known
+name across modules: conservative. One exception narrows it by class: `self.name` read in a method of class C
+(through the method's own receiver, never rebound there) can only reach a method of C's family (C's subclasses
+and the ancestors of C and of its subclasses), so it keeps `name` only there: the Trainer's `self.validate()`
+no longer keeps the config's `GroupQuant.validate`. Decorated definitions stay unless every decorator is a known
 pure one (dataclass, property, staticmethod, classmethod, torch.no_grad, functools caches, contextmanager): a
 registering decorator (`@register_scheme`) runs at import and is kept with its function. Module-level statements
 that are not definitions (imports, calls, `if` blocks) always run and are roots of the reachability.
@@ -72,11 +75,34 @@ def _assigned_name(node: ast.stmt) -> str | None:
     return target
 
 
-def _names_in(node: ast.AST) -> set[str]:
-    """Every name `node` refers to: variables, attributes, keywords, identifier-like strings (see module doc).
-    Docstrings (string expression statements) are text, not references, and so are function annotations: every
-    golf module has `from __future__ import annotations` (checked by shake), so they are never evaluated."""
+def _receiver(fn: ast.AST) -> str | None:
+    """The name of a method's receiver (`self`, a classmethod's `cls`) when every `<name>.x` in it reads the
+    instance or its class: not a staticmethod, and no assignment, nested parameter or other binding reuses the
+    name. None otherwise (then every attribute it reads is a plain reference)."""
+    if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return None
+    first = [*fn.args.posonlyargs, *fn.args.args][:1]
+    if not first or any(decorator_name(d) == "staticmethod" for d in fn.decorator_list):
+        return None
+    name = first[0].arg
+    for n in ast.walk(fn):
+        if ((isinstance(n, ast.arg) and n.arg == name and n is not first[0])
+                or (isinstance(n, ast.Name) and n.id == name and not isinstance(n.ctx, ast.Load))
+                or (isinstance(n, (ast.Global, ast.Nonlocal)) and name in n.names)
+                or (isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.name == name
+                    and n is not fn)
+                or (isinstance(n, ast.alias) and (n.asname or n.name).split(".")[0] == name)):
+            return None
+    return name
+
+
+def _names_in(node: ast.AST, receiver: str | None = None) -> tuple[set[str], set[str]]:
+    """(every name `node` refers to: variables, attributes, keywords, identifier-like strings (see module doc);
+    the attributes read as `<receiver>.x`, which are not in the first set). Docstrings (string expression
+    statements) are text, not references, and so are function annotations: every golf module has `from
+    __future__ import annotations` (checked by shake), so they are never evaluated."""
     out: set[str] = set()
+    own: set[str] = set()
     todo = [node]
     while todo:
         n = todo.pop()
@@ -90,13 +116,14 @@ def _names_in(node: ast.AST) -> set[str]:
         if isinstance(n, ast.Name):
             out.add(n.id)
         elif isinstance(n, ast.Attribute):
-            out.add(n.attr)
+            on_receiver = receiver is not None and isinstance(n.value, ast.Name) and n.value.id == receiver
+            (own if on_receiver else out).add(n.attr)
         elif isinstance(n, ast.keyword) and n.arg:
             out.add(n.arg)
         elif isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) < 200:
             out.update(_IDENTIFIER.findall(n.value))
         todo.extend(ast.iter_child_nodes(n))
-    return out
+    return out, own
 
 
 def _is_golf_from(node: ast.stmt, package: str) -> bool:
@@ -129,10 +156,39 @@ class _Module:
                         self.methods.append((item.name, item, node))
 
 
-def _class_body_minus_methods(node: ast.ClassDef, methods: list[tuple[str, ast.AST, ast.ClassDef]]) -> list[ast.AST]:
+def _class_body_minus_methods(node: ast.ClassDef, methods: list[tuple[str, ast.AST, ast.ClassDef]]
+                              ) -> list[tuple[ast.AST, str | None]]:
+    """What keeping class `node` keeps: its bases, keywords, decorators and the body items that are not removable
+    methods, each with the class whose receiver it may read (its own methods: `node`)."""
     removable = {id(m) for _, m, _ in methods}
-    return [*node.bases, *node.keywords, *node.decorator_list,
-            *(item for item in node.body if id(item) not in removable)]
+    return [*((n, None) for n in (*node.bases, *node.keywords, *node.decorator_list)),
+            *((item, node.name) for item in node.body if id(item) not in removable)]
+
+
+def _base_name(node: ast.expr) -> str:
+    return node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+
+
+def _families(mods: dict[str, _Module]) -> dict[str, set[str]]:
+    """Class name -> the classes a method read on its receiver may resolve to: its descendants and the ancestors
+    of each of them (mixins of a subclass included), by name over every module."""
+    bases: dict[str, set[str]] = {}
+    for m in mods.values():
+        for n in ast.walk(m.tree):
+            if isinstance(n, ast.ClassDef):
+                bases.setdefault(n.name, set()).update(_base_name(b) for b in n.bases)
+
+    def ancestors(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            for b in bases.get(todo.pop(), ()):
+                if b not in seen:
+                    seen.add(b)
+                    todo.append(b)
+        return seen
+
+    up = {name: ancestors(name) | {name} for name in bases}
+    return {name: set().union(*(up[d] for d in up if name in up[d])) for name in bases}
 
 
 def shake(sources: dict[str, str], package: str, entry_names: set[str]) -> dict[str, str]:
@@ -146,14 +202,24 @@ def shake(sources: dict[str, str], package: str, entry_names: set[str]) -> dict[
             if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in ast.walk(m.tree)):
                 raise ValueError(f"{name}: shaking needs `from __future__ import annotations` (annotations unused)")
     referenced: set[str] = set(entry_names)
-    pending: list[ast.AST] = [r for m in mods.values() for r in m.roots]
+    on_receiver: dict[str, set[str]] = {}  # attribute -> the classes whose methods read it on their receiver
+    families = _families(mods)
+    pending: list[tuple[ast.AST, str | None]] = [(r, None) for m in mods.values() for r in m.roots]
     kept_units: set[int] = set()
     kept_methods: set[int] = set()
     aliases = {(a.name, a.asname) for m in mods.values() for n in ast.walk(m.tree)
                if isinstance(n, ast.ImportFrom) for a in n.names if a.asname}
+
+    def reached(name: str, owner: ast.ClassDef) -> bool:
+        return name in referenced or any(owner.name in families.get(c, {c}) for c in on_receiver.get(name, ()))
+
     while True:
         while pending:
-            referenced |= _names_in(pending.pop())
+            node, cls = pending.pop()
+            names, own = _names_in(node, _receiver(node) if cls else None)
+            referenced |= names
+            for attr in own:
+                on_receiver.setdefault(attr, set()).add(cls)
         referenced |= {name for name, asname in aliases if asname in referenced}  # `import f as g`: g used
         grew = False
         for m in mods.values():
@@ -161,12 +227,12 @@ def shake(sources: dict[str, str], package: str, entry_names: set[str]) -> dict[
                 if id(node) not in kept_units and name in referenced:
                     kept_units.add(id(node))
                     pending.extend(_class_body_minus_methods(node, m.methods) if isinstance(node, ast.ClassDef)
-                                   else [node])
+                                   else [(node, None)])
                     grew = True
             for name, node, owner in m.methods:
-                if id(node) not in kept_methods and name in referenced and id(owner) in kept_units:
+                if id(node) not in kept_methods and id(owner) in kept_units and reached(name, owner):
                     kept_methods.add(id(node))
-                    pending.append(node)
+                    pending.append((node, owner.name))
                     grew = True
         if not grew and not pending:
             break
