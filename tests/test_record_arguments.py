@@ -217,10 +217,13 @@ def test_a_class_made_other_than_by_calling_its_name_keeps_its_parameters(extra,
     assert "wd" in [a.arg for a in init.args.args], why
 
 
-def test_a_class_that_copies_itself_keeps_its_parameters():
+@pytest.mark.parametrize("clone", [
+    "    def clone(self):\n        return type(self)(self.params, self.lr, 1.0)\n",
+    "    def clone(me, /):\n        return type(me)(me.params, me.lr, 1.0)\n",  # a positional-only receiver
+])
+def test_a_class_that_copies_itself_keeps_its_parameters(clone):
     src = OPTIMIZER.replace("        self.decay = cautious_decay if cautious else plain_decay\n",
-                            "        self.decay = cautious_decay if cautious else plain_decay\n\n"
-                            "    def clone(self):\n        return type(self)(self.params, self.lr, 1.0)\n")
+                            "        self.decay = cautious_decay if cautious else plain_decay\n\n" + clone)
     init = next(n for n in ast.walk(ast.parse(_fold(src))) if isinstance(n, ast.FunctionDef)
                 and n.name == "__init__")
     assert "wd" in [a.arg for a in init.args.args]

@@ -94,6 +94,8 @@ def test_a_method_another_receiver_may_reach_stays(extra, why):
     ("    def run(self):\n        return [self.validate() for self in [CONFIG]][0]\n", "rebound in a comprehension"),
     ("    def run(self):\n        def inner(self):\n            return self.validate()\n        return inner(CONFIG)\n",
      "a nested function's own parameter"),
+    ("    def run(self):\n        try:\n            raise CONFIG.Error()\n        except Exception as self:\n"
+     "            return self.validate()\n", "an except clause's capture"),
 ])
 def test_a_receiver_that_may_hold_another_object_reads_like_any_name(method, why):
     src = RECEIVERS.replace("    def run(self):\n        return self.validate()\n", method) + "\nCONFIG = Config()\n"

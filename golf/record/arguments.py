@@ -78,8 +78,8 @@ def _init_of(cls: ast.ClassDef) -> ast.FunctionDef | None:
         elif isinstance(item, (ast.AnnAssign, ast.AsyncFunctionDef)):
             return None
     # `type(self)(...)` makes an instance without naming the class; `type(o)` of another object is harmless
-    receivers = {item.args.args[0].arg for item in cls.body
-                 if isinstance(item, ast.FunctionDef) and item.args.args}
+    receivers = {first[0].arg for item in cls.body if isinstance(item, ast.FunctionDef)
+                 if (first := [*item.args.posonlyargs, *item.args.args][:1])}
     for n in ast.walk(cls):
         if (isinstance(n, ast.Attribute) and n.attr == "__class__") or (
                 isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "type"

@@ -32,6 +32,8 @@ import re
 
 import torch
 
+from golf.record.constants import bound_names
+
 _PURE_DECORATORS = {"dataclass", "property", "staticmethod", "classmethod", "no_grad", "lru_cache", "cache",
                     "contextmanager", "disable"}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -85,15 +87,8 @@ def _receiver(fn: ast.AST) -> str | None:
     if not first or any(decorator_name(d) == "staticmethod" for d in fn.decorator_list):
         return None
     name = first[0].arg
-    for n in ast.walk(fn):
-        if ((isinstance(n, ast.arg) and n.arg == name and n is not first[0])
-                or (isinstance(n, ast.Name) and n.id == name and not isinstance(n.ctx, ast.Load))
-                or (isinstance(n, (ast.Global, ast.Nonlocal)) and name in n.names)
-                or (isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.name == name
-                    and n is not fn)
-                or (isinstance(n, ast.alias) and (n.asname or n.name).split(".")[0] == name)):
-            return None
-    return name
+    # the body and the scopes nested in it (their parameters, stores, imports, except and match captures)
+    return None if any(name in bound_names(stmt) for stmt in fn.body) else name
 
 
 def _names_in(node: ast.AST, receiver: str | None = None) -> tuple[set[str], set[str]]:
