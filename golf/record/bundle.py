@@ -12,7 +12,7 @@ The modules are renamed to the private package name `PRIVATE` (never `golf`, so 
 installed golf), specialised to the baked config (golf.record.specialize, golf.record.prevalidated), shaken
 (golf.record.shake) and flattened into one namespace (golf.record.flatten); the flat program is minified with
 python-minifier (docstrings removed, locals and globals renamed) and shipped in the records' self-extracting
-form: a 2-line lzma (raw LZMA2, preset 9 extreme) + base85 `exec` wrapper (records 2026-04-09 / 2026-04-27;
+form: a 2-line lzma or brotli + base85 `exec` wrapper (golf.record.wrapper; records 2026-04-09 / 2026-04-27,
 technique #52). `readable` holds the same program before minification, for reviewers. Modules that cannot
 share one namespace (golf.record.flatten.FlattenError) are shipped packaged instead: each module minified
 behind a 10-line meta-path importer (`Bundle.layout` says which).
@@ -21,12 +21,10 @@ behind a 10-line meta-path importer (`Bundle.layout` says which).
 from __future__ import annotations
 
 import ast
-import base64
 import importlib
 import importlib.util
 import itertools
 import json
-import lzma
 import re
 import sys
 from dataclasses import asdict, dataclass, field
@@ -42,6 +40,7 @@ from golf.record.flatten import FlattenError, flatten
 from golf.record.prevalidated import baked_delta, drop_post_init, prevalidated_classes, section_paths
 from golf.record.shake import shake
 from golf.record.specialize import simplify, specialize
+from golf.record.wrapper import wrap
 from golf.submission import ENV_OVERRIDES
 from golf.train.config import TrainRunConfig
 
@@ -50,12 +49,9 @@ PROJECT_ROOT = GOLF_ROOT.parent
 ENTRY = "golf.submission"
 PRIVATE = "_pg"
 """Package name the golf modules get inside the generated file."""
-WRAPPER_PREFIX = 'import lzma as L,base64 as B\nexec(L.decompress(B.b85decode("'
-WRAPPER_SUFFIX = '"),format=L.FORMAT_RAW,filters=[{"id":L.FILTER_LZMA2}]))\n'
 _FOLD_ROUNDS = 8
 """At most this many rounds of golf.record.arguments between two shakes, and of shakes (each round may expose
 new constant arguments; a preset needs 5 at most)."""
-_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 _LAZY = re.compile(r"#.*\blazy\b")
 _RENAME = re.compile(r"(?<![\w.])golf(?=\.[A-Za-z_]|\s+import\b)")
 
@@ -310,12 +306,6 @@ def reachable(sources: dict[str, str], root: str) -> set[str]:
     return seen
 
 
-def wrap(source: str) -> str:
-    """The records' 2-line self-extracting form: raw LZMA2 (preset 9e) + base85, exec'd at start-up."""
-    blob = lzma.compress(source.encode("utf-8"), format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
-    return WRAPPER_PREFIX + base64.b85encode(blob).decode("ascii") + WRAPPER_SUFFIX
-
-
 def _private(name: str) -> str:
     return PRIVATE + name[len("golf"):]
 
@@ -335,6 +325,7 @@ def _build(config_json: str) -> Bundle:
 
 def _generate(config_json: str) -> Bundle:
     config = json.loads(config_json)
+    codec = config["quant"]["codec"]
     names = closure(trace(config))
     renamed = {_private(n): rename(module_path(n).read_text(encoding="utf-8")) for n in names}
     overrides = set(ENV_OVERRIDES.values())
@@ -346,8 +337,8 @@ def _generate(config_json: str) -> Bundle:
     names = [n for n in names if _private(n) in kept]
     try:
         flat, flat_names = _flat_program({_private(n): sources[_private(n)] for n in names}, config)
-        return Bundle(shipped=wrap(minify_flat(flat)), readable=flat, modules=names, config=config, layout="flat",
-                      flat_names=flat_names)
+        return Bundle(shipped=wrap(minify_flat(flat), codec), readable=flat, modules=names, config=config,
+                      layout="flat", flat_names=flat_names)
     except FlattenError:
         pass  # the packaged form below always works; golf.bench.record reports which one a preset got
     readable: dict[str, tuple[bool, str]] = {}
@@ -356,7 +347,7 @@ def _generate(config_json: str) -> Bundle:
         src = sources[_private(name)]
         readable[_private(name)] = (is_package(name), src)
         small[_private(name)] = (is_package(name), minify(src, name))
-    return Bundle(shipped=wrap(_program(small, config)), readable=_program(readable, config), modules=names,
+    return Bundle(shipped=wrap(_program(small, config), codec), readable=_program(readable, config), modules=names,
                   config=config, layout="packaged")
 
 

@@ -7,7 +7,7 @@ result is stored under a key that names everything it depends on:
 - the baked config (its canonical JSON);
 - `sources_digest`: the path and bytes of every `.py` file under golf/ (the trace imports them, the bundle
   ships them);
-- the Python version (`ast.unparse`, `lzma`), and the python-minifier and torch versions.
+- the Python version (`ast.unparse`, `lzma`), and the python-minifier, torch and brotli (the wrapper) versions.
 
 Any edit to golf, or another interpreter or minifier, gives another key: nothing stale is ever returned. Entries
 are JSON (never pickled), written atomically (golf.io) and checked on read: an entry that is unreadable, not
@@ -74,7 +74,8 @@ def _version(package: str) -> str:
 @lru_cache(maxsize=4)
 def toolchain(root: Path) -> str:
     """What a bundle depends on besides its config, as one string (computed once per process)."""
-    return json.dumps([sources_digest(root), sys.version, _version("python-minifier"), _version("torch")])
+    return json.dumps([sources_digest(root), sys.version, _version("python-minifier"), _version("torch"),
+                       _version("brotli")])
 
 
 def bundle_key(config_json: str, root: Path) -> str:

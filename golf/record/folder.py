@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 
 from golf.record.runs import RecordError, SeedRun
+from golf.record.wrapper import codec_packages
 from golf.train.config import TrainRunConfig
 
 TRACK = "10min_16mb"
 NON_RECORD_TRACK = "non_record_16mb"
 BASE_PACKAGES = ("torch", "numpy", "sentencepiece")
-CODEC_PACKAGES = {"zstd": "zstandard", "brotli": "brotli"}
 _SOURCE = re.compile(r"(PR #\d+(?:/#\d+)*|#\d{2,4}\b|20\d\d-\d\d-\d\d_[A-Za-z0-9_.+-]+|modded-nanogpt)")
 
 
@@ -134,9 +134,7 @@ def _field_docs(cls: type, prefix: str = "") -> dict[str, str]:
 
 def requirements(cfg: TrainRunConfig) -> str:
     """The packages the generated file imports, at the versions installed here."""
-    names = list(BASE_PACKAGES)
-    codec = cfg.quant.codec
-    names += [pkg for key, pkg in CODEC_PACKAGES.items() if key in codec or codec == "best"]
+    names = [*BASE_PACKAGES, *codec_packages(cfg.quant.codec)]
     lines = []
     for n in names:
         try:

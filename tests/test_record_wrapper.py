@@ -1,0 +1,58 @@
+"""The shipped form of train_gpt.py (golf.record.wrapper): the records' 2-line lzma or brotli + base85 wrapper,
+brotli only for a config whose artifact codec already needs the brotli package."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from record_helpers import preset
+
+from golf.quant.config import BEST_CODEC, CODEC_LEVELS, PERGROUP_CODEC
+from golf.record import submission_bundle
+from golf.record.folder import requirements
+from golf.record.wrapper import BROTLI_PREFIX, LZMA_PREFIX, codec_packages, unwrap, wrap
+
+PROGRAM = "X=[i*i for i in range(40)]\nprint(sum(X),'ünïcode')\n" * 30
+
+
+@pytest.mark.parametrize(("codec", "prefix"), [("zlib", LZMA_PREFIX), ("lzma", LZMA_PREFIX), ("zstd", LZMA_PREFIX),
+                                               ("brotli", BROTLI_PREFIX), ("pergroup", BROTLI_PREFIX),
+                                               ("best", BROTLI_PREFIX)])
+def test_wrapper_form_follows_the_codec_and_runs(codec: str, prefix: str, tmp_path: Path):
+    shipped = wrap(PROGRAM, codec)
+    assert shipped.startswith(prefix) and shipped.count("\n") == 2 and shipped.isascii()
+    assert unwrap(shipped) == PROGRAM
+    script = tmp_path / "train_gpt.py"
+    script.write_text(shipped, encoding="utf-8")
+    out = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True, check=True).stdout
+    assert out == "20540 ünïcode\n" * 30
+
+
+def test_unwrap_refuses_other_text():
+    with pytest.raises(ValueError, match="not a self-extracting"):
+        unwrap("print('hello')\n")
+
+
+def test_brotli_preset_ships_the_brotli_wrapper_and_lists_brotli():
+    """record_0427_sota's pergroup codec writes brotli streams: its file uses the brotli wrapper and its
+    requirements name brotli (they did not before: 'brotli' is not a substring of 'pergroup')."""
+    cfg = preset("record_0427_sota")
+    bundle = submission_bundle(cfg)
+    assert bundle.shipped.startswith(BROTLI_PREFIX)
+    assert unwrap(bundle.shipped).startswith("from __future__ import annotations")
+    assert "brotli==" in requirements(cfg)
+    base = submission_bundle(preset("baseline"))
+    assert base.shipped.startswith(LZMA_PREFIX) and "brotli" not in requirements(preset("baseline"))
+
+
+@pytest.mark.parametrize("codec", [*CODEC_LEVELS, BEST_CODEC, PERGROUP_CODEC])
+def test_every_allowed_codec_names_its_packages(codec: str):
+    """Every quant.codec the schema allows: the standard-library ones need nothing, the others their package."""
+    if codec in ("zlib", "lzma", "lzma_extreme", "none"):
+        assert codec_packages(codec) == ()
+    else:
+        assert codec_packages(codec) and all(importlib.util.find_spec(p) for p in codec_packages(codec))
