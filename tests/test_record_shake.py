@@ -307,3 +307,42 @@ def test_derived_values_reading_a_field_that_may_change_stay():
 def test_a_derived_call_that_writes_the_config_stays():
     out = _derived("def f(m: ModelConfig):\n    return m.__post_init__()\n")  # it normalises a list field
     assert "m.__post_init__()" in out
+
+
+IMPORTS = """import math
+import torch
+import torch.nn.functional as F
+from collections.abc import Callable
+from pathlib import Path
+from torch import nn
+import numpy as np
+from pathlib import Path
+import torch.distributed
+try:
+    import json
+except ImportError:
+    json = None
+
+def main(fn: Callable, p: Path) -> nn.Module:
+    return Path(str(p)), torch.zeros(1), torch.distributed.is_available()
+"""
+
+
+def test_unreferenced_and_repeated_imports_of_other_packages_go():
+    out = _shake({"_pg.a": IMPORTS})["_pg.a"]
+    tops = [ast.unparse(n) for n in ast.parse(out).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    # math, Callable (annotation only), nn (annotation only, torch is loaded anyway) and F go; numpy stays: nothing
+    # else loads it; `import torch.distributed` is another target than `import torch`; the second Path goes;
+    # the import inside try is not top level and stays.
+    assert tops == ["from __future__ import annotations", "import torch", "from pathlib import Path",
+                    "import numpy as np", "import torch.distributed"], tops
+    assert "import json" in out
+    namespace: dict = {}
+    exec(compile(out, "a", "exec"), namespace)
+    assert namespace["main"](None, "x")[0].name == "x"
+
+
+def test_an_import_used_in_another_module_or_a_string_stays():
+    out = _shake({"_pg.a": "import math\nimport struct\n\ndef main():\n    return table['struct']\n",
+                  "_pg.b": "from _pg.a import main\n\ndef g():\n    return math.pi\n"}, entry=("main", "g"))
+    assert "import math" in out["_pg.a"] and "import struct" in out["_pg.a"]

@@ -8,7 +8,11 @@ removes, across all bundled modules at once:
 - methods whose name is referred to nowhere (dunder methods and the names of methods that torch, logging or the
   built-in base classes call implicitly — `forward`, `step`, `emit`, ... — always stay);
 - top-level assignments to one name, with no call in the value (tables, constants), when that name is unused;
-- `from _pg.x import name` aliases whose definition was removed, and `__all__` (golf never star-imports).
+- `from _pg.x import name` aliases whose definition was removed, and `__all__` (golf never star-imports);
+- top-level imports of other packages that bind a name nothing refers to (`from collections.abc import Callable`
+  kept only for annotations), when importing the package has no effect the program misses: a standard-library
+  module, or a package another kept import loads anyway; and a top-level import that repeats, with the same
+  target, one earlier in the same module (the flattened program's `from pathlib import Path` per module).
 
 A name counts as referred to when it appears anywhere in kept code as a variable, an attribute (`obj.name`), a
 keyword argument or a string literal that is an identifier (getattr tables, lazy-import tables), so matching is by
@@ -29,6 +33,7 @@ from __future__ import annotations
 import ast
 import logging
 import re
+import sys
 
 import torch
 
@@ -233,7 +238,47 @@ def shake(sources: dict[str, str], package: str, entry_names: set[str]) -> dict[
             break
     removed_names = {name for m in mods.values() for name, node in m.units if id(node) not in kept_units}
     removed_names -= {name for m in mods.values() for name, node in m.units if id(node) in kept_units}
-    return {name: _rewrite(m, kept_units, kept_methods, removed_names, package) for name, m in mods.items()}
+    imports = _external_import_edits(mods, referenced, package)
+    return {name: _rewrite(m, kept_units, kept_methods, removed_names, package, imports[name])
+            for name, m in mods.items()}
+
+
+def _import_targets(node: ast.Import | ast.ImportFrom) -> list[tuple[ast.alias, str, str]]:
+    """(alias, the name it binds, what it binds: the dotted module or `module.attr`) for each alias."""
+    if isinstance(node, ast.Import):
+        return [(a, a.asname or a.name.split(".")[0], a.name) for a in node.names]
+    return [(a, a.asname or a.name, f"{node.module}.{a.name}") for a in node.names]
+
+
+def _external_import_edits(mods: dict[str, _Module], referenced: set[str], package: str
+                           ) -> dict[str, list[tuple[int, int, str]]]:
+    """Per module, the line edits that drop unreferenced or repeated top-level imports of other packages (see the
+    module docstring); an import keeping some of its names is rewritten with those."""
+    external = {name: [n for n in m.tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+                       and not _is_golf_from(n, package) and not (isinstance(n, ast.Import) and any(
+                           a.name.split(".")[0] == package for a in n.names))
+                       and getattr(n, "module", None) != "__future__" and getattr(n, "level", 0) == 0]
+                for name, m in mods.items()}
+    used_packages = {target.split(".")[0] for nodes in external.values() for n in nodes
+                     for _, bound, target in _import_targets(n) if bound in referenced}
+    edits: dict[str, list[tuple[int, int, str]]] = {}
+    for name, nodes in external.items():
+        edits[name] = []
+        seen: set[tuple[str, str]] = set()
+        for node in nodes:
+            alive = []
+            for alias, bound, target in _import_targets(node):
+                top = target.split(".")[0]
+                unused = bound not in referenced and (top in sys.stdlib_module_names or top in used_packages)
+                if (bound, target) not in seen and not unused:
+                    seen.add((bound, target))
+                    alive.append(alias)
+            if len(alive) < len(node.names):
+                kept = (ast.Import(names=alive) if isinstance(node, ast.Import)
+                        else ast.ImportFrom(module=node.module, names=alive, level=0))
+                text = ast.unparse(kept) + "\n" if alive else ""
+                edits[name].append((node.lineno, node.end_lineno or node.lineno, text))
+    return edits
 
 
 def _span(node: ast.AST) -> tuple[int, int]:
@@ -241,9 +286,10 @@ def _span(node: ast.AST) -> tuple[int, int]:
     return start, node.end_lineno or node.lineno
 
 
-def _rewrite(m: _Module, kept_units: set[int], kept_methods: set[int], removed: set[str], package: str) -> str:
+def _rewrite(m: _Module, kept_units: set[int], kept_methods: set[int], removed: set[str], package: str,
+             import_edits: list[tuple[int, int, str]]) -> str:
     lines = m.source.splitlines(keepends=True)
-    edits: list[tuple[int, int, str]] = []  # (first line, last line, replacement), 1-based inclusive
+    edits: list[tuple[int, int, str]] = list(import_edits)  # (first line, last line, replacement), 1-based
     removable_methods = {id(item) for _, item, _ in m.methods}
     for _, node in m.units:
         if id(node) not in kept_units:
