@@ -98,3 +98,93 @@ def test_a_bad_override_still_stops_the_generated_file_with_one_line(tmp_path: P
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "schedule.iterations" in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+SECTION = '''from __future__ import annotations
+from dataclasses import dataclass
+
+CHOICES = ("a", "b")
+
+
+def _allowed(key, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{key}={value!r}")
+
+
+def _noisy(key, value):
+    print(key)
+    if value is None:
+        raise ValueError(key)
+
+
+@dataclass
+class Section:
+    steps: int = 1
+    kind: str = "a"
+    width: int = 2
+    ratio: float = 0.5
+    modes: tuple = ("a",)
+    derived: int = 0
+
+    def __post_init__(self):
+        if self.steps < 0:
+            raise ValueError("steps")
+        if self.kind not in CHOICES:
+            raise ValueError("kind")
+        _allowed("width", self.width, (2, 4))
+        _noisy("ratio", self.ratio)
+        copy = self.ratio
+        if not 0 <= copy <= 1:
+            raise ValueError("ratio")
+        self.modes = list(self.modes)
+        if len(self.modes) > 3:
+            raise ValueError("modes")
+        self.derived = self.steps * 2
+        if self.derived > 100:
+            raise ValueError("derived")
+        if self.kind == "b" and self.uses_steps():
+            raise ValueError("method")
+
+    def uses_steps(self):
+        return self.steps > 0
+
+
+@dataclass
+class Quiet:
+    width: int = 2
+
+    def __post_init__(self):
+        if self.width < 1:
+            raise ValueError("width")
+'''
+
+
+def test_live_sections_lose_only_the_checks_no_override_reaches():
+    from golf.record.prevalidated import drop_settled_checks
+
+    live = {("golf.s", "Section"): {"steps"}, ("golf.s", "Quiet"): {"other"}}
+    out = drop_settled_checks({"_pg.s": SECTION}, live, "_pg")["_pg.s"]
+    post = out.split("def __post_init__")[1].split("def uses_steps")[0]
+    assert 'raise ValueError("steps")' in post  # reads a live field
+    assert '"kind"' not in post and "_allowed(" not in post  # settled test, settled pure-checker call
+    assert "copy" not in post and '"ratio")' not in post  # the settled local and its check
+    assert "_noisy(" in post  # prints: not a pure checker
+    assert '"modes"' not in post  # set from itself (baked state): still settled
+    assert '"derived"' in post  # set from a live field: live
+    assert '"method"' in post  # a method of the receiver may read a live field
+    assert "class Quiet" in out and out.count("def __post_init__") == 1  # nothing left: the method goes
+    namespace: dict = {}
+    exec(compile(out, "s", "exec"), namespace)
+    with pytest.raises(ValueError, match="steps"):
+        namespace["Section"](steps=-1)
+    with pytest.raises(ValueError, match="derived"):
+        namespace["Section"](steps=51)
+
+
+def test_generated_file_keeps_the_trainer_check_an_override_reaches_only():
+    readable = submission_bundle(preset("baseline")).readable
+    trainer = readable.split("class TrainerConfig")[1].split("\nclass ")[0]
+    assert "self.train_seq_len < 1" in trainer  # TRAIN_SEQ_LEN / TRAIN_BATCH_TOKENS
+    assert "trainer.device=" not in trainer and "trainer.loader=" not in trainer
+    data = readable.split("class DataConfig")[1].split("\nclass ")[0]
+    assert "__post_init__" not in data  # data.text_transform is baked: its only check went

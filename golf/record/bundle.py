@@ -37,7 +37,14 @@ from golf.errors import GolfError
 from golf.record.arguments import fold_constants, split_sections
 from golf.record.cache import bundle_key, load_entry, store_entry
 from golf.record.flatten import FlattenError, flatten
-from golf.record.prevalidated import baked_delta, drop_post_init, prevalidated_classes, section_paths
+from golf.record.prevalidated import (
+    baked_delta,
+    drop_post_init,
+    drop_settled_checks,
+    live_fields,
+    prevalidated_classes,
+    section_paths,
+)
 from golf.record.shake import shake
 from golf.record.specialize import simplify, specialize
 from golf.record.wrapper import wrap
@@ -332,6 +339,7 @@ def _generate(config_json: str) -> Bundle:
     root = TrainRunConfig.from_dict(config)
     specialised = specialize(renamed, config, overrides, section_paths(), root, PRIVATE)
     checked = drop_post_init(specialised, prevalidated_classes(overrides), PRIVATE)
+    checked = drop_settled_checks(checked, live_fields(overrides), PRIVATE)
     sources = shake(checked, PRIVATE, {"main"})
     kept = reachable(sources, _private(ENTRY))
     names = [n for n in names if _private(n) in kept]

@@ -10,7 +10,11 @@ So the submission ships:
   (`prevalidated_classes`: model, optim, quant, budget, ...); the sections on an override's path (the root,
   data, schedule, trainer, eval) keep theirs, so a bad `ITERATIONS=-1` still stops with one line. The dropped
   rules' normalisations (lists copied, floats coerced) are idempotent on the baked, already-normalised values
-  (tests/test_record_prevalidated.py checks every preset).
+  (tests/test_record_prevalidated.py checks every preset);
+- in those kept rules, without the checks that read only fields no variable reaches (`drop_settled_checks`:
+  `trainer.device`, `data.text_transform`; `trainer.train_seq_len < 1` stays for TRAIN_SEQ_LEN): an
+  `if <test>: raise` or a call of a pure checker (`_allowed(...)`) whose test reads baked fields, locals copied
+  from them, module tables and builtins, never a receiver method nor a field the rule sets from a live one.
 """
 
 from __future__ import annotations
@@ -99,4 +103,127 @@ def drop_post_init(sources: dict[str, str], classes: set[tuple[str, str]], packa
         for first, last, only, col in sorted(spans, reverse=True):
             lines[first - 1:last] = [" " * col + "pass\n"] if only else []
         out[module] = "".join(lines)
+    return out
+
+
+def live_fields(override_keys: set[str], root: type = TrainRunConfig) -> dict[tuple[str, str], set[str]]:
+    """(module, class name) -> the fields an environment variable can change, for every section on the path of
+    a key in `override_keys` (the root included): `schedule.iterations` gives the root `schedule` and
+    ScheduleConfig `iterations`."""
+    sections = _section_classes(root)
+    out: dict[tuple[str, str], set[str]] = {}
+    for key in override_keys:
+        parts = tuple(key.split("."))
+        for i in range(len(parts)):
+            cls = sections.get(parts[:i])
+            if cls is not None:
+                out.setdefault((cls.__module__, cls.__qualname__), set()).add(parts[i])
+    return out
+
+
+def _reads_only_settled(test: ast.expr, receiver: str, live: set[str], settled_locals: set[str],
+                        local_names: set[str]) -> bool:
+    """True when `test` depends only on baked state: fields of `receiver` no variable can change, locals
+    copied from such fields, and module names (tables, builtins); no method of the receiver is called."""
+    for n in ast.walk(test):
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == receiver:
+            if n.attr in live:
+                return False
+        elif isinstance(n, ast.Name) and n.id != receiver and n.id in local_names and n.id not in settled_locals:
+            return False
+        elif isinstance(n, ast.Call) and (any(isinstance(a, ast.Name) and a.id == receiver for a in ast.walk(n.func))
+                                          or any(isinstance(a, ast.Name) and a.id == receiver for a in n.args)):
+            return False  # self.run_modes(), f(self): the callee may read a live field
+        elif isinstance(n, (ast.Lambda, ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom)):
+            return False
+    return True
+
+
+def _only_raises(fn: ast.FunctionDef) -> bool:
+    """`fn`'s body is checks only: its docstring and `if <test>: raise ...` statements (no else, nothing kept)."""
+    body = fn.body[1:] if ast.get_docstring(fn) is not None else fn.body
+    return bool(body) and all(isinstance(s, ast.If) and not s.orelse and all(isinstance(r, ast.Raise) for r in s.body)
+                              for s in body)
+
+
+def pure_checkers(sources: dict[str, str]) -> set[str]:
+    """Names of the top-level functions that only check (`_only_raises`) in every module defining that name
+    (`_allowed`, `_check_int_at_least`): a call of one on baked state cannot fire either."""
+    found: dict[str, bool] = {}
+    for src in sources.values():
+        for node in ast.parse(src).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                ok = isinstance(node, ast.FunctionDef) and not node.decorator_list and _only_raises(node)
+                found[node.name] = found.get(node.name, True) and ok
+    return {name for name, ok in found.items() if ok}
+
+
+def _is_check(stmt: ast.stmt, checkers: set[str]) -> ast.expr | None:
+    """The expression a check statement decides on: the test of `if <test>: raise ...`, or the call of a pure
+    checker as a statement (`_allowed('eval.mode', self.mode, EVAL_MODES)`); None for anything else."""
+    if isinstance(stmt, ast.If) and not stmt.orelse and all(isinstance(s, ast.Raise) for s in stmt.body):
+        return stmt.test
+    if (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func, ast.Name)
+            and stmt.value.func.id in checkers):
+        return stmt.value
+    return None
+
+
+def _settled_spans(fn: ast.FunctionDef, live: set[str], checkers: set[str]) -> list[tuple[int, int]]:
+    """Line spans of `fn`'s (a live section's __post_init__) top-level checks that cannot fire (`_is_check`, on
+    baked state only: `_reads_only_settled`), and then of the locals only they read."""
+    if not fn.args.args:
+        return []
+    receiver = fn.args.args[0].arg
+    local_names = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    # a field set here is live unless set from baked state (`self.modes = list(self.modes)`); a store nested in
+    # a block or a tuple target counts as live
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and getattr(n.value, "id", "") == receiver:
+            plain = [s for s in fn.body if isinstance(s, ast.Assign) and s.targets == [n]]
+            if not (plain and _reads_only_settled(plain[0].value, receiver, live, set(), local_names)):
+                live = live | {n.attr}
+    copies: dict[str, ast.Assign] = {}  # local -> its one `local = receiver.field` (field not live)
+    for stmt in fn.body:
+        if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
+                and isinstance(stmt.value, ast.Attribute) and isinstance(stmt.value.value, ast.Name)
+                and stmt.value.value.id == receiver and stmt.value.attr not in live):
+            copies[stmt.targets[0].id] = stmt
+    stores = [n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+    settled_locals = {name for name in copies if stores.count(name) == 1}
+    dropped = [stmt for stmt in fn.body if (test := _is_check(stmt, checkers)) is not None
+               and _reads_only_settled(test, receiver, live, settled_locals, local_names)]
+    kept = [stmt for stmt in fn.body if stmt not in dropped]
+    still_read = {n.id for stmt in kept for n in ast.walk(stmt) if isinstance(n, ast.Name)
+                  and isinstance(n.ctx, ast.Load)}
+    dropped += [copies[name] for name in settled_locals if name not in still_read]
+    return [(stmt.lineno, stmt.end_lineno or stmt.lineno) for stmt in dropped]
+
+
+def drop_settled_checks(sources: dict[str, str], live: dict[tuple[str, str], set[str]], package: str
+                        ) -> dict[str, str]:
+    """`sources` without the checks of the live sections' `__post_init__` that only read fields no environment
+    variable reaches (checked by golf on the baked values, so they cannot fire): `trainer.device`, `eval.stride`,
+    while `trainer.train_seq_len` (TRAIN_SEQ_LEN) keeps its check. A `__post_init__` left empty gets `pass`."""
+    out = dict(sources)
+    checkers = pure_checkers(sources)
+    for (module, name), fields in live.items():
+        key = package + module[len("golf"):]
+        if key not in out:
+            continue
+        lines = out[key].splitlines(keepends=True)
+        edits: list[tuple[int, int, list[str]]] = []
+        for node in ast.parse(out[key]).body:
+            if isinstance(node, ast.ClassDef) and node.name == name:
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef) and item.name == "__post_init__":
+                        found = _settled_spans(item, fields, checkers)
+                        if len(found) < len(item.body):
+                            edits += [(a, b, []) for a, b in found]
+                        else:  # nothing left to check: the method goes (a class body keeps `pass`)
+                            only = [" " * item.col_offset + "pass\n"] if len(node.body) == 1 else []
+                            edits.append((item.lineno, item.end_lineno or item.lineno, only))
+        for first, last, text in sorted(edits, reverse=True):
+            lines[first - 1:last] = text
+        out[key] = "".join(lines)
     return out
