@@ -44,7 +44,7 @@ SEED = "7"
     ("smeargate_pr65", []),
     ("pr374_gptq_lite", []),
     ("depth_recurrent", []),
-    ("baseline", ["eval=ttt", "eval.ttt.epochs=1"]),
+    ("baseline", ["eval=ttt", "eval.ttt.epochs=1", "quant.codec=brotli"]),  # brotli artifact and wrapper
 ])
 def test_generated_script_reproduces_golf(name, overrides, data_root: Path, tmp_path: Path, monkeypatch,
                                           one_thread):
