@@ -239,6 +239,32 @@ def test_a_class_that_reads_the_type_of_another_object_still_folds():
     assert _run(out)["main"]([1], 0.1) == (True, 2.0, 0.0)
 
 
+@pytest.mark.parametrize("test", ["isinstance(o, Opt)", "isinstance(o, (int, Opt))", "issubclass(type(o), Opt)"])
+def test_a_class_tested_with_isinstance_still_folds(test):
+    """`isinstance(opt, Muon)` reads the class without making or storing an instance (schedule.set_momentum)."""
+    src = OPTIMIZER.replace("    return type(o).__name__ == 'Opt', o.decay(4), o.wd\n",
+                            f"    return {test}, o.decay(4), o.wd\n")
+    out = _fold(src)
+    init = next(n for n in ast.walk(ast.parse(out)) if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    assert [a.arg for a in init.args.args] == ["self", "params", "lr"]
+    assert _run(out)["main"]([1], 0.1) == (True, 2.0, 0.0)
+
+
+@pytest.mark.parametrize("extra, why", [
+    ("\ndef isinstance(o, c):\n    return c([], 1.0, wd=1.0)\n", "a global isinstance that calls its class"),
+    ("\ndef probe(o):\n    return isinstance(o, Opt) or keep(Opt)\n\ndef keep(c):\n    return c\n",
+     "passed to another function as well"),
+])
+def test_a_class_tested_with_isinstance_and_used_otherwise_keeps_its_parameters(extra, why):
+    src = OPTIMIZER.replace("    return type(o).__name__ == 'Opt', o.decay(4), o.wd\n",
+                            "    return isinstance(o, Opt), o.decay(4), o.wd, probe(o)\n") + extra
+    if "probe" not in extra:
+        src = src.replace(", probe(o)", "")
+    out = _fold(src)
+    init = next(n for n in ast.walk(ast.parse(out)) if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    assert "wd" in [a.arg for a in init.args.args], why
+
+
 def test_an_unread_parameter_goes_when_passing_it_runs_no_code():
     src = """
 def f(x, cfg, log):

@@ -21,8 +21,9 @@ A function qualifies only when nothing else can call it, so every call is seen:
   only (golf.record.shake's list), and no function, lambda or comprehension binds its name; or it is the own
   `__init__` of such a top-level class that only calls by name construct (no dataclass, `__new__`, classmethod,
   `type(self)` or `__class__`, and no subclass: naming it as a base is a use);
-- its name is read only as the callee of calls or in parameter annotations (never evaluated: every module has
-  `from __future__ import annotations`); never passed, stored, tabled in a `sys.modules` namespace, or spelled
+- its name is read only as the callee of calls, as the class an `isinstance`/`issubclass` call tests against
+  (`isinstance(opt, Muon)`), or in parameter annotations (never evaluated: every module has
+  `from __future__ import annotations`); never passed elsewhere, stored, tabled in a `sys.modules` namespace, or spelled
   as a string other than in a comparison (`type(o).__name__ == 'Muon'`); no call uses `*args` or `**kwargs`.
 A parameter is folded when it is a plain positional or keyword-only one (not `*args`/`**kwargs`), every call
 passes it (or leaves its default) as the same constant (same type and value), and the function never rebinds it,
@@ -94,7 +95,8 @@ class _Program:
     some function, lambda or comprehension binds: a read there may be a local), `in_classes` (names a class body
     binds at its own level, which its body's reads see first). What is where: `owner` (node id -> section),
     `calls`, `names`, `strings` (str constants), `subscripts` (subscript reads), and the ids of `callees`,
-    `compared` (comparison operands), `subscripted` (what subscript reads read) and `unevaluated` (parameter and
+    `compared` (comparison operands), `subscripted` (what subscript reads read), `class_tests` (the classes
+    `isinstance`/`issubclass` test against: read, never called or stored) and `unevaluated` (parameter and
     return annotations: never evaluated, every module has `from __future__ import annotations`); `dynamic`:
     the program calls globals() or setattr. Folding keeps the index conservative: it only turns parameters into
     locals of the same name, drops parameters, and replaces nodes (a replaced node's entries point nowhere)."""
@@ -119,6 +121,7 @@ class _Program:
         self.compared: set[int] = set()
         self.subscripted: set[int] = set()
         self.unevaluated: set[int] = set()
+        self.class_tests: set[int] = set()
         self.dynamic = False
         for i, tree in enumerate(trees):
             for node in ast.walk(tree):
@@ -127,6 +130,9 @@ class _Program:
                     self.calls.append(node)
                     self.callees.add(id(node.func))
                     self.dynamic |= getattr(node.func, "id", "") in ("globals", "setattr")
+                    if getattr(node.func, "id", "") in ("isinstance", "issubclass") and len(node.args) == 2:
+                        kind = node.args[1]
+                        self.class_tests |= {id(k) for k in (kind.elts if isinstance(kind, ast.Tuple) else [kind])}
                 elif isinstance(node, ast.Name):
                     self.names.append(node)
                 elif isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -180,8 +186,9 @@ def _candidates(trees: list[ast.Module],
             calls[node.func.id].append(node)
             if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
                 escaped.add(node.func.id)
+    tests_builtin = not ({"isinstance", "issubclass"} & (program.local | set(program.module)))
     escaped |= {n.id for n in program.names if n.id in defs and id(n) not in program.callees
-                and id(n) not in program.unevaluated}
+                and id(n) not in program.unevaluated and not (tests_builtin and id(n) in program.class_tests)}
     # a string naming it may fetch it (getattr, import tables), unless it is only compared with
     # (`type(o).__name__ == 'Muon'`)
     escaped |= {c.value for c in program.strings if c.value in defs and id(c) not in program.compared}
