@@ -445,3 +445,14 @@ def test_config_validation_names_the_field(cls, kwargs, field_name):
     with pytest.raises(OptimConfigError, match=rf"{group}\.{field_name}="):
         cls(**kwargs)
     assert issubclass(OptimConfigError, ValueError)
+
+
+def test_every_schedule_name_the_config_allows_is_registered():
+    """ScheduleConfig validates `schedule.name` against SCHEDULE_NAMES; lr_multiplier then looks it up without a
+    check of its own (a generated train_gpt.py ships only the baked schedule), so both must list the same."""
+    from golf.optim import LR_SCHEDULES
+    from golf.optim.config import SCHEDULE_NAMES, OptimConfigError, ScheduleConfig
+
+    assert set(LR_SCHEDULES) == set(SCHEDULE_NAMES)
+    with pytest.raises(OptimConfigError, match="schedule.name='cosine'"):
+        ScheduleConfig(name="cosine")

@@ -346,3 +346,24 @@ def test_an_import_used_in_another_module_or_a_string_stays():
     out = _shake({"_pg.a": "import math\nimport struct\n\ndef main():\n    return table['struct']\n",
                   "_pg.b": "from _pg.a import main\n\ndef g():\n    return math.pi\n"}, entry=("main", "g"))
     assert "import math" in out["_pg.a"] and "import struct" in out["_pg.a"]
+
+
+@pytest.mark.parametrize("use, kept", [
+    ("    return name != 'wsd'\n", False),  # compared with: fetches nothing
+    ("    return name in ('wsd', 'flat')\n", False),
+    ("    raise ValueError(f'{name} is only used by schedule.name=wsd')\n", False),  # prose
+    ("    return getattr(table, 'wsd')\n", True),  # may fetch it
+    ("    return [getattr(table, n) for n in 'wsd flat'.split()]\n", True),  # names split from a string
+    ("    return f'{name}'.join(['wsd'])\n", True),
+])
+def test_strings_keep_a_definition_only_where_they_could_fetch_it(use, kept):
+    out = _shake({"_pg.a": f"def wsd():\n    return 1\n\ndef main(name, table):\n{use}"})["_pg.a"]
+    assert ("def wsd" in out) is kept, use
+
+
+def test_a_container_built_by_builtins_is_a_constant_table():
+    src = "NAMES = frozenset({'wsd', 'flat'})\nKEEP = tuple(['x'])\n\ndef wsd():\n    return 1\n\ndef main():\n    return KEEP\n"
+    out = _shake({"_pg.a": src})["_pg.a"]
+    assert "NAMES" not in out and "def wsd" not in out and "KEEP = tuple" in out
+    shadowed = "def frozenset(x):\n    return print(x)\n\n" + src
+    assert "NAMES = frozenset" in _shake({"_pg.a": shadowed})["_pg.a"]  # a call of golf's own: it may do anything

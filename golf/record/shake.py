@@ -7,7 +7,8 @@ removes, across all bundled modules at once:
 - top-level functions and classes whose name is referred to nowhere in the kept program;
 - methods whose name is referred to nowhere (dunder methods and the names of methods that torch, logging or the
   built-in base classes call implicitly — `forward`, `step`, `emit`, ... — always stay);
-- top-level assignments to one name, with no call in the value (tables, constants), when that name is unused;
+- top-level assignments to one name, with no call in the value but of the container builtins (tables,
+  constants, `frozenset({...})`), when that name is unused;
 - `from _pg.x import name` aliases whose definition was removed, and `__all__` (golf never star-imports);
 - top-level imports of other packages that bind a name nothing refers to (`from collections.abc import Callable`
   kept only for annotations), when importing the package has no effect the program misses: a standard-library
@@ -15,8 +16,10 @@ removes, across all bundled modules at once:
   target, one earlier in the same module (the flattened program's `from pathlib import Path` per module).
 
 A name counts as referred to when it appears anywhere in kept code as a variable, an attribute (`obj.name`), a
-keyword argument or a string literal that is an identifier (getattr tables, lazy-import tables), so matching is by
-name across modules: conservative. One exception narrows it by class: `self.name` read in a method of class C
+keyword argument or a string literal that spells it (getattr tables, lazy-import tables `'golf.eval.sliding'`; not
+a string only compared with, `name != 'wsd_s'`, nor text with whitespace such as an error message, neither of
+which can fetch anything; `'a b'.split()` still names a and b), so matching is by name across modules:
+conservative. One exception narrows it by class: `self.name` read in a method of class C
 (through the method's own receiver, never rebound there) can only reach a method of C's family (C's subclasses
 and the ancestors of C and of its subclasses), so it keeps `name` only there: the Trainer's `self.validate()`
 no longer keeps the config's `GroupQuant.validate`. Decorated definitions stay unless every decorator is a known
@@ -69,15 +72,23 @@ def removable_def(node: ast.stmt) -> bool:
             and all(decorator_name(d) in _PURE_DECORATORS for d in node.decorator_list))
 
 
-def _assigned_name(node: ast.stmt) -> str | None:
-    """The one name a call-free top-level assignment binds (None when it is not such an assignment)."""
+_PURE_BUILTINS = {"frozenset", "tuple", "set", "list", "dict"}
+"""Builtins whose call only builds a container of its arguments: a table `NAMES = frozenset({...})` is still a
+constant table."""
+
+
+def _assigned_name(node: ast.stmt, bound: set[str]) -> str | None:
+    """The one name a top-level assignment binds when its value calls nothing but the container builtins
+    (`_PURE_BUILTINS`, when the module does not bind their names: `bound`); None for any other statement."""
     if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
         target, value = node.targets[0].id, node.value
     elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
         target, value = node.target.id, node.value
     else:
         return None
-    if target == "__all__" or any(isinstance(n, ast.Call) for n in ast.walk(value)):
+    pure = _PURE_BUILTINS - bound
+    if target == "__all__" or any(isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name) and n.func.id in pure)
+                                  for n in ast.walk(value)):
         return None
     return target
 
@@ -113,17 +124,30 @@ def _names_in(node: ast.AST, receiver: str | None = None) -> tuple[set[str], set
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
             todo.extend([*n.decorator_list, *n.args.defaults, *(d for d in n.args.kw_defaults if d), *n.body])
             continue  # the return annotation is never evaluated either
+        if isinstance(n, ast.Compare):  # a string only compared with fetches nothing: `name != 'wsd_s'`
+            todo.extend(o for o in (n.left, *n.comparators) if not _compared_text(o))
+            continue
         if isinstance(n, ast.Name):
             out.add(n.id)
         elif isinstance(n, ast.Attribute):
             on_receiver = receiver is not None and isinstance(n.value, ast.Name) and n.value.id == receiver
             (own if on_receiver else out).add(n.attr)
+            if isinstance(n.value, ast.Constant) and isinstance(n.value.value, str):  # 'a b'.split(): names
+                out.update(_IDENTIFIER.findall(n.value.value))
         elif isinstance(n, ast.keyword) and n.arg:
             out.add(n.arg)
-        elif isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) < 200:
+        elif (isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) < 200
+              and not any(c.isspace() for c in n.value)):  # prose (messages) names nothing it could fetch
             out.update(_IDENTIFIER.findall(n.value))
         todo.extend(ast.iter_child_nodes(n))
     return out, own
+
+
+def _compared_text(node: ast.expr) -> bool:
+    """A string constant, or a tuple/list/set display of constants holding one, as a comparison operand."""
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return all(isinstance(e, ast.Constant) for e in node.elts) and any(isinstance(e.value, str) for e in node.elts)
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
 
 
 def _is_golf_from(node: ast.stmt, package: str) -> bool:
@@ -137,8 +161,9 @@ class _Module:
         self.units: list[tuple[str, ast.AST]] = []  # (name, node) removable top-level defs / assignments
         self.methods: list[tuple[str, ast.AST, ast.ClassDef]] = []  # (name, node, owning class) removable methods
         self.roots: list[ast.AST] = []  # always-kept statements (their names are references)
+        bound = {name for node in self.tree.body for name in bound_names(node)}
         for node in self.tree.body:
-            name = _assigned_name(node)
+            name = _assigned_name(node, bound)
             if removable_def(node):
                 self.units.append((node.name, node))
             elif name is not None:
