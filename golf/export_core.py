@@ -21,7 +21,8 @@ from golf.device import autocast_for
 from golf.io import StagedFile
 from golf.quant.artifact import HEADER_BYTES, ArtifactInfo, stage_artifact
 from golf.quant.budget import check_total
-from golf.quant.config import PERGROUP_CODEC, BudgetConfig, QuantConfig, calibrates
+from golf.quant.compress import get_codec
+from golf.quant.config import BEST_CODEC, CODEC_LEVELS, PERGROUP_CODEC, BudgetConfig, QuantConfig, calibrates
 from golf.quant.int8 import QuantizedState, quantize_state_dict
 from golf.train.config import RUN_SECTION, LoggerConfig, TrainRunConfig
 
@@ -41,9 +42,24 @@ def portable(run_cfg: TrainRunConfig) -> TrainRunConfig:
     return replace(run_cfg, data=data, logger=LoggerConfig())
 
 
+def payload_codecs(quant: QuantConfig, budget: BudgetConfig) -> set[str]:
+    """The registered codecs (golf.quant.compress) exporting with (quant, budget) compresses or reads back with:
+    quant.codec, every codec for "best", none of them for "pergroup" (its own streams), plus the budget fitter's
+    size-prediction codec (golf.quant.fitter.fit_codec) whenever the fitter is imported."""
+    codecs = set(CODEC_LEVELS) if quant.codec == BEST_CODEC else set() if quant.codec == PERGROUP_CODEC else {
+        quant.codec}
+    if budget.fit or (quant.scheme != "none" and quant.uses_gptq()):
+        from golf.quant.fitter import fit_codec  # lazy: export_modules imports it under the same condition
+
+        codecs.add(fit_codec(quant, budget)[0])
+    return codecs
+
+
 def export_modules(quant: QuantConfig, budget: BudgetConfig) -> None:
     """Import the modules exporting with (quant, budget) may run lazily (traced by
-    golf.submission.import_option_modules)."""
+    golf.submission.import_option_modules), the codec modules of `payload_codecs` included."""
+    for codec in sorted(payload_codecs(quant, budget)):
+        get_codec(codec)
     if quant.codec == PERGROUP_CODEC:
         import golf.quant.pergroup  # noqa: F401  lazy
     if quant.lqer.enabled:

@@ -19,7 +19,6 @@ from golf.quant.artifact import (
     write_artifact,
 )
 from golf.quant.compress import (
-    CODECS,
     CodecError,
     best_candidates,
     byte_shuffle,
@@ -27,6 +26,7 @@ from golf.quant.compress import (
     compress,
     compress_best,
     decompress,
+    get_codec,
 )
 from golf.quant.config import QuantConfig
 from golf.quant.int8 import dequantize_state, quantize_state_dict
@@ -52,7 +52,7 @@ def payload() -> bytes:
 
 @pytest.mark.parametrize("codec", REAL_CODECS)
 def test_each_codec_round_trips_bit_exactly(codec, payload):
-    c = CODECS[codec]
+    c = get_codec(codec)
     for level in sorted({c.min_level, c.default_level}):
         blob = compress(payload, codec, level)
         assert decompress(blob, codec) == payload and len(blob) < len(payload)
@@ -61,7 +61,7 @@ def test_each_codec_round_trips_bit_exactly(codec, payload):
 
 
 def test_codec_defaults_are_the_records_levels():
-    assert {n: CODECS[n].default_level for n in REAL_CODECS} == {
+    assert {n: get_codec(n).default_level for n in REAL_CODECS} == {
         "zlib": 9, "zstd": 22, "lzma": 9, "lzma_extreme": 9, "brotli": 11}
     with pytest.raises(CodecError, match=r"codec 'zstd': level 23 is not an int in \[1, 22\]"):
         compress(b"x", "zstd", 23)
@@ -108,7 +108,7 @@ def test_artifact_with_codec_and_shuffle_round_trips(tmp_path, codec, shuffle):
     info = write_artifact(tmp_path / "m.golf", q, codec=codec, level=None, byte_shuffle=shuffle)
     back, manifest = read_artifact(tmp_path / "m.golf")
     assert manifest["codec"] == codec and manifest["byte_shuffle"] == shuffle and info.codec == codec
-    assert manifest["level"] == CODECS[codec].default_level
+    assert manifest["level"] == get_codec(codec).default_level
     assert all(e["codec"] == codec for e in manifest["tensors"])
     d1, d2 = dequantize_state(q), dequantize_state(back)
     assert all(torch.equal(d1[k], d2[k]) for k in d1)
@@ -157,3 +157,16 @@ def test_manifest_faults_are_one_line_artifact_errors(tmp_path, edit, message):
     with pytest.raises(ArtifactError, match=message) as err:
         read_artifact(path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_export_imports_the_codecs_it_may_use():
+    """golf.export_core.payload_codecs: what a submission's trace imports (and so ships) for each quant config."""
+    from golf.export_core import payload_codecs
+    from golf.quant.config import CODEC_LEVELS, BudgetConfig
+
+    plain = BudgetConfig()
+    assert payload_codecs(QuantConfig(codec="zlib"), plain) == {"zlib"}
+    assert payload_codecs(QuantConfig(codec="best"), plain) == set(CODEC_LEVELS)
+    assert payload_codecs(QuantConfig(codec="pergroup"), plain) == set()
+    assert payload_codecs(QuantConfig(codec="pergroup"), BudgetConfig(fit=True)) == {"zstd"}  # fit_codec
+    assert payload_codecs(QuantConfig(codec="zlib"), BudgetConfig(fit=True, fit_codec="brotli")) == {"zlib", "brotli"}

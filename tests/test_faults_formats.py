@@ -20,8 +20,8 @@ from golf.model import build_model
 from golf.model.checked import MAX_LOAD_PARAMS, ModelLoadError, load_checked_model
 from golf.model.config import ModelConfig
 from golf.quant.artifact import ArtifactError, read_artifact, write_artifact
-from golf.quant.compress import CODECS, CodecError, compress, decompress
-from golf.quant.config import QuantConfig
+from golf.quant.compress import CodecError, compress, decompress
+from golf.quant.config import CODEC_LEVELS, QuantConfig
 from golf.quant.int8 import quantize_state_dict
 from golf.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from golf.train.config import TrainRunConfig
@@ -39,7 +39,7 @@ def artifact(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("codec", sorted(CODECS))
+@pytest.mark.parametrize("codec", sorted(CODEC_LEVELS))
 def test_decompression_stops_at_the_declared_size(codec: str):
     raw = bytes(4_000_000)
     blob = compress(raw, codec)

@@ -119,15 +119,15 @@ def test_config_name_tables_equal_the_registries():
     import golf.quant.intn  # noqa: F401  (registers "mixed")
     from golf.eval.config import EVAL_MODES
     from golf.eval.run import MODE_MODULES
-    from golf.quant.compress import CODECS
+    from golf.quant.compress import CODEC_MODULES, CODECS, get_codec
     from golf.quant.config import CODEC_LEVELS, SCHEME_NAMES
     from golf.quant.int8 import SCHEME_MODULES, SCHEMES
 
     assert set(SCHEME_NAMES) == set(SCHEMES) == set(SCHEME_MODULES)
-    assert set(CODEC_LEVELS) == set(CODECS)
     for name, (default, lo, hi) in CODEC_LEVELS.items():
-        c = CODECS[name]
-        assert (c.default_level, c.min_level, c.max_level) == (default, lo, hi), name
+        c = get_codec(name)  # imports its module (CODEC_MODULES) the first time
+        assert c.name == name and (c.default_level, c.min_level, c.max_level) == (default, lo, hi), name
+    assert set(CODEC_LEVELS) == set(CODECS) and set(CODEC_MODULES) <= set(CODEC_LEVELS)
     assert set(MODE_MODULES) == set(EVAL_MODES)
     import importlib
 

@@ -136,6 +136,9 @@ def _imports(source: str) -> set[str]:
     ("document-packing loader", "record_0427_sota", "golf.data.packing"),
     ("GPTQ calibration inside training", "record_0427_sota", "golf.train.calibration"),
     ("shuffled/coprime loaders", "record_0409_sp8192_recur", "golf.data.samplers"),
+    ("zstd codec", "pr374_gptq_lite", "golf.quant.codec_zstd"),
+    ("lzma codec", "record_0323_legal_ttt", "golf.quant.codec_lzma"),
+    ("brotli codec", "record_0409_sp8192_recur", "golf.quant.codec_brotli"),
 ])
 def test_a_config_ships_exactly_the_option_code_it_uses(option, preset_with, module):
     with_option = submission_bundle(preset(preset_with))
@@ -143,6 +146,13 @@ def test_a_config_ships_exactly_the_option_code_it_uses(option, preset_with, mod
     private = "_pg" + module[len("golf"):]
     assert module in with_option.modules and f"\n#@{private} " in with_option.readable, option
     assert module not in without.modules and f"\n#@{private} " not in without.readable, option
+
+
+def test_codec_best_ships_every_codec_and_pergroup_the_fitters_only():
+    best = submission_bundle(preset("baseline", "quant.codec=best")).modules
+    assert {"golf.quant.codec_zstd", "golf.quant.codec_lzma", "golf.quant.codec_brotli"} <= set(best)
+    pergroup = set(submission_bundle(preset("record_0427_sota")).modules)  # GPTQ: the fitter predicts with zstd
+    assert "golf.quant.codec_zstd" in pergroup and not {"golf.quant.codec_lzma", "golf.quant.codec_brotli"} & pergroup
 
 
 @pytest.mark.parametrize("name", ["baseline", "record_0427_sota"])

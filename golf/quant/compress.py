@@ -1,4 +1,4 @@
-"""Byte codecs for the artifact payload, looked up by name in ``CODECS``.
+"""Byte codecs for the artifact payload, looked up by name with ``get_codec`` (registered in ``CODECS``).
 
 The official baseline compresses its serialized int8 state with ``zlib.compress(raw, level=9)``
 (openai/parameter-golf train_gpt.py L1080). Later records use zstd-22 (#8, records 03-19), lzma preset 9
@@ -11,6 +11,10 @@ The official baseline compresses its serialized int8 state with ``zlib.compress(
     brotli        qualities 0..11, default 11 (default window lgwin=22)
     none          identity
 
+zlib and none live here; zstd, lzma/lzma_extreme and brotli live in golf.quant.codec_zstd / codec_lzma /
+codec_brotli (``CODEC_MODULES``), which register themselves when ``get_codec`` first asks for them, so a
+generated train_gpt.py ships only the codecs its config uses (traced by golf.export_core.export_modules).
+
 ``byte_shuffle(data, k)`` is the byte transposition of #38 (bytes at offsets i mod k = 0, then 1, ...), which
 puts the low and high bytes of 16-bit values (fp16 scales, passthrough) into separate runs.
 ``compress_best`` tries every codec (optionally with and without the shuffle) and keeps the smallest.
@@ -18,7 +22,7 @@ puts the low and high bytes of 16-bit values (fp16 scales, passthrough) into sep
 
 from __future__ import annotations
 
-import lzma
+import importlib
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from golf.errors import GolfError
+from golf.quant.config import CODEC_LEVELS
 
 
 class CodecError(GolfError, ValueError):
@@ -60,6 +65,10 @@ class Codec:
 
 
 CODECS: dict[str, Codec] = {}
+"""The codecs registered so far (those of CODEC_MODULES once get_codec has asked for them)."""
+CODEC_MODULES = {"zstd": "golf.quant.codec_zstd", "lzma": "golf.quant.codec_lzma",
+                 "lzma_extreme": "golf.quant.codec_lzma", "brotli": "golf.quant.codec_brotli"}
+"""Codec name -> the module that registers it on import."""
 
 
 def register_codec(codec: Codec) -> Codec:
@@ -71,11 +80,14 @@ def register_codec(codec: Codec) -> Codec:
 
 
 def get_codec(name: str) -> Codec:
-    """Look up a codec by name; raise CodecError listing the registered names when unknown."""
+    """Look up a codec by name, importing its module (CODEC_MODULES) the first time; raise CodecError listing
+    the known names when unknown."""
+    if name not in CODECS and name in CODEC_MODULES:
+        importlib.import_module(CODEC_MODULES[name])
     try:
         return CODECS[name]
     except KeyError:
-        raise CodecError(f"unknown codec {name!r}; allowed: {sorted(CODECS)}") from None
+        raise CodecError(f"unknown codec {name!r}; allowed: {sorted(CODEC_LEVELS)}") from None
 
 
 def compress(data: bytes, codec: str, level: int | None = None) -> bytes:
@@ -97,7 +109,7 @@ def decompress(data: bytes, codec: str, max_bytes: int | None = None) -> bytes:
         out = (c.bounded_decompress_fn(bytes(data), max_bytes) if c.bounded_decompress_fn is not None
                else c.decompress_fn(bytes(data)))
         if len(out) > max_bytes:
-            raise _too_big(codec, max_bytes)
+            raise inflation_error(codec, max_bytes)
         return out
     except CodecError:
         raise
@@ -105,7 +117,8 @@ def decompress(data: bytes, codec: str, max_bytes: int | None = None) -> bytes:
         raise CodecError(f"codec {codec!r}: cannot decompress {len(data)} bytes: {exc}") from exc
 
 
-def _too_big(codec: str, max_bytes: int) -> CodecError:
+def inflation_error(codec: str, max_bytes: int) -> CodecError:
+    """The error of a stream that inflates beyond `max_bytes` (a decompression bomb), naming the codec."""
     return CodecError(f"codec {codec!r}: stream inflates beyond the declared {max_bytes:,} bytes")
 
 
@@ -116,7 +129,7 @@ def _zlib_decompress(data: bytes, max_bytes: int | None = None) -> bytes:
     else:
         out = d.decompress(data, max_bytes + 1)
         if len(out) > max_bytes or d.unconsumed_tail:
-            raise _too_big("zlib", max_bytes)
+            raise inflation_error("zlib", max_bytes)
     # zlib.decompress accepts trailing garbage silently in some paths; a short stream must not pass as complete.
     if not d.eof:
         raise CodecError(f"codec 'zlib': stream is truncated ({len(data)} bytes, no end marker)")
@@ -136,70 +149,6 @@ register_codec(
         bounded_decompress_fn=_zlib_decompress,
     )
 )
-def _zstd_compress(data: bytes, level: int | None) -> bytes:
-    import zstandard
-
-    return zstandard.ZstdCompressor(level=22 if level is None else level, write_content_size=True).compress(data)
-
-
-def _zstd_decompress(data: bytes) -> bytes:
-    import zstandard
-
-    # One frame with its content size recorded (golf always writes it); anything else is rejected by zstandard.
-    return zstandard.ZstdDecompressor().decompress(data)
-
-
-def _zstd_decompress_bounded(data: bytes, max_bytes: int) -> bytes:
-    import zstandard
-
-    declared = zstandard.frame_content_size(data)  # from the frame header, before anything is allocated
-    if declared > max_bytes:
-        raise _too_big("zstd", max_bytes)
-    return zstandard.ZstdDecompressor().decompress(data, max_output_size=max_bytes)
-
-
-def _lzma_decompress(data: bytes, max_bytes: int | None = None) -> bytes:
-    d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-    out = d.decompress(data, -1 if max_bytes is None else max_bytes + 1)
-    if max_bytes is not None and (len(out) > max_bytes or (not d.eof and not d.needs_input)):
-        raise _too_big("lzma", max_bytes)
-    if not d.eof:
-        raise CodecError(f"codec 'lzma': stream is truncated ({len(data)} bytes, no end marker)")
-    if d.unused_data:
-        raise CodecError(f"codec 'lzma': {len(d.unused_data)} trailing bytes after the end of the stream")
-    return out
-
-
-def _brotli_compress(data: bytes, level: int | None) -> bytes:
-    import brotli
-
-    return brotli.compress(data, quality=11 if level is None else level)
-
-
-def _brotli_decompress(data: bytes) -> bytes:
-    import brotli
-
-    return brotli.decompress(data)
-
-
-def _brotli_decompress_bounded(data: bytes, max_bytes: int) -> bytes:
-    import brotli
-
-    d = brotli.Decompressor()
-    out = d.process(data, output_buffer_limit=max_bytes + 1)
-    if len(out) > max_bytes or not d.can_accept_more_data():
-        raise _too_big("brotli", max_bytes)
-    if not d.is_finished():
-        raise CodecError(f"codec 'brotli': stream is truncated ({len(data)} bytes, no end marker)")
-    return out
-
-
-register_codec(Codec("zstd", 22, 1, 22, _zstd_compress, _zstd_decompress, _zstd_decompress_bounded))
-register_codec(Codec("lzma", 9, 0, 9, lambda data, level: lzma.compress(data, preset=level), _lzma_decompress,
-                     _lzma_decompress))
-register_codec(Codec("lzma_extreme", 9, 0, 9, lambda data, level: lzma.compress(data, preset=level | lzma.PRESET_EXTREME),
-                     _lzma_decompress, _lzma_decompress))
-register_codec(Codec("brotli", 11, 0, 11, _brotli_compress, _brotli_decompress, _brotli_decompress_bounded))
 register_codec(
     Codec(
         name="none",
@@ -251,8 +200,8 @@ def best_candidates(shuffle: int) -> list[tuple[str, int | None, int]]:
     """(codec, level, shuffle) tried by codec=best: every real codec at its default (max) level, each with the
     configured shuffle stride and, when that is off, also with the stride-2 shuffle of #38."""
     strides = sorted({shuffle, 2}) if shuffle <= 1 else [shuffle]
-    names = [n for n in CODECS if n != "none"]
-    return [(n, CODECS[n].default_level, s) for n in names for s in strides]
+    names = [n for n in CODEC_LEVELS if n != "none"]
+    return [(n, get_codec(n).default_level, s) for n in names for s in strides]
 
 
 def compress_best(data: bytes, candidates: list[tuple[str, int | None, int]]) -> tuple[bytes, CodecTrial, list[CodecTrial]]:

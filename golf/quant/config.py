@@ -43,8 +43,9 @@ CODEC_LEVELS: dict[str, tuple[int | None, int | None, int | None]] = {
     "zlib": (9, -1, 9), "zstd": (22, 1, 22), "lzma": (9, 0, 9), "lzma_extreme": (9, 0, 9), "brotli": (11, 0, 11),
     "none": (None, None, None),
 }
-"""Codec name -> (default level, min level, max level); None = level-less. golf.quant.compress builds its
-CODECS from this table, so the config checks names and levels without importing the codec libraries."""
+"""Codec name -> (default level, min level, max level); None = level-less. The codecs golf.quant.compress
+registers (each on first use) carry the same names and levels (tests/test_layers.py), so the config checks names
+and levels without importing the codec libraries."""
 LQER_SUFFIXES = (".lqer_a", ".lqer_b")
 LQER_METHODS = ("lqer_a", "lqer_b")
 """Names and qmeta methods of LQER factor entries (golf.quant.lqer writes them; dequantizing folds them)."""
