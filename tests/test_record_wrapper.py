@@ -14,7 +14,15 @@ from record_helpers import preset
 from golf.quant.config import BEST_CODEC, CODEC_LEVELS, PERGROUP_CODEC
 from golf.record import submission_bundle
 from golf.record.folder import requirements
-from golf.record.wrapper import BROTLI_PREFIX, LZMA_PREFIX, codec_packages, unwrap, wrap
+from golf.record.wrapper import (
+    BROTLI_PREFIX,
+    LZMA_PREFIX,
+    codec_packages,
+    run_packages,
+    unwrap,
+    wrap,
+    wrapper_codec,
+)
 
 PROGRAM = "X=[i*i for i in range(40)]\nprint(sum(X),'ünïcode')\n" * 30
 
@@ -56,3 +64,36 @@ def test_every_allowed_codec_names_its_packages(codec: str):
         assert codec_packages(codec) == ()
     else:
         assert codec_packages(codec) and all(importlib.util.find_spec(p) for p in codec_packages(codec))
+
+
+@pytest.mark.parametrize(("codec", "choice", "form", "packages"), [
+    ("zlib", "auto", "lzma", ()),
+    ("pergroup", "auto", "brotli", ("brotli",)),
+    ("zlib", "brotli", "brotli", ("brotli",)),
+    ("zstd", "brotli", "brotli", ("zstandard", "brotli")),
+    ("brotli", "lzma", "lzma", ("brotli",)),
+])
+def test_budget_code_wrapper_chooses_the_form_and_its_requirement(codec, choice, form, packages):
+    assert wrapper_codec(codec, choice) == form and run_packages(codec, choice) == packages
+    assert wrap(PROGRAM, codec, choice).startswith(BROTLI_PREFIX if form == "brotli" else LZMA_PREFIX)
+
+
+def test_a_config_may_ask_for_the_brotli_wrapper(tmp_path: Path):
+    """budget.code_wrapper=brotli: ~1.1 KB fewer counted bytes on baseline, brotli in requirements.txt, and the
+    shipped two lines still run the program's module code."""
+    cfg = preset("baseline", "budget.code_wrapper=brotli")
+    bundle = submission_bundle(cfg)
+    assert bundle.shipped.startswith(BROTLI_PREFIX) and "brotli==" in requirements(cfg)
+    assert bundle.code_bytes < submission_bundle(preset("baseline")).code_bytes - 500
+    script = tmp_path / "train_gpt.py"
+    script.write_text(bundle.shipped, encoding="utf-8")
+    probe = f"import runpy; g = runpy.run_path({str(script)!r}, run_name='probe'); print(len(g) > 100)"
+    out = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr[-2000:]  # every module's globals
+
+
+def test_a_bad_code_wrapper_is_one_line_naming_the_choices():
+    from golf.quant.config import BudgetConfig
+
+    with pytest.raises(ValueError, match=r"budget.code_wrapper='zip'.*auto.*brotli.*lzma"):
+        BudgetConfig(code_wrapper="zip")

@@ -34,6 +34,8 @@ PASSTHROUGH: tuple[str, ...] = ("", "keep", *FLOAT_STORE_DTYPES)
 METHODS: tuple[str, ...] = ("rtn", "gptq")
 PACKINGS: tuple[str, ...] = ("auto", "int8", "bitpack")
 FIT_METRICS: tuple[str, ...] = ("loss", "recon")
+CODE_WRAPPERS: tuple[str, ...] = ("auto", "lzma", "brotli")
+"""budget.code_wrapper: the self-extracting form of the generated train_gpt.py (golf.record.wrapper)."""
 BEST_CODEC = "best"
 QAT_RULES: tuple[str, ...] = ("export", "rowmax31")
 GPTQ_CLIP_SELECTION: tuple[str, ...] = ("rtn", "gptq")
@@ -344,6 +346,11 @@ class BudgetConfig:
     """Training batches used by fit_metric=loss."""
     fit_codec: str = ""
     """Codec used to predict group sizes; empty = quant.codec (zstd when quant.codec=best)."""
+    code_wrapper: str = "auto"
+    """Self-extracting form of the generated train_gpt.py, whose bytes are the counted code: auto = brotli-11 +
+    base85 when quant.codec already needs the brotli package, else raw LZMA2 + base85 (the records' 2 lines);
+    brotli = always brotli (~1.1 KB smaller; adds brotli to requirements.txt, as records 04-10 onward list it);
+    lzma = always lzma."""
 
     def __post_init__(self) -> None:
         _check(int(self.target_bytes) > 0, "budget.target_bytes", self.target_bytes, "must be positive")
@@ -355,6 +362,7 @@ class BudgetConfig:
         _check(self.fit_batches >= 1, "budget.fit_batches", self.fit_batches, "must be >= 1")
         if self.fit_codec:
             _check_choice("budget", "fit_codec", self.fit_codec, list(CODEC_LEVELS))
+        _check_choice("budget", "code_wrapper", self.code_wrapper, CODE_WRAPPERS)
 
 
 def calibrates(quant: QuantConfig, budget: BudgetConfig) -> bool:

@@ -332,7 +332,7 @@ def _build(config_json: str) -> Bundle:
 
 def _generate(config_json: str) -> Bundle:
     config = json.loads(config_json)
-    codec = config["quant"]["codec"]
+    codec, wrapper = config["quant"]["codec"], config["budget"]["code_wrapper"]
     names = closure(trace(config))
     renamed = {_private(n): rename(module_path(n).read_text(encoding="utf-8")) for n in names}
     overrides = set(ENV_OVERRIDES.values())
@@ -345,7 +345,7 @@ def _generate(config_json: str) -> Bundle:
     names = [n for n in names if _private(n) in kept]
     try:
         flat, flat_names = _flat_program({_private(n): sources[_private(n)] for n in names}, config)
-        return Bundle(shipped=wrap(minify_flat(flat), codec), readable=flat, modules=names, config=config,
+        return Bundle(shipped=wrap(minify_flat(flat), codec, wrapper), readable=flat, modules=names, config=config,
                       layout="flat", flat_names=flat_names)
     except FlattenError:
         pass  # the packaged form below always works; golf.bench.record reports which one a preset got
@@ -355,7 +355,7 @@ def _generate(config_json: str) -> Bundle:
         src = sources[_private(name)]
         readable[_private(name)] = (is_package(name), src)
         small[_private(name)] = (is_package(name), minify(src, name))
-    return Bundle(shipped=wrap(_program(small, config), codec), readable=_program(readable, config), modules=names,
+    return Bundle(shipped=wrap(_program(small, config), codec, wrapper), readable=_program(readable, config), modules=names,
                   config=config, layout="packaged")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from golf.record.runs import RecordError, SeedRun
-from golf.record.wrapper import codec_packages
+from golf.record.wrapper import run_packages
 from golf.train.config import TrainRunConfig
 
 TRACK = "10min_16mb"
@@ -134,7 +134,7 @@ def _field_docs(cls: type, prefix: str = "") -> dict[str, str]:
 
 def requirements(cfg: TrainRunConfig) -> str:
     """The packages the generated file imports, at the versions installed here."""
-    names = [*BASE_PACKAGES, *codec_packages(cfg.quant.codec)]
+    names = [*BASE_PACKAGES, *run_packages(cfg.quant.codec, cfg.budget.code_wrapper)]
     lines = []
     for n in names:
         try:

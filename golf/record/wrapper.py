@@ -8,9 +8,11 @@ script counts itself: `len(code.encode("utf-8"))`) and `exec`'d at start-up. Two
   nice_len 64, ~70 bytes smaller than plain preset 9e on every preset; the decoder needs none of it (an LZMA2
   stream carries its lc/lp/pb), so the wrapper is the records' own.
 - brotli: quality 11, window 2^24 (records 2026-04-10 onward count their code as pyminify -> brotli-11 ->
-  base85, `_compressed_code_size` in the 2026-04-27 record), ~4% smaller than lzma on golf's programs. Used
-  only when the run's quantization codec already needs the brotli package (`codec_packages`), so a config
-  whose artifact does not need brotli never needs it to start either.
+  base85, `_compressed_code_size` in the 2026-04-27 record), ~4% smaller than lzma on golf's programs.
+
+`budget.code_wrapper` chooses (`wrapper_codec`): auto (the default) takes brotli only when the run's
+quantization codec already needs the brotli package (`codec_packages`), so a config whose artifact does not need
+brotli never needs it to start either; lzma or brotli force one (brotli then joins requirements.txt).
 """
 
 from __future__ import annotations
@@ -37,11 +39,24 @@ def codec_packages(codec: str) -> tuple[str, ...]:
     return CODEC_PACKAGES.get(codec, ())
 
 
-def wrap(source: str, codec: str) -> str:
-    """`source` in the self-extracting form: brotli when quant.codec `codec` already needs brotli, else lzma."""
+def wrapper_codec(codec: str, choice: str = "auto") -> str:
+    """The wrapper budget.code_wrapper `choice` gives with quant.codec `codec`: "lzma" or "brotli"."""
+    if choice != "auto":
+        return choice
+    return "brotli" if "brotli" in codec_packages(codec) else "lzma"
+
+
+def run_packages(codec: str, choice: str = "auto") -> tuple[str, ...]:
+    """The third-party packages the generated file imports for its codec and its wrapper."""
+    extra = ("brotli",) if wrapper_codec(codec, choice) == "brotli" else ()
+    return tuple(dict.fromkeys((*codec_packages(codec), *extra)))
+
+
+def wrap(source: str, codec: str, choice: str = "auto") -> str:
+    """`source` in the self-extracting form `wrapper_codec(codec, choice)` names."""
     data = source.encode("utf-8")
-    if "brotli" in codec_packages(codec):
-        import brotli  # the run's artifact codec needs it: installed wherever this config runs
+    if wrapper_codec(codec, choice) == "brotli":
+        import brotli  # the config's codec or budget.code_wrapper needs it: in its requirements.txt
 
         blob = brotli.compress(data, quality=11, lgwin=BROTLI_WINDOW_BITS)
         return BROTLI_PREFIX + base64.b85encode(blob).decode("ascii") + BROTLI_SUFFIX
