@@ -71,14 +71,27 @@ def section_paths(root: type = TrainRunConfig) -> dict[str, tuple[str, ...]]:
     return {name: paths[0] for name, paths in found.items() if len(paths) == 1}
 
 
+def live_fields(override_keys: set[str], root: type = TrainRunConfig) -> dict[tuple[str, str], set[str]]:
+    """(module, class name) -> the fields an environment variable can change, for every section on the path of
+    a key in `override_keys` (the root included): `schedule.iterations` gives the root `schedule` and
+    ScheduleConfig `iterations`."""
+    sections = _section_classes(root)
+    out: dict[tuple[str, str], set[str]] = {}
+    for key in override_keys:
+        parts = tuple(key.split("."))
+        for i in range(len(parts)):
+            cls = sections.get(parts[:i])
+            if cls is not None:
+                out.setdefault((cls.__module__, cls.__qualname__), set()).add(parts[i])
+    return out
+
+
 def prevalidated_classes(override_keys: set[str], root: type = TrainRunConfig) -> set[tuple[str, str]]:
     """(module, class name) of the config sections whose `__post_init__` the generated file may drop: every
     section of `root`'s tree except those on the path of a dotted key in `override_keys` (root included)."""
-    sections = _section_classes(root)
-    live = {()} | {tuple(key.split("."))[:i] for key in override_keys for i in range(1, key.count(".") + 1)}
-    live_classes = {sections[p] for p in live if p in sections}
-    return {(c.__module__, c.__qualname__) for c in set(sections.values()) - live_classes
-            if "__post_init__" in vars(c)}
+    live = {(root.__module__, root.__qualname__), *live_fields(override_keys, root)}
+    return {key for c in _section_classes(root).values()
+            if (key := (c.__module__, c.__qualname__)) not in live and "__post_init__" in vars(c)}
 
 
 def drop_post_init(sources: dict[str, str], classes: set[tuple[str, str]], package: str) -> dict[str, str]:
@@ -106,21 +119,6 @@ def drop_post_init(sources: dict[str, str], classes: set[tuple[str, str]], packa
     return out
 
 
-def live_fields(override_keys: set[str], root: type = TrainRunConfig) -> dict[tuple[str, str], set[str]]:
-    """(module, class name) -> the fields an environment variable can change, for every section on the path of
-    a key in `override_keys` (the root included): `schedule.iterations` gives the root `schedule` and
-    ScheduleConfig `iterations`."""
-    sections = _section_classes(root)
-    out: dict[tuple[str, str], set[str]] = {}
-    for key in override_keys:
-        parts = tuple(key.split("."))
-        for i in range(len(parts)):
-            cls = sections.get(parts[:i])
-            if cls is not None:
-                out.setdefault((cls.__module__, cls.__qualname__), set()).add(parts[i])
-    return out
-
-
 def _reads_only_settled(test: ast.expr, receiver: str, live: set[str], settled_locals: set[str],
                         local_names: set[str]) -> bool:
     """True when `test` depends only on baked state: fields of `receiver` no variable can change, locals
@@ -139,11 +137,15 @@ def _reads_only_settled(test: ast.expr, receiver: str, live: set[str], settled_l
     return True
 
 
+def _raise_if(stmt: ast.stmt) -> bool:
+    """`stmt` is `if <test>: raise ...` (no else, nothing but raises)."""
+    return isinstance(stmt, ast.If) and not stmt.orelse and all(isinstance(s, ast.Raise) for s in stmt.body)
+
+
 def _only_raises(fn: ast.FunctionDef) -> bool:
-    """`fn`'s body is checks only: its docstring and `if <test>: raise ...` statements (no else, nothing kept)."""
+    """`fn`'s body is checks only: its docstring and `_raise_if` statements."""
     body = fn.body[1:] if ast.get_docstring(fn) is not None else fn.body
-    return bool(body) and all(isinstance(s, ast.If) and not s.orelse and all(isinstance(r, ast.Raise) for r in s.body)
-                              for s in body)
+    return bool(body) and all(_raise_if(s) for s in body)
 
 
 def pure_checkers(sources: dict[str, str]) -> set[str]:
@@ -161,7 +163,7 @@ def pure_checkers(sources: dict[str, str]) -> set[str]:
 def _is_check(stmt: ast.stmt, checkers: set[str]) -> ast.expr | None:
     """The expression a check statement decides on: the test of `if <test>: raise ...`, or the call of a pure
     checker as a statement (`_allowed('eval.mode', self.mode, EVAL_MODES)`); None for anything else."""
-    if isinstance(stmt, ast.If) and not stmt.orelse and all(isinstance(s, ast.Raise) for s in stmt.body):
+    if _raise_if(stmt):
         return stmt.test
     if (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func, ast.Name)
             and stmt.value.func.id in checkers):
@@ -175,7 +177,8 @@ def _settled_spans(fn: ast.FunctionDef, live: set[str], checkers: set[str]) -> l
     if not fn.args.args:
         return []
     receiver = fn.args.args[0].arg
-    local_names = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    stores = [n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+    local_names = set(stores)
     # a field set here is live unless set from baked state (`self.modes = list(self.modes)`); a store nested in
     # a block or a tuple target counts as live
     for n in ast.walk(fn):
@@ -189,7 +192,6 @@ def _settled_spans(fn: ast.FunctionDef, live: set[str], checkers: set[str]) -> l
                 and isinstance(stmt.value, ast.Attribute) and isinstance(stmt.value.value, ast.Name)
                 and stmt.value.value.id == receiver and stmt.value.attr not in live):
             copies[stmt.targets[0].id] = stmt
-    stores = [n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
     settled_locals = {name for name in copies if stores.count(name) == 1}
     dropped = [stmt for stmt in fn.body if (test := _is_check(stmt, checkers)) is not None
                and _reads_only_settled(test, receiver, live, settled_locals, local_names)]
