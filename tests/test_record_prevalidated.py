@@ -144,9 +144,15 @@ class Section:
             raise ValueError("derived")
         if self.kind == "b" and self.uses_steps():
             raise ValueError("method")
+        if self.kind == "b" and steps_of(section=self) > 9:
+            raise ValueError("handed on")
 
     def uses_steps(self):
         return self.steps > 0
+
+
+def steps_of(section):
+    return section.steps
 
 
 @dataclass
@@ -172,6 +178,7 @@ def test_live_sections_lose_only_the_checks_no_override_reaches():
     assert '"modes"' not in post  # set from itself (baked state): still settled
     assert '"derived"' in post  # set from a live field: live
     assert '"method"' in post  # a method of the receiver may read a live field
+    assert '"handed on"' in post  # so may a function given the receiver, here by keyword
     assert "class Quiet" in out and out.count("def __post_init__") == 1  # nothing left: the method goes
     namespace: dict = {}
     exec(compile(out, "s", "exec"), namespace)

@@ -123,15 +123,19 @@ def _reads_only_settled(test: ast.expr, receiver: str, live: set[str], settled_l
                         local_names: set[str]) -> bool:
     """True when `test` depends only on baked state: fields of `receiver` no variable can change, locals
     copied from such fields, and module names (tables, builtins); no method of the receiver is called."""
-    for n in ast.walk(test):
-        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == receiver:
+    nodes = list(ast.walk(test))
+    field_reads = {id(n.value) for n in nodes if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                   and n.value.id == receiver}
+    for n in nodes:
+        if isinstance(n, ast.Attribute) and id(n.value) in field_reads:
             if n.attr in live:
                 return False
+        elif isinstance(n, ast.Name) and n.id == receiver and id(n) not in field_reads:
+            return False  # the receiver itself handed on (f(self), f(x=self), [self]): may reach a live field
         elif isinstance(n, ast.Name) and n.id != receiver and n.id in local_names and n.id not in settled_locals:
             return False
-        elif isinstance(n, ast.Call) and (any(isinstance(a, ast.Name) and a.id == receiver for a in ast.walk(n.func))
-                                          or any(isinstance(a, ast.Name) and a.id == receiver for a in n.args)):
-            return False  # self.run_modes(), f(self): the callee may read a live field
+        elif isinstance(n, ast.Call) and any(isinstance(a, ast.Name) and a.id == receiver for a in ast.walk(n.func)):
+            return False  # self.run_modes(): the method may read a live field
         elif isinstance(n, (ast.Lambda, ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom)):
             return False
     return True
