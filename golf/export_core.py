@@ -46,8 +46,12 @@ def payload_codecs(quant: QuantConfig, budget: BudgetConfig) -> set[str]:
     """The registered codecs (golf.quant.compress) exporting with (quant, budget) compresses or reads back with:
     quant.codec, every codec for "best", none of them for "pergroup" (its own streams), plus the budget fitter's
     size-prediction codec (golf.quant.fitter.fit_codec) whenever the fitter is imported."""
-    codecs = set(CODEC_LEVELS) if quant.codec == BEST_CODEC else set() if quant.codec == PERGROUP_CODEC else {
-        quant.codec}
+    if quant.codec == BEST_CODEC:
+        codecs = set(CODEC_LEVELS)
+    elif quant.codec == PERGROUP_CODEC:
+        codecs = set()
+    else:
+        codecs = {quant.codec}
     if budget.fit or (quant.scheme != "none" and quant.uses_gptq()):
         from golf.quant.fitter import fit_codec  # lazy: export_modules imports it under the same condition
 
