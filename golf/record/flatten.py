@@ -33,7 +33,8 @@ class FlattenError(GolfError):
     """The modules cannot share one namespace under the rules above (the message names the obstacle)."""
 
 
-def _golf_module(node: ast.stmt, package: str) -> bool:
+def golf_import(node: ast.stmt, package: str) -> bool:
+    """`node` imports a module of the bundled package `package` (`from package.x import y`, `import package.x`)."""
     if isinstance(node, ast.ImportFrom):
         return node.level == 0 and (node.module or "").split(".")[0] == package
     return isinstance(node, ast.Import) and any(a.name.split(".")[0] == package for a in node.names)
@@ -68,10 +69,10 @@ def _top_level_bindings(tree: ast.Module, package: str) -> tuple[set[str], dict[
     for node in _module_level(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             own.add(node.name)
-        elif isinstance(node, ast.Import) and not _golf_module(node, package):
+        elif isinstance(node, ast.Import) and not golf_import(node, package):
             for a in node.names:
                 external[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
-        elif isinstance(node, ast.ImportFrom) and not _golf_module(node, package):
+        elif isinstance(node, ast.ImportFrom) and not golf_import(node, package):
             if node.module != "__future__":
                 for a in node.names:
                     external[a.asname or a.name] = f"{node.module}.{a.name}"
@@ -94,10 +95,10 @@ def _order(trees: dict[str, ast.Module], package: str) -> list[str]:
     for name, tree in trees.items():
         found: set[str] = set()
         for node in _module_level(tree):
-            if isinstance(node, ast.ImportFrom) and _golf_module(node, package):
+            if isinstance(node, ast.ImportFrom) and golf_import(node, package):
                 found.add(node.module)
                 found.update(f"{node.module}.{a.name}" for a in node.names)
-            elif isinstance(node, ast.Import) and _golf_module(node, package):
+            elif isinstance(node, ast.Import) and golf_import(node, package):
                 found.update(a.name for a in node.names)
         deps[name] = {d for d in found if d in trees and d != name}
     out: list[str] = []
@@ -179,7 +180,7 @@ class _Renamer(ast.NodeTransformer):
         return node
 
     def visit_ImportFrom(self, node: ast.ImportFrom):
-        if not _golf_module(node, self.package):
+        if not golf_import(node, self.package):
             return self._external(node)
         if not self.scopes:
             return None  # module level: the names are bound in the flat namespace (renamed through `mapping`)
@@ -199,7 +200,7 @@ class _Renamer(ast.NodeTransformer):
                                   node) for b, t in pairs] or None
 
     def visit_Import(self, node: ast.Import):
-        if not _golf_module(node, self.package):
+        if not golf_import(node, self.package):
             return self._external(node)
         if not self.scopes:
             return None  # `import pkg.mod` at module level: the module's code runs in place
@@ -232,7 +233,7 @@ def flatten(sources: dict[str, str], package: str) -> tuple[str, dict[str, dict[
 
     imports: dict[str, dict[str, tuple[str, str]]] = {  # module -> local name -> (module, name) it imports
         name: {a.asname or a.name: (node.module, a.name) for node in _module_level(trees[name])
-               if isinstance(node, ast.ImportFrom) and _golf_module(node, package) for a in node.names}
+               if isinstance(node, ast.ImportFrom) and golf_import(node, package) for a in node.names}
         for name in order}
 
     def resolve(module: str, attr: str, seen: tuple = ()) -> str | None:

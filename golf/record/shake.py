@@ -41,6 +41,7 @@ import sys
 import torch
 
 from golf.record.constants import bound_names
+from golf.record.flatten import golf_import
 
 _PURE_DECORATORS = {"dataclass", "property", "staticmethod", "classmethod", "no_grad", "lru_cache", "cache",
                     "contextmanager", "disable"}
@@ -280,9 +281,8 @@ def _external_import_edits(mods: dict[str, _Module], referenced: set[str], packa
     """Per module, the line edits that drop unreferenced or repeated top-level imports of other packages (see the
     module docstring); an import keeping some of its names is rewritten with those."""
     external = {name: [n for n in m.tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
-                       and not _is_golf_from(n, package) and not (isinstance(n, ast.Import) and any(
-                           a.name.split(".")[0] == package for a in n.names))
-                       and getattr(n, "module", None) != "__future__" and getattr(n, "level", 0) == 0]
+                       and not golf_import(n, package) and getattr(n, "module", None) != "__future__"
+                       and getattr(n, "level", 0) == 0]
                 for name, m in mods.items()}
     used_packages = {target.split(".")[0] for nodes in external.values() for n in nodes
                      for _, bound, target in _import_targets(n) if bound in referenced}
