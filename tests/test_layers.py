@@ -117,6 +117,7 @@ def test_core_modules_import_no_hydra_in_source():
 
 def test_config_name_tables_equal_the_registries():
     import golf.quant.intn  # noqa: F401  (registers "mixed")
+    import golf.quant.passthrough  # noqa: F401  (registers "none")
     from golf.eval.config import EVAL_MODES
     from golf.eval.run import MODE_MODULES
     from golf.quant.compress import CODEC_MODULES, CODECS, get_codec

@@ -148,6 +148,12 @@ def test_a_config_ships_exactly_the_option_code_it_uses(option, preset_with, mod
     assert module not in without.modules and f"\n#@{private} " not in without.readable, option
 
 
+def test_scheme_none_ships_only_with_a_config_that_uses_it():
+    unquantized = submission_bundle(preset("baseline", "quant.scheme=none"))
+    assert "golf.quant.passthrough" in unquantized.modules and "golf.quant.int8" in unquantized.modules
+    assert "golf.quant.passthrough" not in submission_bundle(preset("baseline")).modules
+
+
 def test_codec_best_ships_every_codec_and_pergroup_the_fitters_only():
     best = submission_bundle(preset("baseline", "quant.codec=best")).modules
     assert {"golf.quant.codec_zstd", "golf.quant.codec_lzma", "golf.quant.codec_brotli"} <= set(best)

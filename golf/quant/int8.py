@@ -13,7 +13,7 @@ L313-422) bit for bit under the default ``QuantConfig``:
 4. other float tensors -> one per-tensor int8 scale: ``clip = quantile(|w|.flatten(), 0.9999984)``,
    ``scale = clip/127`` (1.0 when clip == 0, no 1/127 floor), kept as a 0-dim fp32 tensor.
 
-Schemes are registered by name in ``SCHEMES`` (``QuantConfig.scheme``): "int8" (here), "none" (here) and
+Schemes are registered by name in ``SCHEMES`` (``QuantConfig.scheme``): "int8" (here), "none" (golf.quant.passthrough) and
 "mixed" (golf.quant.intn: per-group intN / GPTQ / passthrough), all returning a ``QuantizedState``.
 """
 
@@ -110,7 +110,7 @@ class QuantizedState:
 SchemeFn = Callable[..., QuantizedState]
 """``fn(state_dict, cfg, hessians=None) -> QuantizedState``."""
 SCHEMES: dict[str, SchemeFn] = {}
-SCHEME_MODULES: dict[str, str] = {"int8": "golf.quant.int8", "none": "golf.quant.int8", "mixed": "golf.quant.intn"}
+SCHEME_MODULES: dict[str, str] = {"int8": "golf.quant.int8", "none": "golf.quant.passthrough", "mixed": "golf.quant.intn"}
 """Scheme -> the module that registers it, imported on first use (keys equal golf.quant.config.SCHEME_NAMES)."""
 
 
@@ -235,30 +235,6 @@ def quantize_state_dict_int8(state_dict: dict[str, Tensor], cfg: QuantConfig | N
         out.dtypes[name] = dtype_name(t.dtype)
         stats["int8_payload_bytes"] += tensor_nbytes(q) + tensor_nbytes(s)
     out.stats = stats
-    return out
-
-
-@register_scheme("none")
-def passthrough_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig | None = None,
-                           hessians: dict[str, Tensor] | None = None) -> QuantizedState:
-    """Reference scheme "none": every tensor stored exactly in its own dtype (no quantization, no downcast)."""
-    from golf.quant.groups import tensor_group
-
-    cfg = cfg or QuantConfig()
-    out = QuantizedState(scheme="none")
-    payload = 0
-    for name, tensor in state_dict.items():
-        t = tensor.detach().to("cpu").contiguous()
-        out.names.append(name)
-        out.groups[name] = tensor_group(name, t, cfg)
-        out.passthrough[name] = t
-        payload += tensor_nbytes(t)
-    out.stats = {
-        "param_count": sum(int(t.numel()) for t in out.passthrough.values()),
-        "num_tensors": len(out.passthrough),
-        "baseline_tensor_bytes": payload,
-        "int8_payload_bytes": payload,
-    }
     return out
 
 
