@@ -1,10 +1,14 @@
-"""Record benchmark: `python -m golf.bench.record [--run RUN_OR_SWEEP_DIR] [--json]`.
+"""Record benchmark: `python -m golf.bench.record [--run RUN_OR_SWEEP_DIR] [--json]`, or
+`python -m golf.bench.record --breakdown PRESET [KEY=VALUE ...] [--json]`.
 
 Per preset: counted code bytes of its generated train_gpt.py (golf.record.submission_code_bytes: the file as
 shipped), the unminified size, the number of golf modules bundled and the time to generate it (fresh, module
 trace included), next to the issue #9 targets taken from the records' own code bytes. With --run, the time of a
 whole `python -m golf.record` (fresh interpreter) into a temporary folder. Both are cold: the on-disk bundle
 memo (golf.record.cache) is off while they run.
+
+With --breakdown, one preset's counted bytes by module and by layer (golf.bench.code_bytes: the bytes deleting
+each would save in the shipped file), with the overrides given after the preset name.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from golf.bench.code_bytes import breakdown
 from golf.config import register_configs, to_typed
 from golf.record import submission_bundle
 from golf.record.bundle import _build, minify
@@ -55,6 +61,31 @@ def measure() -> list[dict]:
     return rows
 
 
+def _compose(name: str, overrides: list[str]) -> TrainRunConfig:
+    register_configs()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return to_typed(compose("train", overrides=[f"experiment={name}", *overrides]), TrainRunConfig)
+
+
+def print_breakdown(name: str, overrides: list[str], as_json: bool) -> None:
+    """Print one preset's breakdown (golf.bench.code_bytes) as tables, or as JSON."""
+    os.environ["GOLF_CACHE_DIR"] = OFF
+    bundle = submission_bundle(_compose(name, overrides))
+    if bundle.layout != "flat":
+        raise SystemExit(f"{name}: packaged layout; the breakdown needs the flat one")
+    modules, layers = breakdown(bundle)
+    if as_json:
+        print(json.dumps({"preset": name, "overrides": overrides, "code_bytes": bundle.code_bytes,
+                          "layers": [asdict(p) for p in layers], "modules": [asdict(p) for p in modules]}, indent=2))
+        return
+    print(f"{' '.join([name, *overrides])}: {bundle.code_bytes:,} counted code bytes, {len(bundle.modules)} modules; "
+          "marginal = bytes the shipped file loses without it")
+    for title, parts in (("layer", layers), ("module", modules)):
+        print(f"\n{title:<44} {'readable':>9} {'marginal':>8}")
+        for p in parts:
+            print(f"{p.name:<44} {p.readable_bytes:>9,} {p.marginal:>8,}")
+
+
 def time_record(run: str) -> float:
     """Wall time of `python -m golf.record RUN --non-record` in a fresh interpreter (imports included)."""
     with tempfile.TemporaryDirectory() as out:
@@ -67,8 +98,16 @@ def time_record(run: str) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m golf.bench.record")
     parser.add_argument("--run", default="", help="an exported run or sweep directory to time golf.record on")
+    parser.add_argument("--breakdown", metavar="PRESET", default="",
+                        help="counted bytes of one preset's train_gpt.py by module and by layer")
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the --breakdown preset")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.breakdown:
+        print_breakdown(args.breakdown, args.overrides, args.json)
+        return
+    if args.overrides:
+        parser.error("KEY=VALUE overrides go with --breakdown PRESET")
     rows = measure()
     record_s = time_record(args.run) if args.run else None
     if args.json:
