@@ -35,6 +35,7 @@ import python_minifier
 
 from golf.errors import GolfError
 from golf.record.arguments import fold_constants, split_sections
+from golf.record.attributes import fold_attributes
 from golf.record.cache import bundle_key, load_entry, store_entry
 from golf.record.flatten import FlattenError, flatten
 from golf.record.prevalidated import (
@@ -258,7 +259,7 @@ def fold_program(source: str, main: str) -> str:
         trees = [ast.parse(s) for s in sections]
         dirty: set[int] = set()
         for _ in range(_FOLD_ROUNDS):
-            changed = fold_constants(trees)
+            changed = fold_constants(trees) | fold_attributes(trees)
             for i in changed:
                 trees[i] = ast.fix_missing_locations(simplify(trees[i]))
             dirty |= changed
