@@ -27,7 +27,7 @@ from golf.eval.run import EvalContext, run_evaluation
 from golf.eval.sliding import evaluate_sliding, sliding_plan
 from golf.eval.standard import evaluate_standard
 from golf.eval.ttt import evaluate_ttt
-from golf.eval.windows import EvalModeError, target_coverage
+from golf.eval.windows import EvalModeError, official_windows, plan_range, target_coverage
 from golf.train.load import load_for_eval
 
 SEQ = 32
@@ -118,6 +118,19 @@ def test_sliding_windows_match_the_records_window_list():
         assert plan.start.tolist() == starts
         assert plan.length.tolist() == [SEQ] * len(starts)
         assert plan.score_len.tolist() == [SEQ] + [stride] * (len(starts) - 1)
+
+
+def test_official_windows_are_the_one_segment_plan_with_stride_seq_len():
+    """Standard mode's plan (official eval_val windows) equals plan_range over the whole stream at stride seq_len,
+    field by field and dtype for dtype; a stream that is no multiple of seq_len stops with one line."""
+    for n, seq in ((8 * SEQ, SEQ), (SEQ, SEQ), (0, SEQ), (12 * 7, 7)):
+        mine = official_windows(n, seq)
+        ref = plan_range(np.array([[0, n]], dtype=np.int64), 0, n, seq, seq)
+        for key in ("start", "length", "score_len", "group"):
+            got, want = getattr(mine, key), getattr(ref, key)
+            assert got.dtype == want.dtype and got.tolist() == want.tolist(), (n, seq, key)
+    with pytest.raises(EvalModeError, match="not a multiple of seq_len=16"):
+        official_windows(33, 16)
 
 
 def test_sliding_counts_every_target_and_byte_once(model, val_stream, luts):

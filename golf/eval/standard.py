@@ -6,13 +6,12 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from golf.device import autocast_for, progress_bar
 from golf.eval.bpb import BpbAccumulator, ByteLUTs
-from golf.eval.windows import ScoreSums, plan_range, score_windows
+from golf.eval.windows import ScoreSums, official_windows, score_windows
 
 log = logging.getLogger("golf.eval")
 
@@ -125,7 +124,7 @@ def evaluate_standard_exact(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs
     t0 = time.perf_counter()
     tokens = val_tokens.to(torch.int64)
     n = tokens.numel() - 1
-    full = plan_range(np.array([[0, n]], dtype=np.int64), 0, n, seq_len, seq_len)
+    full = official_windows(n, seq_len)
     plan = full.rank_slice(rank, world_size)
     sums = ScoreSums(luts, device, target_losses, byte_sidecar)
     val_loss, val_bpb, n_tokens, n_bytes = score_windows(model, tokens, plan, sums, seq_len, batch_tokens, rank,

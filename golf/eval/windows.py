@@ -151,6 +151,19 @@ def plan_segment(seg_start: int, seg_end: int, score_start: int, score_end: int,
                       np.zeros_like(start))
 
 
+def official_windows(num_targets: int, seq_len: int) -> WindowPlan:
+    """The official non-overlapping windows (eval_val, train_gpt.py L219-278) over `num_targets` = k * seq_len
+    targets: window i feeds tokens [i seq_len, (i + 1) seq_len) and scores all of them. The same plan as
+    `plan_range` over one segment with stride = seq_len, without the segment machinery the standard mode never
+    needs. Raises EvalModeError when num_targets is not a multiple of seq_len (the val loader truncates to one).
+    """
+    if num_targets % seq_len:
+        raise EvalModeError(f"{num_targets} validation targets are not a multiple of seq_len={seq_len}")
+    start = np.arange(0, num_targets, seq_len, dtype=np.int64)
+    full = np.full_like(start, seq_len)
+    return WindowPlan(start, full, full.copy(), np.zeros_like(start))
+
+
 def plan_range(segments: np.ndarray, score_start: int, score_end: int, seq_len: int, stride: int) -> WindowPlan:
     """`plan_segment` over every segment intersecting the target range [score_start, score_end).
 
