@@ -38,8 +38,9 @@ def portable(run_cfg: TrainRunConfig) -> TrainRunConfig:
     tokenizer) and the default logger section: what an artifact manifest records, so the bytes do not depend on
     where the data lived or how the run was logged (a record's train_gpt.py and golf's export of the same run
     write the same artifact)."""
-    data = replace(run_cfg.data, root="./data", dataset_dir="", tokenizer_path="")
-    return replace(run_cfg, data=data, logger=LoggerConfig())
+    # one nested replace(...): golf.record.specialize then knows only these three data fields change
+    return replace(run_cfg, data=replace(run_cfg.data, root="./data", dataset_dir="", tokenizer_path=""),
+                   logger=LoggerConfig())
 
 
 def payload_codecs(quant: QuantConfig, budget: BudgetConfig) -> set[str]:

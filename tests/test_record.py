@@ -154,6 +154,13 @@ def test_scheme_none_ships_only_with_a_config_that_uses_it():
     assert "golf.quant.passthrough" not in submission_bundle(preset("baseline")).modules
 
 
+def test_data_fields_the_export_does_not_rewrite_are_folded():
+    """export_core.portable rewrites only data.root/dataset_dir/tokenizer_path, so data.text_transform is baked:
+    the CaseOps byte sidecar loader ships with a caseops config only."""
+    assert "def load_validation_byte_sidecar(" not in submission_bundle(preset("baseline")).readable
+    assert "def load_validation_byte_sidecar(" in submission_bundle(preset("record_0427_sota")).readable
+
+
 def test_codec_best_ships_every_codec_and_pergroup_the_fitters_only():
     best = submission_bundle(preset("baseline", "quant.codec=best")).modules
     assert {"golf.quant.codec_zstd", "golf.quant.codec_lzma", "golf.quant.codec_brotli"} <= set(best)
