@@ -139,6 +139,7 @@ def _imports(source: str) -> set[str]:
     ("zstd codec", "pr374_gptq_lite", "golf.quant.codec_zstd"),
     ("lzma codec", "record_0323_legal_ttt", "golf.quant.codec_lzma"),
     ("brotli codec", "record_0409_sp8192_recur", "golf.quant.codec_brotli"),
+    ("document-masked attention", "record_0427_sota", "golf.model.varlen"),
 ])
 def test_a_config_ships_exactly_the_option_code_it_uses(option, preset_with, module):
     with_option = submission_bundle(preset(preset_with))

@@ -168,6 +168,23 @@ def test_reads_that_can_change_or_are_ambiguous_stay(read, why):
     assert f"return {read}" in out, why
 
 
+def test_type_checking_blocks_never_run_so_they_go():
+    src = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from _pg.varlen import Segments\n"
+           "def f(x: Segments):\n    return x if not TYPE_CHECKING else None\n")
+    out = _specialize(src)
+    assert "_pg.varlen" not in out and "return x" in out and "None" not in out
+
+
+@pytest.mark.parametrize("src,why", [
+    ("import typing\nif typing.TYPE_CHECKING:\n    import _pg.varlen\n", "not imported by its own name"),
+    ("from typing import TYPE_CHECKING\nTYPE_CHECKING = True\nif TYPE_CHECKING:\n    import _pg.varlen\n",
+     "rebound"),
+    ("from mylib import TYPE_CHECKING\nif TYPE_CHECKING:\n    import _pg.varlen\n", "not typing's"),
+])
+def test_a_type_checking_name_that_may_be_true_stays(src, why):
+    assert "_pg.varlen" in _specialize(src), why
+
+
 def test_assignments_to_a_config_field_block_folding_it():
     src = "def f(cfg):\n    cfg.model.num_layers = 3\n    return cfg.model.num_layers\n"
     assert "return cfg.model.num_layers" in _specialize(src)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from golf.model.layers import CastedLinear, Rotary, apply_rotary_emb, rms_norm
-from golf.model.varlen import Segments, varlen_attention
+
+if TYPE_CHECKING:
+    from golf.model.varlen import Segments  # lazy: annotations only
 
 _FLASH_MODULES = {"fa3": "flash_attn_interface", "fa2": "flash_attn"}
 
@@ -68,13 +71,14 @@ class CausalSelfAttention(nn.Module):
     `rope_train_seq_len` scales the RoPE base NTK-style beyond that length (layers.ntk_base);
     `forward(x, v_embed)` adds a [B, T, kv_dim] value embedding to c_v(x) (PR #374); `xsa` applies
     `exclusive_self_attention`; `gate` (out | sparse | dense) multiplies each head's output by a learned gate
-    (gates.AttnOutputGate) before the output projection.
+    (gates.AttnOutputGate) before the output projection; `doc_mask` (model.attn_doc_mask) makes
+    `forward(x, v_embed, segments)` attend only within each document (golf.model.varlen).
     """
 
     def __init__(self, dim: int, num_heads: int, num_kv_heads: int, rope_base: float, qk_gain_init: float,
                  backend: str = "auto", rope_dims: int = 0, xsa: bool = False, gate: str = "none",
                  gate_width: int = 12, gate_scale: float = 1.0, gate_init_std: float = 0.01,
-                 rope_train_seq_len: int = 0):
+                 rope_train_seq_len: int = 0, doc_mask: bool = False):
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
@@ -95,6 +99,11 @@ class CausalSelfAttention(nn.Module):
 
             self.gate = AttnOutputGate(gate, dim, num_heads, gate_width, gate_scale, gate_init_std)
         self.backend, self._flash = resolve_flash_kernel(backend)
+        self.varlen = None
+        if doc_mask:
+            from golf.model.varlen import varlen_attention  # lazy: only document-masked models ship it
+
+            self.varlen = varlen_attention
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """Causal attention on [B, H, T, D] q and [B, Hkv, T, D] k, v; returns [B, H, T, D]."""
@@ -119,7 +128,7 @@ class CausalSelfAttention(nn.Module):
         cos, sin = self.rotary(seqlen, x.device, q.dtype)
         q, k = apply_rotary_emb(q, cos, sin, self.rope_dims), apply_rotary_emb(k, cos, sin, self.rope_dims)
         q = q * self.q_gain.to(q.dtype)[None, :, None, None]
-        y = self.attend(q, k, v) if segments is None else varlen_attention(q, k, v, segments, self.backend)
+        y = self.attend(q, k, v) if segments is None else self.varlen(q, k, v, segments, self.backend)
         if self.xsa:
             y = exclusive_self_attention(y, v)
         if self.gate is not None:

@@ -13,6 +13,7 @@ parallel.py; OrthoInit in init.py. See ModelConfig for the sources.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,9 @@ from golf.model.config import ModelConfig
 from golf.model.init import init_weights
 from golf.model.layers import CastedLinear, RMSNorm, rms_norm
 from golf.model.recurrence import LayerSchedule, layer_schedules
-from golf.model.varlen import Segments, segments_from_ids
+
+if TYPE_CHECKING:
+    from golf.model.varlen import Segments  # lazy: annotations only
 
 
 class MLP(nn.Module):
@@ -86,7 +89,7 @@ class Block(nn.Module):
             dim, cfg.num_heads, cfg.num_kv_heads, cfg.rope_base, cfg.qk_gain_init, backend=cfg.attention_backend,
             rope_dims=cfg.rope_dims, xsa=layer >= cfg.num_layers - cfg.xsa_last_n, gate=cfg.attn_gate,
             gate_width=cfg.attn_gate_width, gate_scale=cfg.attn_gate_scale, gate_init_std=cfg.attn_gate_init_std,
-            rope_train_seq_len=cfg.rope_train_seq_len)
+            rope_train_seq_len=cfg.rope_train_seq_len, doc_mask=cfg.attn_doc_mask)
         self.mlp = MLP(dim, cfg.mlp_hidden, cfg.mlp_activation, cfg.mlp_leaky_slope,
                        cfg.fused_mlp_kernel if cfg.fused_mlp else "none")
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
@@ -248,6 +251,8 @@ class GPT(nn.Module):
         """Document segments of `input_ids` when model.attn_doc_mask is on, else None."""
         if not self.cfg.attn_doc_mask:
             return None
+        from golf.model.varlen import segments_from_ids  # lazy: only document-masked models ship it
+
         return segments_from_ids(input_ids, self.cfg.bos_id, self.cfg.attn_doc_mask_max_len)
 
     def hidden(self, input_ids: Tensor) -> Tensor:

@@ -338,7 +338,9 @@ def specialize(sources: dict[str, str], config: dict, frozen_keys: set[str],
     for name, src in sources.items():
         tree = ast.parse(src)
         derived = None if root is None else _Derived(root, suffixes, config_functions(tree, name, package))
-        changed = False
+        changed = _fold_type_checking(tree)
+        if changed:
+            tree = simplify(tree)
         while True:  # a decided branch may drop the rebinding that kept a typed receiver from folding
             folder = _Folder(paths, leaves, groups, sections or {}, derived)
             tree = folder.visit(tree)
@@ -348,6 +350,31 @@ def specialize(sources: dict[str, str], config: dict, frozen_keys: set[str],
             tree = simplify(tree)
         out[name] = ast.unparse(ast.fix_missing_locations(tree)) + "\n" if changed else src
     return out
+
+
+def _fold_type_checking(tree: ast.Module) -> bool:
+    """`typing.TYPE_CHECKING` is False at run time: its reads become False (so `if TYPE_CHECKING:` blocks, the
+    annotation-only imports of option modules, are dropped) when the module imports it from typing under its own
+    name and binds it nowhere else. Returns whether anything changed."""
+    imported = any(isinstance(n, ast.ImportFrom) and n.module == "typing" and n.level == 0
+                   and any(a.name == "TYPE_CHECKING" and a.asname is None for a in n.names) for n in tree.body)
+    stores = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "TYPE_CHECKING"
+              and not isinstance(n.ctx, ast.Load)]
+    if not imported or stores:
+        return False
+    reads = _TypeCheckingReads()
+    reads.visit(tree)
+    return reads.changed
+
+
+class _TypeCheckingReads(ast.NodeTransformer):
+    changed = False
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id == "TYPE_CHECKING" and isinstance(node.ctx, ast.Load):
+            self.changed = True
+            return ast.copy_location(ast.Constant(False), node)
+        return node
 
 
 def simplify(tree: ast.Module) -> ast.Module:
