@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import textwrap
+import warnings
 
 import pytest
 from hypothesis import given, settings
@@ -70,6 +71,16 @@ def test_a_read_is_kept_when_the_slot_may_hold_something_else(why, extra):
 def test_a_slot_outside_the_rules_is_not_folded(why, source):
     folded, changed = _fold(source)
     assert not changed and ("self.gate(x)" in folded or "self.training(x)" in folded), why
+
+
+def test_a_slot_that_is_called_or_dereferenced_keeps_its_read():
+    """`None(x)` / `None.x` compile with a SyntaxWarning (printed by every run of the generated file)."""
+    source = BASE.replace("        return x * self.dim", "        return self.gate(x) if x else self.gate.y")
+    folded, _ = _fold(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SyntaxWarning)
+        compile(folded, "<folded>", "exec")
+    assert "self.gate(x) if x else self.gate.y" in folded
 
 
 def test_nn_module_subclasses_fold():

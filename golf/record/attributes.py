@@ -19,7 +19,8 @@ An attribute `a` of a top-level class K is folded when all of these hold, so Pyt
   subclasses K (a subclass instance might skip K's `__init__`);
 - the program never calls `setattr` with a computed name;
 - the read is `self.a` in a method defined in K's body, `self` being the method's first parameter, never rebound
-  in the method and no nested scope's parameter or target.
+  in the method and no nested scope's parameter or target; and it is not called, subscripted or read an
+  attribute of (`None(...)` compiles with a SyntaxWarning).
 """
 
 from __future__ import annotations
@@ -163,13 +164,17 @@ def fold_attributes(trees: list[ast.Module]) -> set[int]:
         return set()
     changed: set[int] = set()
     for i, tree in enumerate(trees):
+        # a literal in callee, receiver or subscripted position (`None(...)`, `None.x`) would compile with a
+        # SyntaxWarning: those reads stay (they sit in branches the folded tests remove anyway)
+        operands = {id(c) for n in ast.walk(tree) for c in (
+            [n.func] if isinstance(n, ast.Call) else [n.value] if isinstance(n, (ast.Attribute, ast.Subscript)) else [])}
         values: dict[int, object] = {}
         for cls in tree.body:
             if not isinstance(cls, ast.ClassDef) or not (attrs := _constants_of(cls, index)):
                 continue
             for fn in cls.body:
                 if isinstance(fn, ast.FunctionDef) and (receiver := _first_param(fn)) is not None:
-                    values |= {id(n): attrs[n.attr] for n in _reads(fn, receiver, attrs)}
+                    values |= {id(n): attrs[n.attr] for n in _reads(fn, receiver, attrs) if id(n) not in operands}
         if values:
             _Replace(values).visit(tree)
             changed.add(i)
