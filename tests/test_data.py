@@ -255,10 +255,10 @@ def test_token_stream_reads_in_order_and_wraps(small_shards):
     first = stream.take(everything.numel() + 1234)
     assert first.dtype == torch.uint16
     assert torch.equal(first, torch.cat([everything, everything[:1234]]))
-    state = stream.state_dict()
+    state = stream.resume_state()
     ahead = stream.take(70_001)  # crosses a shard boundary
     assert torch.equal(ahead, everything[1234 : 1234 + 70_001])
-    stream.load_state_dict(state)
+    stream.restore(state)
     assert torch.equal(stream.take(70_001), ahead)
 
 

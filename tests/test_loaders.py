@@ -70,8 +70,8 @@ def test_loader_option_selects_the_loader(small_shards):
 
 @pytest.mark.parametrize("kind", ["shuffled", "coprime"])
 def test_sampling_loaders_resume_where_they_stopped(small_shards, kind):
-    """state_dict() after 3 batches + load_state_dict() into a fresh loader -> the same next batches (the
-    trainer's resume point stores loader.stream.state_dict())."""
+    """resume_state() after 3 batches + restore() into a fresh loader -> the same next batches (the
+    trainer's resume point stores loader.stream.resume_state())."""
     def make():
         if kind == "shuffled":
             return ShuffledSequenceLoader(small_shards, 0, 1, torch.device("cpu"), seq_len=1024)
@@ -79,8 +79,8 @@ def test_sampling_loaders_resume_where_they_stopped(small_shards, kind):
     a = make()
     for _ in range(3):
         a.next_batch(1024 * 16, 1024, 1)
-    state = a.stream.state_dict()
+    state = a.stream.resume_state()
     b = make()
-    b.stream.load_state_dict(state)
+    b.stream.restore(state)
     for _ in range(3):
         assert torch.equal(a.next_batch(1024 * 16, 1024, 1)[0], b.next_batch(1024 * 16, 1024, 1)[0])

@@ -174,10 +174,13 @@ def test_no_submission_ships_golf_run_machinery(name):
     """Resume points, checkpoints, W&B tracking, run-directory policy, the compliance report, export.py's
     driver and the structural checks of artifacts from elsewhere are golf's, not the record's: the plain Trainer
     and export_core are all a train_gpt.py runs, and it reads back only its own artifact."""
-    modules = set(submission_bundle(preset(name)).modules)
-    assert not modules & {"golf.train.resume", "golf.train.resumable", "golf.train.checkpoint", "golf.train.run",
-                          "golf.train.tracking", "golf.train.compliance", "golf.export_run", "golf.train.load",
-                          "golf.quant.artifact_checks", "golf.validate"}
+    bundle = submission_bundle(preset(name))
+    assert not set(bundle.modules) & {"golf.train.resume", "golf.train.resumable", "golf.train.checkpoint",
+                                      "golf.train.run", "golf.train.tracking", "golf.train.compliance",
+                                      "golf.export_run", "golf.train.load", "golf.quant.artifact_checks",
+                                      "golf.validate"}
+    # the loaders' and hooks' resume state goes with the resume point (named apart from torch's state_dict)
+    assert "def resume_state(" not in bundle.readable and "def restore(" not in bundle.readable
 
 
 def test_ttt_config_ships_ttt_and_lora_only_then():

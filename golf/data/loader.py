@@ -97,12 +97,12 @@ class TokenStream:
             return self.tokens[:0]
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
-    def state_dict(self) -> dict[str, int]:
+    def resume_state(self) -> dict[str, int]:
         """Position in the stream: ``{"file_idx": shard index, "pos": token offset in that shard}``."""
         return {"file_idx": self.file_idx, "pos": self.pos}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Resume from ``state_dict()`` (same shard list assumed)."""
+    def restore(self, state: dict[str, int]) -> None:
+        """Resume from ``resume_state()`` (same shard list assumed)."""
         file_idx, pos = int(state["file_idx"]), int(state["pos"])
         if not 0 <= file_idx < len(self.files):
             raise ValueError(f"TokenStream state file_idx={file_idx} outside [0, {len(self.files)}) for {self.pattern}")
@@ -226,7 +226,7 @@ def build_train_loader(kind: str, pattern: str, rank: int, world_size: int, devi
     """The train loader `trainer.loader` names: sequential (official DistributedTokenLoader), doc_packing
     (golf.data.packing.DocumentPackingLoader), shuffled / coprime (golf.data.samplers). ``vocab_size`` checks
     every loader's token ids (ShardError, one line, when a shard is first read). All have
-    next_batch(tokens, seq_len, accum) and a `stream` with state_dict()/load_state_dict() for resume.
+    next_batch(tokens, seq_len, accum) and a `stream` with resume_state()/restore() for resume.
     Raises KeyError for an unknown kind (the config validates it first)."""
     module = importlib.import_module(LOADER_MODULES[kind])
     return module.train_loader(kind, pattern, rank, world_size, device, seq_len, bos_id, vocab_size)

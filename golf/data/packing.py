@@ -33,7 +33,7 @@ class DocumentPackingLoader:
         self.files = shard_files(pattern)
         self.file_idx = 0
         self._open(0)
-        self.stream = self  # the trainer's resume point reads loader.stream.state_dict()
+        self.stream = self  # the trainer's resume point reads loader.stream.resume_state()
 
     def _open(self, idx: int) -> None:
         self.file_idx = idx
@@ -59,12 +59,12 @@ class DocumentPackingLoader:
         self.cursor += need
         return buf[None, :-1].to(self.device), buf[None, 1:].to(self.device)
 
-    def state_dict(self) -> dict[str, int]:
+    def resume_state(self) -> dict[str, int]:
         """Position: {"file_idx": shard index, "cursor": next token of that shard}."""
         return {"file_idx": self.file_idx, "cursor": self.cursor}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Resume from state_dict(); raises ValueError for a position outside the shards."""
+    def restore(self, state: dict[str, int]) -> None:
+        """Resume from resume_state(); raises ValueError for a position outside the shards."""
         idx, cursor = int(state["file_idx"]), int(state["cursor"])
         if not 0 <= idx < len(self.files):
             raise ValueError(f"DocumentPackingLoader state file_idx={idx} outside [0, {len(self.files)})")

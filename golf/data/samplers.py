@@ -98,16 +98,16 @@ class ShuffledSequenceLoader:
 
     @property
     def stream(self) -> ShuffledSequenceLoader:
-        """The object whose state_dict() resumes the loader (the sequential loader's is its TokenStream)."""
+        """The object whose resume_state() resumes the loader (the sequential loader's is its TokenStream)."""
         return self
 
-    def state_dict(self) -> dict:
+    def resume_state(self) -> dict:
         """Generator state and the remaining starts of every shard (int64 tensors), for resume."""
         return {"rng": self.rng.bit_generator.state,
                 "starts": [torch.tensor(s, dtype=torch.int64) for s in self.starts]}
 
-    def load_state_dict(self, state: dict) -> None:
-        """Resume from state_dict() (same shards, rank and seq_len)."""
+    def restore(self, state: dict) -> None:
+        """Resume from resume_state() (same shards, rank and seq_len)."""
         if len(state["starts"]) != len(self.starts):
             raise ValueError(f"ShuffledSequenceLoader state has {len(state['starts'])} shards, loader has "
                              f"{len(self.starts)}")
@@ -182,18 +182,18 @@ class CoprimeStrideLoader:
 
     @property
     def stream(self) -> CoprimeStrideLoader:
-        """The object whose state_dict() resumes the loader (the sequential loader's is its TokenStream)."""
+        """The object whose resume_state() resumes the loader (the sequential loader's is its TokenStream)."""
         return self
 
     _CURSORS = ("phase", "blocks", "next", "start", "stride", "ready")
 
-    def state_dict(self) -> dict:
+    def resume_state(self) -> dict:
         """Generator state, per-shard cursors, step count and seq_len, for resume."""
         return {"rng": self.rng.bit_generator.state, "steps": self.steps, "seq_len": self.seq_len,
                 **{k: torch.tensor(getattr(self, k), dtype=torch.int64) for k in self._CURSORS}}
 
-    def load_state_dict(self, state: dict) -> None:
-        """Resume from state_dict() (same shard files)."""
+    def restore(self, state: dict) -> None:
+        """Resume from resume_state() (same shard files)."""
         self.rng.bit_generator.state = state["rng"]
         self.steps, self.seq_len = int(state["steps"]), int(state["seq_len"])
         for k in self._CURSORS:

@@ -122,10 +122,10 @@ class EMAAverager(WeightAverager):
     def average(self) -> dict[str, Tensor] | None:
         return self.shadow
 
-    def state_dict(self) -> dict:
+    def resume_state(self) -> dict:
         return {"shadow": self.shadow, "updates": self.updates}
 
-    def load_state_dict(self, state: dict, model: nn.Module) -> None:
+    def restore(self, state: dict, model: nn.Module) -> None:
         self.shadow = _to_live_devices(state["shadow"], model)
         self.updates = int(state["updates"])
 
@@ -159,10 +159,10 @@ class SWAAverager(WeightAverager):
         self.steps.append(step)
         return {"averaging/swa_snapshots": float(self.count)}
 
-    def state_dict(self) -> dict:
+    def resume_state(self) -> dict:
         return {"total": self.total, "count": self.count, "steps": list(self.steps)}
 
-    def load_state_dict(self, state: dict, model: nn.Module) -> None:
+    def restore(self, state: dict, model: nn.Module) -> None:
         self.total = None if state["total"] is None else _to_live_devices(state["total"], model)
         self.count, self.steps = int(state["count"]), [int(s) for s in state["steps"]]
 
@@ -194,10 +194,10 @@ class LAWAAverager(WeightAverager):
         self.steps.append(step)
         return {"averaging/lawa_snapshots": float(len(self.snapshots))}
 
-    def state_dict(self) -> dict:
+    def resume_state(self) -> dict:
         return {"snapshots": list(self.snapshots), "steps": list(self.steps)}
 
-    def load_state_dict(self, state: dict, model: nn.Module) -> None:
+    def restore(self, state: dict, model: nn.Module) -> None:
         self.snapshots.clear()
         self.steps.clear()
         for snap, step in zip(state["snapshots"], state["steps"], strict=True):

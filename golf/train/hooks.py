@@ -4,8 +4,8 @@ Weight averaging (EMA/SWA/LAWA), late QAT switches and similar options implement
 from the config by `golf.train.techniques.build_hooks`. The loop calls, in order: on_model_built before compiling, prime during the priming steps, on_train_start once after priming (priming steps
 never reach the hooks), on_step_end after every optimizer step, and on_train_end before the final validation,
 checkpoint and export, so what the hooks leave in the model (e.g. averaged weights) is what gets evaluated.
-A hook with state across steps returns it from `state_dict` (plain containers and tensors) and takes it back in
-`load_state_dict`, called on resume right after on_train_start: the resume point holds it (golf/train/resume.py).
+A hook with state across steps returns it from `resume_state` (plain containers and tensors) and takes it back in
+`restore`, called on resume right after on_train_start: the resume point holds it (golf/train/resume.py).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ class TrainHook:
     def on_train_end(self, model: nn.Module) -> None:
         """Called after the last step, before the final validation and the checkpoint."""
 
-    def state_dict(self) -> dict:
+    def resume_state(self) -> dict:
         """State that must survive a resume (plain containers and tensors; tensors may live on any device)."""
         return {}
 
-    def load_state_dict(self, state: dict, model: nn.Module) -> None:
-        """Restore `state_dict()` after on_train_start on the resumed model (tensors arrive on the CPU)."""
+    def restore(self, state: dict, model: nn.Module) -> None:
+        """Restore `resume_state()` after on_train_start on the resumed model (tensors arrive on the CPU)."""

@@ -80,10 +80,10 @@ class EnableLoopingHook(TrainHook):
     def on_train_end(self, model: nn.Module) -> None:
         _unwrap(model).set_looping(True)
 
-    def state_dict(self) -> dict:
+    def resume_state(self) -> dict:
         return {"enabled_at_step": self.enabled_at_step, "elapsed_s": self.clock() - self.t0}
 
-    def load_state_dict(self, state: dict, model: nn.Module) -> None:
+    def restore(self, state: dict, model: nn.Module) -> None:
         self.enabled_at_step = state["enabled_at_step"]
         self.t0 = self.clock() - float(state["elapsed_s"])
         _unwrap(model).set_looping(self.enabled_at_step is not None)

@@ -57,9 +57,9 @@ class QATHook(TrainHook):
     def on_train_end(self, model: nn.Module) -> None:
         remove_qat(model)
 
-    def state_dict(self) -> dict:
+    def resume_state(self) -> dict:
         return {"enabled": self.enabled, "peak": float(getattr(self, "peak", 0.0))}
 
-    def load_state_dict(self, state: dict, model: nn.Module) -> None:
+    def restore(self, state: dict, model: nn.Module) -> None:
         self.enabled, self.peak = bool(state["enabled"]), float(state["peak"])
         set_qat_enabled(model, self.enabled)

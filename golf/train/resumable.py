@@ -103,7 +103,7 @@ class ResumableTrainer(Trainer):
     def resume_payload(self) -> dict:
         """Everything that changes across steps, every rank's part gathered (collective under torchrun)."""
         opt_states = _to_cpu([opt.state_dict() for opt in self.optimizers])
-        mine = {"loader": self.loader.stream.state_dict(), "rng": capture_rng(), "optimizers": opt_states}
+        mine = {"loader": self.loader.stream.resume_state(), "rng": capture_rng(), "optimizers": opt_states}
         if self.ctx.distributed:
             import torch.distributed as dist
 
@@ -128,7 +128,7 @@ class ResumableTrainer(Trainer):
             "trainer": {"step": self.step_count, "train_ms": self.train_ms,
                         "stop_after": -1 if self.stop_after is None else self.stop_after,
                         "world_size": self.ctx.world_size, "wandb_id": getattr(self.tracker, "run_id", "") or ""},
-            "hooks": [hook.state_dict() for hook in self.hooks],
+            "hooks": [hook.resume_state() for hook in self.hooks],
             "ranks": ranks,
         })
 
@@ -162,10 +162,10 @@ class ResumableTrainer(Trainer):
     def _load_progress(self, point: ResumePoint) -> None:
         tr = point.trainer
         for hook, state in zip(self.hooks, point.hooks, strict=True):
-            hook.load_state_dict(state, self.model)
+            hook.restore(state, self.model)
         mine = point.ranks[self.ctx.rank]
         self.loader = self._new_loader()
-        self.loader.stream.load_state_dict(mine["loader"])
+        self.loader.stream.restore(mine["loader"])
         restore_rng(mine["rng"])
         self.step_count, self.train_ms = int(tr["step"]), float(tr["train_ms"])
         self.stop_after = None if int(tr["stop_after"]) < 0 else int(tr["stop_after"])

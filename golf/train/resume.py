@@ -71,7 +71,7 @@ class ResumePoint:
     hooks: list[dict]
     """One state dict per hook, in build order."""
     ranks: list[dict]
-    """Per rank: {"loader": TokenStream.state_dict(), "rng": capture_rng()}."""
+    """Per rank: {"loader": TokenStream.resume_state(), "rng": capture_rng()}."""
     config: TrainRunConfig
 
     @property
