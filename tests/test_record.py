@@ -162,6 +162,11 @@ def test_data_fields_the_export_does_not_rewrite_are_folded():
     assert "def load_validation_byte_sidecar(" in submission_bundle(preset("record_0427_sota")).readable
 
 
+def test_the_unused_skip_anchor_ships_with_a_switchable_loop_only():
+    assert "_unused_skip_anchor" not in submission_bundle(preset("baseline")).readable
+    assert "_unused_skip_anchor" in submission_bundle(preset("record_0409_sp8192_recur")).readable
+
+
 def test_codec_best_ships_every_codec_and_pergroup_the_fitters_only():
     best = submission_bundle(preset("baseline", "quant.codec=best")).modules
     assert {"golf.quant.codec_zstd", "golf.quant.codec_lzma", "golf.quant.codec_brotli"} <= set(best)

@@ -283,9 +283,10 @@ class GPT(nn.Module):
                 x = self._skip(x, skips.pop(), i)
         if lanes is not None:
             x = self.parallel.readout(*lanes)
-        anchor = self._unused_skip_anchor(schedule)
-        if anchor is not None:
-            x = x + anchor
+        if self.cfg.num_loops > 0:  # only a switchable loop leaves skips unused (before it is enabled)
+            anchor = self._unused_skip_anchor(schedule)
+            if anchor is not None:
+                x = x + anchor
         return self.final_norm(x)
 
     def _value_embed_for(self, ve: Tensor | None, layer: int) -> Tensor | None:
