@@ -63,6 +63,7 @@ def test_a_read_is_kept_when_the_slot_may_hold_something_else(why, extra):
 
 @pytest.mark.parametrize("why,source", [
     ("set only in a branch", BASE.replace("        self.gate = None", "        if dim:\n            self.gate = None")),
+    ("an early return", BASE.replace("        self.dim = dim", "        self.dim = dim\n        if not dim:\n            return")),
     ("an unknown base class", BASE.replace("class Attention:", "class Attention(dict):")),
     ("an attribute torch.nn.Module sets itself", BASE.replace("gate", "training")),
     ("the receiver rebound", BASE.replace("        if self.gate", "        self = self\n        if self.gate")),

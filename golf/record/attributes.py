@@ -8,7 +8,8 @@ simplifier (golf.record.specialize.simplify) decides the branch and the shaker d
 
 An attribute `a` of a top-level class K is folded when all of these hold, so Python's semantics are kept exactly:
 - K's own `__init__` sets `self.a = <constant>` (None, bool, int, float, str) in a statement directly in its body
-  (not in a branch, loop, `with` or `try`), so every instance made by K's constructor has it;
+  (not in a branch, loop, `with` or `try`) and `__init__` has no `return`, so every instance made by K's
+  constructor has it;
 - every store of an attribute named `a` anywhere in the program (any receiver, `del` included) is a plain
   `x.a = <the same constant>`: nothing can ever change it, on any object;
 - no class body in the program binds `a` (no field, class attribute or method of that name), no string in the
@@ -129,8 +130,8 @@ def _constants_of(cls: ast.ClassDef, index: _Index) -> dict[str, object]:
         return {}
     init = next((f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
     receiver = _first_param(init) if init is not None and not init.decorator_list else None
-    if receiver is None:
-        return {}
+    if receiver is None or any(isinstance(n, ast.Return) for n in ast.walk(init)):
+        return {}  # an early return could leave an instance without the slot
     out = {}
     for stmt in init.body:
         if (store := _self_store(stmt, receiver)) is not None and index.constant(store[0]) == store[1]:
