@@ -7,9 +7,9 @@ the option's call sites and the code only they reach. This pass replaces such a 
 simplifier (golf.record.specialize.simplify) decides the branch and the shaker drops what it guarded.
 
 An attribute `a` of a top-level class K is folded when all of these hold, so Python's semantics are kept exactly:
-- K's own `__init__` sets `self.a = <constant>` (None, bool, int, float, str) in a statement directly in its body
-  (not in a branch, loop, `with` or `try`) and `__init__` has no `return`, so every instance made by K's
-  constructor has it;
+- K's own `__init__` (its receiver never rebound) sets `self.a = <constant>` (None, bool, int, float, str) in a
+  statement directly in its body (not in a branch, loop, `with` or `try`) and has no `return`, so every instance
+  made by K's constructor has it;
 - every store of an attribute named `a` anywhere in the program (any receiver, `del` included) is a plain
   `x.a = <the same constant>`: nothing can ever change it, on any object;
 - no class body in the program binds `a` (no field, class attribute or method of that name), no string in the
@@ -30,6 +30,7 @@ import ast
 from functools import cache
 
 from golf.record.constants import SCOPES, bound_names
+from golf.record.shake import decorator_name, method_receiver
 
 _CONSTANTS = (type(None), bool, int, float, str)
 _BASES = frozenset({"nn.Module", "torch.nn.Module", "torch.optim.Optimizer"})
@@ -73,11 +74,12 @@ def _targets(node: ast.AST) -> list[ast.expr]:
     return []
 
 
-def _first_param(fn: ast.FunctionDef) -> str | None:
-    params = [*fn.args.posonlyargs, *fn.args.args]
-    if not params or any(getattr(d, "id", "") in ("staticmethod", "classmethod") for d in fn.decorator_list):
+def _instance_receiver(fn: ast.AST) -> str | None:
+    """golf.record.shake.method_receiver (the first parameter, never rebound), but not a classmethod's `cls`:
+    only an instance carries the slot."""
+    if isinstance(fn, ast.FunctionDef) and any(decorator_name(d) == "classmethod" for d in fn.decorator_list):
         return None
-    return params[0].arg
+    return method_receiver(fn)
 
 
 class _Index:
@@ -129,7 +131,7 @@ def _constants_of(cls: ast.ClassDef, index: _Index) -> dict[str, object]:
     if not all(ast.unparse(b) in _BASES for b in cls.bases):
         return {}
     init = next((f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
-    receiver = _first_param(init) if init is not None and not init.decorator_list else None
+    receiver = _instance_receiver(init) if init is not None and not init.decorator_list else None
     if receiver is None or any(isinstance(n, ast.Return) for n in ast.walk(init)):
         return {}  # an early return could leave an instance without the slot
     out = {}
@@ -140,9 +142,7 @@ def _constants_of(cls: ast.ClassDef, index: _Index) -> dict[str, object]:
 
 
 def _reads(fn: ast.FunctionDef, receiver: str, attrs: dict[str, object]) -> list[ast.Attribute]:
-    """The `receiver.a` loads of `fn` for `a` in `attrs`, or [] when `receiver` is rebound anywhere in `fn`."""
-    if any(receiver in bound_names(stmt) for stmt in fn.body):
-        return []
+    """The `receiver.a` loads of `fn` for `a` in `attrs` (`receiver` as method_receiver gives it: never rebound)."""
     return [n for n in ast.walk(fn) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load)
             and n.attr in attrs and isinstance(n.value, ast.Name) and n.value.id == receiver]
 
@@ -174,7 +174,7 @@ def fold_attributes(trees: list[ast.Module]) -> set[int]:
             if not isinstance(cls, ast.ClassDef) or not (attrs := _constants_of(cls, index)):
                 continue
             for fn in cls.body:
-                if isinstance(fn, ast.FunctionDef) and (receiver := _first_param(fn)) is not None:
+                if (receiver := _instance_receiver(fn)) is not None:
                     values |= {id(n): attrs[n.attr] for n in _reads(fn, receiver, attrs) if id(n) not in operands}
         if values:
             _Replace(values).visit(tree)

@@ -94,7 +94,7 @@ def _assigned_name(node: ast.stmt, bound: set[str]) -> str | None:
     return target
 
 
-def _receiver(fn: ast.AST) -> str | None:
+def method_receiver(fn: ast.AST) -> str | None:
     """The name of a method's receiver (`self`, a classmethod's `cls`) when every `<name>.x` in it reads the
     instance or its class: not a staticmethod, and no assignment, nested parameter or other binding reuses the
     name. None otherwise (then every attribute it reads is a plain reference)."""
@@ -149,10 +149,6 @@ def _compared_text(node: ast.expr) -> bool:
     if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
         return all(isinstance(e, ast.Constant) for e in node.elts) and any(isinstance(e.value, str) for e in node.elts)
     return isinstance(node, ast.Constant) and isinstance(node.value, str)
-
-
-def _is_golf_from(node: ast.stmt, package: str) -> bool:
-    return isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == package
 
 
 class _Module:
@@ -242,7 +238,7 @@ def shake(sources: dict[str, str], package: str, entry_names: set[str]) -> dict[
     while True:
         while pending:
             node, cls = pending.pop()
-            names, own = _names_in(node, _receiver(node) if cls else None)
+            names, own = _names_in(node, method_receiver(node) if cls else None)
             referenced |= names
             for attr in own:
                 on_receiver.setdefault(attr, set()).add(cls)
@@ -329,7 +325,7 @@ def _rewrite(m: _Module, kept_units: set[int], kept_methods: set[int], removed: 
         line = getattr(node, "lineno", None)
         if line is not None and any(a <= line <= b for a, b in dead):
             continue
-        if _is_golf_from(node, package) and any(a.name in removed for a in node.names):
+        if isinstance(node, ast.ImportFrom) and golf_import(node, package) and any(a.name in removed for a in node.names):
             alive = [a for a in node.names if a.name not in removed]
             indent = " " * node.col_offset
             text = (indent + ast.unparse(ast.ImportFrom(module=node.module, names=alive, level=0)) + "\n"

@@ -32,7 +32,7 @@ import inspect
 import math
 import operator
 
-from golf.record.constants import propagate_constants
+from golf.record.constants import ReplaceNames, propagate_constants
 from golf.record.derived import UNFOLDABLE, evaluate, member, section_at
 
 _SCALARS = (bool, int, float, str, type(None))
@@ -358,23 +358,11 @@ def _fold_type_checking(tree: ast.Module) -> bool:
     name and binds it nowhere else. Returns whether anything changed."""
     imported = any(isinstance(n, ast.ImportFrom) and n.module == "typing" and n.level == 0
                    and any(a.name == "TYPE_CHECKING" and a.asname is None for a in n.names) for n in tree.body)
-    stores = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "TYPE_CHECKING"
-              and not isinstance(n.ctx, ast.Load)]
-    if not imported or stores:
+    names = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "TYPE_CHECKING"]
+    if not imported or not names or any(not isinstance(n.ctx, ast.Load) for n in names):
         return False
-    reads = _TypeCheckingReads()
-    reads.visit(tree)
-    return reads.changed
-
-
-class _TypeCheckingReads(ast.NodeTransformer):
-    changed = False
-
-    def visit_Name(self, node: ast.Name) -> ast.AST:
-        if node.id == "TYPE_CHECKING" and isinstance(node.ctx, ast.Load):
-            self.changed = True
-            return ast.copy_location(ast.Constant(False), node)
-        return node
+    ReplaceNames({"TYPE_CHECKING": ast.Constant(False)}).visit(tree)
+    return True
 
 
 def simplify(tree: ast.Module) -> ast.Module:
