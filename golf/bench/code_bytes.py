@@ -9,7 +9,7 @@ that two modules share compresses once, and is saved only when both go.
 
 It answers the competitor's question "does this option pay for its code bytes": an option module's marginal is
 what the option costs, next to the artifact bytes it saves or the val_bpb it buys. A measurement, so it lives
-here and not in a test (about 1 s of minification per module: ~50 s for baseline, ~90 s for record_0427_sota).
+here and not in a test (about 1 s of minification per module: ~60 s for baseline, ~150 s for record_0427_sota).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ ENTRY = "(entry: namespaces, baked config, main call)"
 
 @dataclass
 class Part:
-    """One module (or the entry tail) of a flat program: `text` is its span in the readable program, `marginal`
-    the counted bytes the shipped file would lose without it (bytes; negative when deleting it happens to
-    compress worse)."""
+    """One module (or the entry tail, or a layer) of a flat program: `readable_bytes`, the utf-8 size of its span
+    in the readable program; `marginal`, the counted bytes the shipped file would lose without it (negative when
+    deleting it happens to compress worse)."""
 
     name: str
     readable_bytes: int

@@ -43,28 +43,27 @@ def presets() -> list[str]:
     return sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 
 
-def measure() -> list[dict]:
-    os.environ["GOLF_CACHE_DIR"] = OFF  # time the generation, not the memo
-    register_configs()
-    rows = []
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        for name in presets():
-            cfg = to_typed(compose("train", overrides=[f"experiment={name}"]), TrainRunConfig)
-            _build.cache_clear()
-            minify.cache_clear()  # each preset from scratch (module trace and minification included)
-            t0 = time.perf_counter()
-            bundle = submission_bundle(cfg)
-            rows.append({"preset": name, "code_bytes": bundle.code_bytes,
-                         "readable_bytes": len(bundle.readable.encode("utf-8")), "modules": len(bundle.modules),
-                         "layout": bundle.layout,
-                         "seconds": time.perf_counter() - t0, "target": TARGETS.get(name)})
-    return rows
-
-
 def _compose(name: str, overrides: list[str]) -> TrainRunConfig:
+    """The typed config of preset `name` with Hydra `overrides`."""
     register_configs()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         return to_typed(compose("train", overrides=[f"experiment={name}", *overrides]), TrainRunConfig)
+
+
+def measure() -> list[dict]:
+    os.environ["GOLF_CACHE_DIR"] = OFF  # time the generation, not the memo
+    rows = []
+    for name in presets():
+        cfg = _compose(name, [])
+        _build.cache_clear()
+        minify.cache_clear()  # each preset from scratch (module trace and minification included)
+        t0 = time.perf_counter()
+        bundle = submission_bundle(cfg)
+        rows.append({"preset": name, "code_bytes": bundle.code_bytes,
+                     "readable_bytes": len(bundle.readable.encode("utf-8")), "modules": len(bundle.modules),
+                     "layout": bundle.layout,
+                     "seconds": time.perf_counter() - t0, "target": TARGETS.get(name)})
+    return rows
 
 
 def print_breakdown(name: str, overrides: list[str], as_json: bool) -> None:
