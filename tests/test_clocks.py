@@ -23,6 +23,7 @@ from golf.train.calibration import (
 )
 from golf.train.compliance import compliance_block, device_speed, hardware, summary_values
 from golf.train.config import TrainRunConfig
+from golf.train.dist import teardown
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CALIB = {"calib_batches": 3, "calib_batch_tokens": 256, "calib_seq_len": 64}
@@ -83,9 +84,9 @@ def _hessian_worker(rank: int, init_file: str, model, batches, names, out: str) 
         hessians, _ = collect_hessians(model, mine, names)
         if rank == 0:
             torch.save(hessians, out)
-        dist.barrier()
+        teardown(barrier=True)
     finally:
-        dist.destroy_process_group()
+        teardown()
 
 
 def test_hessians_all_reduced_across_two_ranks_equal_one_process(sp1024_shards: Path, tmp_path: Path):

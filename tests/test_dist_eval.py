@@ -23,6 +23,7 @@ from golf.eval.bpb import build_byte_luts
 from golf.eval.config import EvalConfig, TTTConfig
 from golf.eval.data import ValData
 from golf.eval.run import EvalContext, run_evaluation
+from golf.train.dist import teardown
 
 SEQ = 32
 BOS = 1
@@ -79,8 +80,9 @@ def _worker(rank: int, world_size: int, init_file: str, model, val, out_dir: str
         scores = _score_modes(model, val, rank, world_size)
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(scores))
         dist.barrier()
+        teardown(barrier=True)  # no rank leaves gloo while a peer still has collectives in flight
     finally:
-        dist.destroy_process_group()
+        teardown()
 
 
 def test_every_mode_on_two_ranks_scores_like_one(model, val, tmp_path):

@@ -28,6 +28,7 @@ from golf.eval.sliding import evaluate_sliding, sliding_plan
 from golf.eval.standard import evaluate_standard
 from golf.eval.ttt import evaluate_ttt
 from golf.eval.windows import EvalModeError, official_windows, plan_range, target_coverage
+from golf.train.dist import teardown
 from golf.train.load import load_for_eval
 
 SEQ = 32
@@ -343,8 +344,9 @@ def _dist_worker(rank: int, world_size: int, init_file: str, model, tokens, luts
         scores = _score_all(model, tokens, luts, rank, world_size)
         if rank == 0:
             Path(out).write_text(json.dumps(scores))
+        teardown(barrier=True)  # no rank leaves gloo while a peer still has collectives in flight
     finally:
-        dist.destroy_process_group()
+        teardown()
 
 
 def test_two_ranks_score_like_one(model, val_stream, luts, tmp_path):

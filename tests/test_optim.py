@@ -31,6 +31,7 @@ from golf.optim import (
     split_params,
     zeropower_via_newtonschulz5,
 )
+from golf.train.dist import teardown
 
 # ----------------------------------------------------------------------------------------------
 # Newton–Schulz
@@ -205,8 +206,9 @@ def _dist_worker(rank: int, store_path: str, out_dir: str) -> None:
     try:
         weights, grads = _dist_inputs()
         torch.save(_run_muon(weights, grads), f"{out_dir}/rank{rank}.pt")
+        teardown(barrier=True)  # no rank leaves gloo while a peer still has collectives in flight
     finally:
-        dist.destroy_process_group()
+        teardown()
 
 
 def test_distributed_muon_matches_single_process(tmp_path):

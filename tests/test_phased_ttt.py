@@ -18,6 +18,7 @@ from golf.eval.phased_ttt import batch_order, chunk_window, evaluate_phased_ttt,
 from golf.eval.windows import EvalModeError
 from golf.model import build_model
 from golf.model.config import ModelConfig
+from golf.train.dist import teardown
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SEQ, BOS = 32, 1
@@ -164,8 +165,9 @@ def _phased_worker(rank: int, world_size: int, init_file: str, model, toks, luts
         scores = {name: _phased_scores(model, toks, luts, cfg, rank, world_size) for name, cfg in DIST_CFGS.items()}
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(scores))
         dist.barrier()
+        teardown(barrier=True)  # no rank leaves gloo while a peer still has collectives in flight
     finally:
-        dist.destroy_process_group()
+        teardown()
 
 
 def test_two_ranks_score_like_one_and_every_target_once(model, stream12, luts, tmp_path):

@@ -35,6 +35,7 @@ from golf.eval.data import ValData
 from golf.eval.run import EvalContext, run_evaluation
 from golf.model import ModelConfig, build_model, cast_for_device
 from golf.schema import build_dataclass
+from golf.train.dist import teardown
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESETS = ("standard", "sliding", "sliding_docs", "ttt", "ttt_lora", "phased_ttt")
@@ -135,9 +136,9 @@ def _cpu_worker(rank: int, world_size: int, init_file: str, args, modes: list[st
         if rank == 0:
             Path(out).write_text(json.dumps([{**r, "data": data, "device": "cpu", "threads_per_rank": args.threads}
                                              for r in rows]))
+        teardown(barrier=True)  # no rank leaves gloo while a peer still has collectives in flight
     finally:
-        if world_size > 1:
-            dist.destroy_process_group()
+        teardown()
 
 
 def run_cpu(args, modes: list[str]) -> list[dict]:
