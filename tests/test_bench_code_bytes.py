@@ -10,9 +10,10 @@ import pytest
 from record_helpers import preset
 
 from golf.bench.code_bytes import ENTRY, breakdown, group_of, sections
-from golf.bench.record import main as bench_main
+from golf.bench.record import measure
 from golf.record import submission_bundle
 from golf.record.bundle import Bundle, minify_flat
+from golf.record.cache import OFF
 from golf.record.wrapper import wrap
 
 
@@ -59,7 +60,9 @@ def test_each_module_falls_in_its_layer(module, layer):
     assert group_of(module) == layer
 
 
-def test_overrides_need_a_breakdown_preset(capsys):
-    with pytest.raises(SystemExit) as exc:
-        bench_main(["quant.codec=zstd"])
-    assert exc.value.code == 2 and "go with --breakdown" in capsys.readouterr().err
+def test_table_overrides_reach_every_measured_preset(monkeypatch):
+    """`python -m golf.bench.record budget.code_text=base128` measures the presets with that override: the
+    baseline row shrinks by the denser text (and the bench's cache-off switch does not leak out of it)."""
+    monkeypatch.setenv("GOLF_CACHE_DIR", OFF)
+    (plain,), (dense,) = measure([], ["baseline"]), measure(["budget.code_text=base128"], ["baseline"])
+    assert dense["code_bytes"] < plain["code_bytes"] - 1000 and dense["target"] == plain["target"] == 20_000

@@ -70,8 +70,9 @@ def group_of(module: str) -> str:
 
 
 def _counted(bundle: Bundle, source: str) -> int:
-    return len(wrap(minify_flat(source), bundle.config["quant"]["codec"],
-                    bundle.config["budget"]["code_wrapper"]).encode("utf-8"))
+    budget = bundle.config["budget"]
+    return len(wrap(minify_flat(source), bundle.config["quant"]["codec"], budget["code_wrapper"],
+                    budget.get("code_text", "base85")).encode("utf-8"))
 
 
 def _without(readable: str, spans: list[tuple[str, int, int]]) -> str:

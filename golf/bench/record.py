@@ -1,10 +1,11 @@
-"""Record benchmark: `python -m golf.bench.record [--run RUN_OR_SWEEP_DIR] [--json]`, or
+"""Record benchmark: `python -m golf.bench.record [KEY=VALUE ...] [--run RUN_OR_SWEEP_DIR] [--json]`, or
 `python -m golf.bench.record --breakdown PRESET [KEY=VALUE ...] [--json]`.
 
 Per preset: counted code bytes of its generated train_gpt.py (golf.record.submission_code_bytes: the file as
 shipped), the unminified size, the number of golf modules bundled and the time to generate it (fresh, module
 trace included), next to the issue #9 targets taken from the records' own code bytes. With --run, the time of a
-whole `python -m golf.record` (fresh interpreter) into a temporary folder. Both are cold: the on-disk bundle
+whole `python -m golf.record` (fresh interpreter) into a temporary folder. KEY=VALUE overrides apply to every
+preset (`budget.code_text=base128` measures golf's denser wrapper). Both are cold: the on-disk bundle
 memo (golf.record.cache) is off while they run.
 
 With --breakdown, one preset's counted bytes by module and by layer (golf.bench.code_bytes: the bytes deleting
@@ -50,11 +51,13 @@ def _compose(name: str, overrides: list[str]) -> TrainRunConfig:
         return to_typed(compose("train", overrides=[f"experiment={name}", *overrides]), TrainRunConfig)
 
 
-def measure() -> list[dict]:
+def measure(overrides: list[str] = (), names: list[str] | None = None) -> list[dict]:
+    """One row per preset in `names` (default: all) composed with `overrides`: code bytes, readable bytes,
+    modules, layout, generation seconds and the issue #9 target."""
     os.environ["GOLF_CACHE_DIR"] = OFF  # time the generation, not the memo
     rows = []
-    for name in presets():
-        cfg = _compose(name, [])
+    for name in names or presets():
+        cfg = _compose(name, list(overrides))
         _build.cache_clear()
         minify.cache_clear()  # each preset from scratch (module trace and minification included)
         t0 = time.perf_counter()
@@ -99,19 +102,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", default="", help="an exported run or sweep directory to time golf.record on")
     parser.add_argument("--breakdown", metavar="PRESET", default="",
                         help="counted bytes of one preset's train_gpt.py by module and by layer")
-    parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the --breakdown preset")
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of every preset (or of the --breakdown one)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.breakdown:
         print_breakdown(args.breakdown, args.overrides, args.json)
         return
-    if args.overrides:
-        parser.error("KEY=VALUE overrides go with --breakdown PRESET")
-    rows = measure()
+    rows = measure(args.overrides)
     record_s = time_record(args.run) if args.run else None
     if args.json:
-        print(json.dumps({"presets": rows, "record_seconds": record_s}, indent=2))
+        print(json.dumps({"overrides": args.overrides, "presets": rows, "record_seconds": record_s}, indent=2))
         return
+    if args.overrides:
+        print(f"overrides: {' '.join(args.overrides)}")
     print(f"{'preset':<28} {'code bytes':>10} {'target':>8} {'readable':>9} {'modules':>7} {'layout':>8} "
           f"{'build s':>7}")
     for r in rows:

@@ -36,6 +36,8 @@ PACKINGS: tuple[str, ...] = ("auto", "int8", "bitpack")
 FIT_METRICS: tuple[str, ...] = ("loss", "recon")
 CODE_WRAPPERS: tuple[str, ...] = ("auto", "lzma", "brotli")
 """budget.code_wrapper: the self-extracting form of the generated train_gpt.py (golf.record.wrapper)."""
+CODE_TEXTS: tuple[str, ...] = ("base85", "base128")
+"""budget.code_text: how that form spells its compressed bytes (golf.record.wrapper)."""
 BEST_CODEC = "best"
 QAT_RULES: tuple[str, ...] = ("export", "rowmax31")
 GPTQ_CLIP_SELECTION: tuple[str, ...] = ("rtn", "gptq")
@@ -351,6 +353,9 @@ class BudgetConfig:
     base85 when quant.codec already needs the brotli package, else raw LZMA2 + base85 (the records' 2 lines);
     brotli = always brotli (~1.1 KB smaller; adds brotli to requirements.txt, as records 04-10 onward list it);
     lzma = always lzma."""
+    code_text: str = "base85"
+    """How the wrapper spells the compressed program: base85 (the records' form) | base128 (golf's: 7-bit digits,
+    ~4.9% fewer counted bytes; still valid UTF-8 with no CR or NUL, but with ASCII control characters in it)."""
 
     def __post_init__(self) -> None:
         _check(int(self.target_bytes) > 0, "budget.target_bytes", self.target_bytes, "must be positive")
@@ -363,6 +368,7 @@ class BudgetConfig:
         if self.fit_codec:
             _check_choice("budget", "fit_codec", self.fit_codec, list(CODEC_LEVELS))
         _check_choice("budget", "code_wrapper", self.code_wrapper, CODE_WRAPPERS)
+        _check_choice("budget", "code_text", self.code_text, CODE_TEXTS)
 
 
 def calibrates(quant: QuantConfig, budget: BudgetConfig) -> bool:

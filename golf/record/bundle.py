@@ -13,7 +13,7 @@ installed golf), specialised to the baked config (golf.record.specialize, golf.r
 (golf.record.shake) and flattened into one namespace (golf.record.flatten); the flat program is minified with
 python-minifier (docstrings removed, locals and globals renamed) and shipped in the records' self-extracting
 form: a 2-line lzma or brotli + base85 `exec` wrapper (golf.record.wrapper; records 2026-04-09 / 2026-04-27,
-technique #52). `readable` holds the same program before minification, for reviewers. Modules that cannot
+technique #52; budget.code_text=base128 spells it in 7-bit digits instead). `readable` holds the same program before minification, for reviewers. Modules that cannot
 share one namespace (golf.record.flatten.FlattenError) are shipped packaged instead: each module minified
 behind a 10-line meta-path importer (`Bundle.layout` says which).
 """
@@ -333,7 +333,7 @@ def _build(config_json: str) -> Bundle:
 
 def _generate(config_json: str) -> Bundle:
     config = json.loads(config_json)
-    codec, wrapper = config["quant"]["codec"], config["budget"]["code_wrapper"]
+    codec, wrapper, text = config["quant"]["codec"], config["budget"]["code_wrapper"], config["budget"]["code_text"]
     names = closure(trace(config))
     renamed = {_private(n): rename(module_path(n).read_text(encoding="utf-8")) for n in names}
     overrides = set(ENV_OVERRIDES.values())
@@ -346,7 +346,7 @@ def _generate(config_json: str) -> Bundle:
     names = [n for n in names if _private(n) in kept]
     try:
         flat, flat_names = _flat_program({_private(n): sources[_private(n)] for n in names}, config)
-        return Bundle(shipped=wrap(minify_flat(flat), codec, wrapper), readable=flat, modules=names, config=config,
+        return Bundle(shipped=wrap(minify_flat(flat), codec, wrapper, text), readable=flat, modules=names, config=config,
                       layout="flat", flat_names=flat_names)
     except FlattenError:
         pass  # the packaged form below always works; golf.bench.record reports which one a preset got
@@ -356,7 +356,7 @@ def _generate(config_json: str) -> Bundle:
         src = sources[_private(name)]
         readable[_private(name)] = (is_package(name), src)
         small[_private(name)] = (is_package(name), minify(src, name))
-    return Bundle(shipped=wrap(_program(small, config), codec, wrapper), readable=_program(readable, config), modules=names,
+    return Bundle(shipped=wrap(_program(small, config), codec, wrapper, text), readable=_program(readable, config), modules=names,
                   config=config, layout="packaged")
 
 
