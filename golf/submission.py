@@ -161,8 +161,9 @@ def _export_and_evaluate(cfg: TrainRunConfig, model: torch.nn.Module, run_dir: P
 def reload(artifact: Path, cfg: TrainRunConfig, device: torch.device) -> torch.nn.Module:
     """The artifact's dequantized weights in the run's architecture, cast for `device` (as the official script
     reloads its own file into its own hyperparameters; golf.train.load.load_for_eval builds the same model from
-    the manifest's copy of the config). The file is the one rank 0 has just written: its checksums are checked,
-    the structural checks golf runs on artifacts from elsewhere are not shipped (golf.quant.artifact_checks).
+    the manifest's copy of the config). The file is the one rank 0 has just written: its payload sha256 is checked,
+    the header, size and structural checks golf runs on artifacts from elsewhere are not shipped (read_artifact's
+    verify=False).
     Raises golf.quant.artifact.ArtifactError (one line)."""
     model = build_model(cfg.model)
     model.load_state_dict(load_state_dict_from_artifact(artifact, verify=False), strict=True)

@@ -248,18 +248,10 @@ def decode_manifest(blob: bytes) -> dict:
 
 
 def _parse_header_and_manifest(path: Path, data: bytes, verify: bool) -> tuple[dict, int]:
-    if len(data) < len(MAGIC):
-        raise ArtifactError(f"{path}: truncated: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
-    if data[: len(MAGIC)] != MAGIC:
-        raise ArtifactError(f"{path}: bad magic {data[:len(MAGIC)]!r} (expected {MAGIC!r}); not a golf artifact")
-    if len(data) < HEADER_BYTES:
-        raise ArtifactError(f"{path}: truncated: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
-    _, version, manifest_len = _HEADER.unpack_from(data)
-    if version != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: unsupported format version {version} (this golf reads {FORMAT_VERSION})")
+    if verify:
+        _check_header(path, data)
+    manifest_len = _HEADER.unpack_from(data)[2]
     end = HEADER_BYTES + manifest_len
-    if end > len(data):
-        raise ArtifactError(f"{path}: truncated: manifest needs {manifest_len} bytes, file has {len(data) - HEADER_BYTES}")
     try:
         manifest = decode_manifest(data[HEADER_BYTES:end])
     except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -269,20 +261,55 @@ def _parse_header_and_manifest(path: Path, data: bytes, verify: bool) -> tuple[d
     if verify:
         from golf.quant.artifact_checks import manifest_fault  # lazy: golf's readers of untrusted files
 
-        fault = manifest_fault(manifest, version)
+        fault = manifest_fault(manifest, FORMAT_VERSION)
         if fault:
             raise ArtifactError(f"{path}: manifest malformed: {fault}")
     return manifest, end
 
 
+def _check_header(path: Path, data: bytes) -> None:
+    """Magic, format version and the manifest's length against the file's (ArtifactError naming the fault)."""
+    if len(data) < len(MAGIC):
+        raise ArtifactError(f"{path}: truncated: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
+    if data[: len(MAGIC)] != MAGIC:
+        raise ArtifactError(f"{path}: bad magic {data[:len(MAGIC)]!r} (expected {MAGIC!r}); not a golf artifact")
+    if len(data) < HEADER_BYTES:
+        raise ArtifactError(f"{path}: truncated: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
+    _, version, manifest_len = _HEADER.unpack_from(data)
+    if version != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: unsupported format version {version} (this golf reads {FORMAT_VERSION})")
+    if HEADER_BYTES + manifest_len > len(data):
+        raise ArtifactError(f"{path}: truncated: manifest needs {manifest_len} bytes, file has {len(data) - HEADER_BYTES}")
+
+
+def _check_sizes(path: Path, manifest: dict, blob: bytes) -> None:
+    """The compressed payload's size against the manifest's (ArtifactError: truncated or trailing bytes)."""
+    expected = manifest["payload_bytes"]
+    if len(blob) < expected:
+        raise ArtifactError(f"{path}: truncated: payload has {len(blob)} of {expected} bytes")
+    if len(blob) > expected:
+        raise ArtifactError(f"{path}: payload size mismatch: {len(blob) - expected} bytes after the {expected}-byte payload")
+
+
+def _check_raw(path: Path, manifest: dict, raw: bytes) -> None:
+    """The decompressed payload's size and sha256 against the manifest's (a wrong codec or byte_shuffle)."""
+    if len(raw) != manifest["raw_payload_bytes"]:
+        raise ArtifactError(
+            f"{path}: payload size mismatch: decompressed {len(raw)} bytes, manifest says {manifest['raw_payload_bytes']}")
+    if hashlib.sha256(raw).hexdigest() != manifest["raw_payload_sha256"]:
+        raise ArtifactError(f"{path}: checksum mismatch: decompressed payload sha256 differs from the manifest "
+                            f"(wrong codec/byte_shuffle in the manifest)")
+
+
 def read_artifact(path: str | Path, verify: bool = True) -> tuple[QuantizedState, dict]:
     """Read an artifact; return (QuantizedState, manifest dict). Raises ArtifactError naming the file and fault.
 
-    Always verified: magic, format version, compressed and decompressed sizes, the sha256 of the compressed and
-    of the decompressed payload. With `verify` (every golf reader: the file may come from anywhere) also the
-    manifest's structure, every tensor entry and the roles (golf.quant.artifact_checks), so a crafted or
-    hand-edited file gives one line, never a traceback. A record's train_gpt.py reads back only the file it has
-    just written (checksums still checked) and passes verify=False: it does not ship the structural checks.
+    Always verified: the sha256 of the compressed payload (a file damaged on disk). With `verify` (every golf
+    reader: the file may come from anywhere) also the magic, the format version, the compressed and decompressed
+    sizes, the decompressed payload's sha256, the manifest's structure, every tensor entry and the roles
+    (golf.quant.artifact_checks), so a crafted, truncated or hand-edited file gives one line, never a traceback.
+    A record's train_gpt.py reads back only the file it has just written, with the code that wrote it, and
+    passes verify=False: it ships the payload checksum, not the structural checks.
     """
     path = Path(path)
     try:
@@ -293,11 +320,8 @@ def read_artifact(path: str | Path, verify: bool = True) -> tuple[QuantizedState
         from golf.quant.artifact_checks import entries_fault, state_fault, table_is_sound  # lazy: see above
     manifest, start = _parse_header_and_manifest(path, data, verify)
     blob = data[start:]
-    expected = manifest["payload_bytes"]
-    if len(blob) < expected:
-        raise ArtifactError(f"{path}: truncated: payload has {len(blob)} of {expected} bytes")
-    if len(blob) > expected:
-        raise ArtifactError(f"{path}: payload size mismatch: {len(blob) - expected} bytes after the {expected}-byte payload")
+    if verify:
+        _check_sizes(path, manifest, blob)
     if hashlib.sha256(blob).hexdigest() != manifest["payload_sha256"]:
         raise ArtifactError(f"{path}: checksum mismatch: payload sha256 differs from the manifest (corrupt file)")
     shuffle = manifest["byte_shuffle"]
@@ -314,13 +338,8 @@ def read_artifact(path: str | Path, verify: bool = True) -> tuple[QuantizedState
             raw = byte_unshuffle(decompress(blob, manifest["codec"], max_bytes=manifest["raw_payload_bytes"]), shuffle)
     except CodecError as exc:
         raise ArtifactError(f"{path}: payload does not decompress: {exc}") from exc
-    if len(raw) != manifest["raw_payload_bytes"]:
-        raise ArtifactError(
-            f"{path}: payload size mismatch: decompressed {len(raw)} bytes, manifest says {manifest['raw_payload_bytes']}")
-    if hashlib.sha256(raw).hexdigest() != manifest["raw_payload_sha256"]:
-        raise ArtifactError(f"{path}: checksum mismatch: decompressed payload sha256 differs from the manifest "
-                            f"(wrong codec/byte_shuffle in the manifest)")
     if verify:
+        _check_raw(path, manifest, raw)
         fault = entries_fault(manifest["tensors"], len(raw), manifest["codec"])
         if fault:
             raise ArtifactError(f"{path}: manifest malformed: {fault}")
