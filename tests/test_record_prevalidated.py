@@ -127,8 +127,12 @@ class Section:
     derived: int = 0
 
     def __post_init__(self):
+        owner = "section"
         if self.steps < 0:
             raise ValueError("steps")
+        if self.steps > 10 ** 6:
+            raise ValueError(f"{owner}.steps too large")
+        _allowed(owner, self.kind, CHOICES)
         if self.kind not in CHOICES:
             raise ValueError("kind")
         _allowed("width", self.width, (2, 4))
@@ -172,7 +176,8 @@ def test_live_sections_lose_only_the_checks_no_override_reaches():
     out = drop_settled_checks({"_pg.s": SECTION}, live, "_pg")["_pg.s"]
     post = out.split("def __post_init__")[1].split("def uses_steps")[0]
     assert 'raise ValueError("steps")' in post  # reads a live field
-    assert '"kind"' not in post and "_allowed(" not in post  # settled test, settled pure-checker call
+    assert '"kind"' not in post and "_allowed(" not in post  # settled test, settled pure-checker calls
+    assert 'owner = "section"' in post and "too large" in post  # a literal local is settled; a kept check reads it
     assert "copy" not in post and '"ratio")' not in post  # the settled local and its check
     assert "_noisy(" in post  # prints: not a pure checker
     assert '"modes"' not in post  # set from itself (baked state): still settled
@@ -184,6 +189,8 @@ def test_live_sections_lose_only_the_checks_no_override_reaches():
     exec(compile(out, "s", "exec"), namespace)
     with pytest.raises(ValueError, match="steps"):
         namespace["Section"](steps=-1)
+    with pytest.raises(ValueError, match="section.steps too large"):
+        namespace["Section"](steps=10 ** 7)
     with pytest.raises(ValueError, match="derived"):
         namespace["Section"](steps=51)
 

@@ -177,7 +177,8 @@ def _is_check(stmt: ast.stmt, checkers: set[str]) -> ast.expr | None:
 
 def _settled_spans(fn: ast.FunctionDef, live: set[str], checkers: set[str]) -> list[tuple[int, int]]:
     """Line spans of `fn`'s (a live section's __post_init__) top-level checks that cannot fire (`_is_check`, on
-    baked state only: `_reads_only_settled`), and then of the locals only they read."""
+    baked state only: `_reads_only_settled`, where a local assigned once from a settled field or a literal is
+    settled), and then of the locals only they read."""
     if not fn.args.args:
         return []
     receiver = fn.args.args[0].arg
@@ -190,11 +191,12 @@ def _settled_spans(fn: ast.FunctionDef, live: set[str], checkers: set[str]) -> l
             plain = [s for s in fn.body if isinstance(s, ast.Assign) and s.targets == [n]]
             if not (plain and _reads_only_settled(plain[0].value, receiver, live, set(), local_names)):
                 live = live | {n.attr}
-    copies: dict[str, ast.Assign] = {}  # local -> its one `local = receiver.field` (field not live)
+    copies: dict[str, ast.Assign] = {}  # local -> its one `local = receiver.field` (field not live) or literal
     for stmt in fn.body:
         if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
-                and isinstance(stmt.value, ast.Attribute) and isinstance(stmt.value.value, ast.Name)
-                and stmt.value.value.id == receiver and stmt.value.attr not in live):
+                and (isinstance(stmt.value, ast.Constant)  # `owner = "schedule"`
+                     or isinstance(stmt.value, ast.Attribute) and isinstance(stmt.value.value, ast.Name)
+                     and stmt.value.value.id == receiver and stmt.value.attr not in live)):
             copies[stmt.targets[0].id] = stmt
     settled_locals = {name for name in copies if stores.count(name) == 1}
     dropped = [stmt for stmt in fn.body if (test := _is_check(stmt, checkers)) is not None
