@@ -143,6 +143,14 @@ class Section:
         self.modes = list(self.modes)
         if len(self.modes) > 3:
             raise ValueError("modes")
+        for i, mode in enumerate(self.modes):
+            _allowed(f"modes[{i}]", mode, CHOICES)
+        for step in range(self.steps % 5):
+            _allowed("stepwise", step, range(3))
+        for seen in self.modes:
+            _allowed("seen", seen, CHOICES)
+        if seen == "z":
+            raise ValueError("seen after the loop")
         self.derived = self.steps * 2
         if self.derived > 100:
             raise ValueError("derived")
@@ -176,11 +184,14 @@ def test_live_sections_lose_only_the_checks_no_override_reaches():
     out = drop_settled_checks({"_pg.s": SECTION}, live, "_pg")["_pg.s"]
     post = out.split("def __post_init__")[1].split("def uses_steps")[0]
     assert 'raise ValueError("steps")' in post  # reads a live field
-    assert '"kind"' not in post and "_allowed(" not in post  # settled test, settled pure-checker calls
+    assert '"kind"' not in post and "_allowed(owner" not in post and '_allowed("width"' not in post  # settled
     assert 'owner = "section"' in post and "too large" in post  # a literal local is settled; a kept check reads it
     assert "copy" not in post and '"ratio")' not in post  # the settled local and its check
     assert "_noisy(" in post  # prints: not a pure checker
     assert '"modes"' not in post  # set from itself (baked state): still settled
+    assert "modes[" not in post  # a loop of checks over baked items
+    assert '"stepwise"' in post  # a loop over a live field
+    assert '"seen"' in post  # its target is read after the loop
     assert '"derived"' in post  # set from a live field: live
     assert '"method"' in post  # a method of the receiver may read a live field
     assert '"handed on"' in post  # so may a function given the receiver, here by keyword
@@ -189,6 +200,8 @@ def test_live_sections_lose_only_the_checks_no_override_reaches():
     exec(compile(out, "s", "exec"), namespace)
     with pytest.raises(ValueError, match="steps"):
         namespace["Section"](steps=-1)
+    with pytest.raises(ValueError, match="stepwise"):
+        namespace["Section"](steps=4)
     with pytest.raises(ValueError, match="section.steps too large"):
         namespace["Section"](steps=10 ** 7)
     with pytest.raises(ValueError, match="derived"):

@@ -13,8 +13,9 @@ So the submission ships:
   (tests/test_record_prevalidated.py checks every preset);
 - in those kept rules, without the checks that read only fields no variable reaches (`drop_settled_checks`:
   `trainer.device`, `data.text_transform`; `trainer.train_seq_len < 1` stays for TRAIN_SEQ_LEN): an
-  `if <test>: raise` or a call of a pure checker (`_allowed(...)`) whose test reads baked fields, locals copied
-  from them, module tables and builtins, never a receiver method nor a field the rule sets from a live one.
+  `if <test>: raise`, a call of a pure checker (`_allowed(...)`) or a `for` over baked items made of those,
+  whose test reads baked fields, literals and locals copied from them, module tables and builtins, never a
+  receiver method nor a field the rule sets from a live one.
 """
 
 from __future__ import annotations
@@ -199,8 +200,25 @@ def _settled_spans(fn: ast.FunctionDef, live: set[str], checkers: set[str]) -> l
                      and stmt.value.value.id == receiver and stmt.value.attr not in live)):
             copies[stmt.targets[0].id] = stmt
     settled_locals = {name for name in copies if stores.count(name) == 1}
-    dropped = [stmt for stmt in fn.body if (test := _is_check(stmt, checkers)) is not None
-               and _reads_only_settled(test, receiver, live, settled_locals, local_names)]
+
+    def settled(stmt: ast.stmt) -> bool:
+        test = _is_check(stmt, checkers)
+        if test is not None:
+            return _reads_only_settled(test, receiver, live, settled_locals, local_names)
+        if not (isinstance(stmt, ast.For) and not stmt.orelse
+                and _reads_only_settled(stmt.iter, receiver, live, settled_locals, local_names)):
+            return False
+        # `for i, m in enumerate(self.modes): _allowed(...)`: checks over baked items; its targets are bound by
+        # it alone and read nowhere else, so dropping it changes no later value
+        targets = {n.id for n in ast.walk(stmt.target) if isinstance(n, ast.Name)}
+        outside = [n for s in fn.body if s is not stmt for n in ast.walk(s) if isinstance(n, ast.Name)]
+        if any(stores.count(t) != 1 for t in targets) or any(n.id in targets for n in outside):
+            return False
+        inner = settled_locals | targets
+        return all((test := _is_check(s, checkers)) is not None
+                   and _reads_only_settled(test, receiver, live, inner, local_names) for s in stmt.body)
+
+    dropped = [stmt for stmt in fn.body if settled(stmt)]
     kept = [stmt for stmt in fn.body if stmt not in dropped]
     still_read = {n.id for stmt in kept for n in ast.walk(stmt) if isinstance(n, ast.Name)
                   and isinstance(n.ctx, ast.Load)}
