@@ -22,7 +22,7 @@ from golf.record.wrapper import wrap
 
 SECTION = re.compile(r"(?m)^#@(\S+) [01]\n")
 """The line golf.record.flatten puts before each bundled module's code: `#@<private name> <is_package>`."""
-TRAILER = re.compile(r"(?m)^(?:import sys as _sys, types as _types|CONFIG=)")
+TRAILER = re.compile(r"(?m)^(?:import sys as _sys, types as _types|CONFIG ?=)")
 """Where the program's tail starts: the sys.modules namespaces of the lazily imported modules, the baked config
 and the call of main (golf.record.flatten._namespaces, golf.record.bundle._entry)."""
 ENTRY = "(entry: namespaces, baked config, main call)"

@@ -228,5 +228,5 @@ def build_train_loader(kind: str, pattern: str, rank: int, world_size: int, devi
     every loader's token ids (ShardError, one line, when a shard is first read). All have
     next_batch(tokens, seq_len, accum) and a `stream` with resume_state()/restore() for resume.
     Raises KeyError for an unknown kind (the config validates it first)."""
-    module = importlib.import_module(LOADER_MODULES[kind])
-    return module.train_loader(kind, pattern, rank, world_size, device, seq_len, bos_id, vocab_size)
+    loader = importlib.import_module(LOADER_MODULES[kind]).train_loader  # one expression: golf.record.registries
+    return loader(kind, pattern, rank, world_size, device, seq_len, bos_id, vocab_size)

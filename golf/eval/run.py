@@ -50,18 +50,18 @@ def run_evaluation(model: nn.Module, val: ValData, cfg: EvalConfig, ctx: EvalCon
     a run over cfg.time_budget_s logs a warning and sets `over_budget`. The caller's model is left unchanged.
     Raises EvalModeError for an unknown mode or settings the mode rejects.
     """
-    mode = mode or cfg.mode
-    if mode not in MODE_MODULES:
-        raise EvalModeError(f"eval mode {mode!r}; allowed: {', '.join(EVAL_MODES)}")
-    if val.byte_sidecar is not None and mode not in SIDECAR_MODES:
-        raise EvalModeError(f"eval mode {mode!r} does not count bytes from the CaseOps byte sidecar; "
+    chosen = mode or cfg.mode  # a new name: the parameter stays unbound, so a record's file folds it
+    if chosen not in MODE_MODULES:
+        raise EvalModeError(f"eval mode {chosen!r}; allowed: {', '.join(EVAL_MODES)}")
+    if chosen not in SIDECAR_MODES and val.byte_sidecar is not None:
+        raise EvalModeError(f"eval mode {chosen!r} does not count bytes from the CaseOps byte sidecar; "
                             f"use {' or '.join(SIDECAR_MODES)}")
     t0 = time.perf_counter()
-    result = importlib.import_module(MODE_MODULES[mode]).score(model, val, cfg, ctx)
+    result = importlib.import_module(MODE_MODULES[chosen]).score(model, val, cfg, ctx)
     result.seconds = time.perf_counter() - t0
     if result.seconds > cfg.time_budget_s:
         result.over_budget = True
-        log.warning(f"eval {mode} took {result.seconds:.1f}s, over the {cfg.time_budget_s:.0f}s eval budget "
+        log.warning(f"eval {chosen} took {result.seconds:.1f}s, over the {cfg.time_budget_s:.0f}s eval budget "
                     "(eval.time_budget_s)")
     return result
 

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from golf.errors import GolfError
-from golf.quant.config import QuantConfig, is_lqer_entry
+from golf.quant.config import SCHEME_NAMES, QuantConfig, is_lqer_entry
 
 # dtype names allowed in QuantizedState / artifacts; a whitelist so a manifest can never name arbitrary attrs.
 DTYPES: dict[str, torch.dtype] = {
@@ -131,7 +131,7 @@ def quantize_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig,
     """Quantize ``state_dict`` with the scheme named by ``cfg.scheme``; ``hessians`` (weight name -> [cols, cols])
     feed GPTQ groups of scheme "mixed" and are ignored by the other schemes."""
     if cfg.scheme not in SCHEME_MODULES:
-        raise QuantizationError(f"unknown quantization scheme {cfg.scheme!r}; allowed: {sorted(SCHEME_MODULES)}")
+        raise QuantizationError(f"unknown quantization scheme {cfg.scheme!r}; allowed: {sorted(SCHEME_NAMES)}")
     importlib.import_module(SCHEME_MODULES[cfg.scheme])  # registers it in SCHEMES
     fn = SCHEMES[cfg.scheme]
     return fn(state_dict, cfg, hessians=hessians)

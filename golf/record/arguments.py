@@ -94,7 +94,7 @@ class _Program:
     again. Where names are bound: `module` (name -> how many module-level statements bind it), `local` (names
     some function, lambda or comprehension binds: a read there may be a local), `in_classes` (names a class body
     binds at its own level, which its body's reads see first). What is where: `owner` (node id -> section),
-    `calls`, `names`, `strings` (str constants), `subscripts` (subscript reads), and the ids of `callees`,
+    `calls`, `names`, `strings` (str constants), `subscripts` (subscript reads), `compares`, and the ids of `callees`,
     `compared` (comparison operands), `subscripted` (what subscript reads read), `class_tests` (the classes
     `isinstance`/`issubclass` test against: read, never called or stored) and `unevaluated` (parameter and
     return annotations: never evaluated, every module has `from __future__ import annotations`); `dynamic`:
@@ -117,6 +117,7 @@ class _Program:
         self.names: list[ast.Name] = []
         self.strings: list[ast.Constant] = []
         self.subscripts: list[ast.Subscript] = []
+        self.compares: list[ast.Compare] = []
         self.callees: set[int] = set()
         self.compared: set[int] = set()
         self.subscripted: set[int] = set()
@@ -139,6 +140,7 @@ class _Program:
                     self.strings.append(node)
                 elif isinstance(node, ast.Compare):
                     self.compared |= {id(c) for c in (node.left, *node.comparators)}
+                    self.compares.append(node)
                 elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
                     self.subscripts.append(node)
                     self.subscripted.add(id(node.value))
@@ -267,11 +269,11 @@ class _ReplaceCalls(ast.NodeTransformer):
         return node if value is None else ast.copy_location(ast.Constant(value.value), node)
 
 
-def fold_constants(trees: list[ast.Module]) -> set[int]:
+def fold_constants(trees: list[ast.Module], program: _Program | None = None) -> set[int]:
     """One round of every fold of this module over the flat program's sections (`trees`, edited in place):
-    constant and unread arguments, constant-returning calls, table reads, global constants. Returns the indexes
-    of the trees that changed."""
-    program = _Program(trees)
+    constant and unread arguments, constant-returning calls, table reads, global constants. `program`: the
+    round's index of `trees` (built when not given). Returns the indexes of the trees that changed."""
+    program = program or _Program(trees)
     return fold_arguments(trees, program) | fold_tables(trees, program) | fold_globals(trees, program)
 
 

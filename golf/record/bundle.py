@@ -34,7 +34,7 @@ from pathlib import Path
 import python_minifier
 
 from golf.errors import GolfError
-from golf.record.arguments import fold_constants, split_sections
+from golf.record.arguments import _Program, fold_constants, split_sections
 from golf.record.attributes import fold_attributes
 from golf.record.cache import bundle_key, load_entry, store_entry
 from golf.record.flatten import FlattenError, flatten
@@ -46,6 +46,7 @@ from golf.record.prevalidated import (
     prevalidated_classes,
     section_paths,
 )
+from golf.record.registries import fold_registries
 from golf.record.shake import shake
 from golf.record.specialize import simplify, specialize
 from golf.record.wrapper import wrap
@@ -251,7 +252,8 @@ def _flat_program(sources: dict[str, str], config: dict) -> tuple[str, dict[str,
 
 
 def fold_program(source: str, main: str) -> str:
-    """The flat program with its constant arguments folded (golf.record.arguments) and simplified until nothing
+    """The flat program with its constant arguments (golf.record.arguments), constant instance attributes
+    (golf.record.attributes) and registry lookups (golf.record.registries) folded and simplified until nothing
     changes, then shaken; again while shaking exposes more. Each changed `#@module` section is re-emitted; the
     others are untouched."""
     for _ in range(_FOLD_ROUNDS):
@@ -259,7 +261,8 @@ def fold_program(source: str, main: str) -> str:
         trees = [ast.parse(s) for s in sections]
         dirty: set[int] = set()
         for _ in range(_FOLD_ROUNDS):
-            changed = fold_constants(trees) | fold_attributes(trees)
+            program = _Program(trees)  # one index per round: the folds after the first keep it conservative
+            changed = fold_constants(trees, program) | fold_attributes(trees) | fold_registries(trees, program)
             for i in changed:
                 trees[i] = ast.fix_missing_locations(simplify(trees[i]))
             dirty |= changed
