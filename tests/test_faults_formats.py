@@ -121,6 +121,19 @@ def test_an_unverified_read_of_a_sound_file_equals_the_verified_one(artifact: Pa
     assert all(torch.equal(v, trusted.passthrough[k]) for k, v in checked.passthrough.items())
 
 
+def test_a_record_file_ships_the_payload_checksum_and_not_the_header_checks():
+    """A record's train_gpt.py reads back only its own file (verify=False): the payload sha256 ships, the
+    magic, version and size checks for files from elsewhere do not."""
+    from record_helpers import preset
+
+    from golf.record import submission_bundle
+
+    readable = submission_bundle(preset("baseline")).readable
+    assert "payload sha256 differs from the manifest (corrupt file)" in readable
+    for gone in ("not a golf artifact", "this golf reads", "-byte payload", "decompressed payload sha256"):
+        assert gone not in readable, gone
+
+
 def test_an_unverified_read_still_checks_the_checksums(artifact: Path, tmp_path: Path):
     data = bytearray(artifact.read_bytes())
     data[-3] ^= 0xFF
