@@ -42,7 +42,6 @@ BROTLI_PREFIX = 'import brotli as L,base64 as B\nexec(L.decompress(B.b85decode("
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "lc": 3, "lp": 0, "pb": 0,
                  "mf": lzma.MF_BT2, "nice_len": 64}]
 BROTLI_WINDOW_BITS = 24
-TEXT_FORMS = CODE_TEXTS
 B128_ESCAPED = frozenset(b'\0\n\r"\\')
 """7-bit digits spelled U+0100 + digit: NUL and CR cannot stand in Python source, LF and '"' would end the
 one-line literal, a backslash would start an escape."""
@@ -100,8 +99,8 @@ def _opening(compressor: str, text: str) -> str:
 def wrap(source: str, codec: str, choice: str = "auto", text: str = "base85") -> str:
     """`source` in the self-extracting form `wrapper_codec(codec, choice)` names, its compressed bytes spelled
     `text` (base85 | base128). Raises ValueError for another `text`."""
-    if text not in TEXT_FORMS:
-        raise ValueError(f"budget.code_text={text!r} must be one of {list(TEXT_FORMS)}")
+    if text not in CODE_TEXTS:
+        raise ValueError(f"budget.code_text={text!r} must be one of {list(CODE_TEXTS)}")
     data = source.encode("utf-8")
     compressor = wrapper_codec(codec, choice)
     if compressor == "brotli":
@@ -113,14 +112,17 @@ def wrap(source: str, codec: str, choice: str = "auto", text: str = "base85") ->
     return _opening(compressor, text) + _spell(blob, text) + CLOSINGS[compressor]
 
 
-B85_LITERAL = re.compile(r'B\.b85decode\("([^"]*)"\)\Z')
-B128_LITERAL = re.compile(r'int\(""\.join\(f"\{ord\(c\)&127:07b\}"for c in"([^"]*)"\),2\)\.to_bytes\((\d+),"big"\)\Z')
+B85_LITERAL = re.compile(re.escape('B.b85decode("') + r'([^"]*)' + re.escape('")') + r"\Z")
+_END_HEAD, _END_TAIL = B128_DECODE_END.split("{n}")
+B128_LITERAL = re.compile(re.escape(B128_DECODE) + r'([^"]*)' + re.escape(_END_HEAD) + r"(\d+)" + re.escape(_END_TAIL)
+                          + r"\Z")
+"""The decompressor's argument in each text form (what `_spell` writes), literal and byte count as groups."""
 
 
 def unwrap(shipped: str) -> str:
     """The program inside a wrapped file (any compressor, any text form). Raises ValueError for any other text."""
     for compressor, closing in CLOSINGS.items():
-        for text in TEXT_FORMS:
+        for text in CODE_TEXTS:
             opening = _opening(compressor, text)
             if not (shipped.startswith(opening) and shipped.endswith(closing)):
                 continue
