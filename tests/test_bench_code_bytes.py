@@ -19,7 +19,7 @@ from golf.record.wrapper import wrap
 
 
 def _bundle(readable: str) -> Bundle:
-    config = {"quant": {"codec": "zlib"}, "budget": {"code_wrapper": "auto"}}
+    config = {"quant": {"codec": "zlib"}, "budget": {"code_wrapper": "auto", "code_text": "base85"}}
     return Bundle(shipped=wrap(minify_flat(readable), "zlib"), readable=readable, modules=[], config=config)
 
 

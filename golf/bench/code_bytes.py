@@ -3,7 +3,7 @@
 The counted form compresses the whole program at once, so a module has no size of its own. Its *marginal* bytes
 are what deleting it alone from the flat program (golf.record.flatten) would save in the shipped file: the
 program without the module's section, minified and wrapped exactly as shipped (golf.record.bundle.minify_flat,
-golf.record.wrapper.wrap), subtracted from the bundle's code bytes. The same for a group of modules (a layer:
+golf.record.wrapper.wrap_config), subtracted from the bundle's code bytes. The same for a group of modules (a layer:
 model, optim, ... ; and the config schemas of every layer together). Marginals do not add up to the total: text
 that two modules share compresses once, and is saved only when both go.
 
@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 
 from golf.record.bundle import PRIVATE, Bundle, minify_flat
-from golf.record.wrapper import wrap
+from golf.record.wrapper import wrap_config
 
 SECTION = re.compile(r"(?m)^#@(\S+) [01]\n")
 """The line golf.record.flatten puts before each bundled module's code: `#@<private name> <is_package>`."""
@@ -70,9 +70,7 @@ def group_of(module: str) -> str:
 
 
 def _counted(bundle: Bundle, source: str) -> int:
-    budget = bundle.config["budget"]
-    return len(wrap(minify_flat(source), bundle.config["quant"]["codec"], budget["code_wrapper"],
-                    budget.get("code_text", "base85")).encode("utf-8"))
+    return len(wrap_config(minify_flat(source), bundle.config).encode("utf-8"))
 
 
 def _without(readable: str, spans: list[tuple[str, int, int]]) -> str:

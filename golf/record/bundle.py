@@ -13,9 +13,10 @@ installed golf), specialised to the baked config (golf.record.specialize, golf.r
 (golf.record.shake) and flattened into one namespace (golf.record.flatten); the flat program is minified with
 python-minifier (docstrings removed, locals and globals renamed) and shipped in the records' self-extracting
 form: a 2-line lzma or brotli + base85 `exec` wrapper (golf.record.wrapper; records 2026-04-09 / 2026-04-27,
-technique #52; budget.code_text=base128 spells it in 7-bit digits instead). `readable` holds the same program before minification, for reviewers. Modules that cannot
-share one namespace (golf.record.flatten.FlattenError) are shipped packaged instead: each module minified
-behind a 10-line meta-path importer (`Bundle.layout` says which).
+technique #52; budget.code_text=base128 spells it in 7-bit digits instead). `readable` holds the same program
+before minification, for reviewers. Modules that cannot share one namespace (golf.record.flatten.FlattenError)
+are shipped packaged instead: each module minified behind a 10-line meta-path importer (`Bundle.layout` says
+which).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from golf.record.prevalidated import (
 from golf.record.registries import fold_registries
 from golf.record.shake import shake
 from golf.record.specialize import simplify, specialize
-from golf.record.wrapper import wrap
+from golf.record.wrapper import wrap_config
 from golf.submission import ENV_OVERRIDES
 from golf.train.config import TrainRunConfig
 
@@ -336,7 +337,6 @@ def _build(config_json: str) -> Bundle:
 
 def _generate(config_json: str) -> Bundle:
     config = json.loads(config_json)
-    codec, wrapper, text = config["quant"]["codec"], config["budget"]["code_wrapper"], config["budget"]["code_text"]
     names = closure(trace(config))
     renamed = {_private(n): rename(module_path(n).read_text(encoding="utf-8")) for n in names}
     overrides = set(ENV_OVERRIDES.values())
@@ -349,7 +349,7 @@ def _generate(config_json: str) -> Bundle:
     names = [n for n in names if _private(n) in kept]
     try:
         flat, flat_names = _flat_program({_private(n): sources[_private(n)] for n in names}, config)
-        return Bundle(shipped=wrap(minify_flat(flat), codec, wrapper, text), readable=flat, modules=names, config=config,
+        return Bundle(shipped=wrap_config(minify_flat(flat), config), readable=flat, modules=names, config=config,
                       layout="flat", flat_names=flat_names)
     except FlattenError:
         pass  # the packaged form below always works; golf.bench.record reports which one a preset got
@@ -359,7 +359,7 @@ def _generate(config_json: str) -> Bundle:
         src = sources[_private(name)]
         readable[_private(name)] = (is_package(name), src)
         small[_private(name)] = (is_package(name), minify(src, name))
-    return Bundle(shipped=wrap(_program(small, config), codec, wrapper, text), readable=_program(readable, config), modules=names,
+    return Bundle(shipped=wrap_config(_program(small, config), config), readable=_program(readable, config), modules=names,
                   config=config, layout="packaged")
 
 

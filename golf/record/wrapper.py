@@ -112,6 +112,13 @@ def wrap(source: str, codec: str, choice: str = "auto", text: str = "base85") ->
     return _opening(compressor, text) + _spell(blob, text) + CLOSINGS[compressor]
 
 
+def wrap_config(source: str, config: dict) -> str:
+    """`source` in the form the plain run `config` asks for (quant.codec, budget.code_wrapper, budget.code_text):
+    what golf.record ships and golf.bench.code_bytes counts."""
+    budget = config["budget"]
+    return wrap(source, config["quant"]["codec"], budget["code_wrapper"], budget["code_text"])
+
+
 B85_LITERAL = re.compile(re.escape('B.b85decode("') + r'([^"]*)' + re.escape('")') + r"\Z")
 _END_HEAD, _END_TAIL = B128_DECODE_END.split("{n}")
 B128_LITERAL = re.compile(re.escape(B128_DECODE) + r'([^"]*)' + re.escape(_END_HEAD) + r"(\d+)" + re.escape(_END_TAIL)
