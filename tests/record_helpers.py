@@ -3,15 +3,18 @@ train_gpt.py in an interpreter that cannot import golf, hydra, omegaconf, wandb 
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
 from golf.config import register_configs, to_typed
+from golf.record.specialize import simplify
 from golf.train.config import TrainRunConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +29,21 @@ GUARD = (
 TINY = ["scale=cpu_tiny", "logger=none", "data.root=./data", "schedule.iterations=4", "eval.max_tokens=4096",
         "trainer.train_batch_tokens=4096"]
 FINAL = re.compile(r"final_\S+_roundtrip_exact val_loss:(\S+) val_bpb:(\S+)")
+
+
+def fold_once(fold, source: str) -> tuple[str, bool]:
+    """`source` (dedented) after one `fold([tree])` of golf.record's folds and the simplifier: (the program,
+    whether the fold changed it)."""
+    tree = ast.parse(textwrap.dedent(source))
+    changed = fold([tree])
+    return ast.unparse(ast.fix_missing_locations(simplify(tree))), bool(changed)
+
+
+def run_program(source: str, expr: str):
+    """`expr` evaluated in the namespace that running `source` (dedented) leaves."""
+    scope: dict = {}
+    exec(compile(textwrap.dedent(source), "<p>", "exec"), scope)
+    return eval(expr, scope)
 
 
 def preset(name: str, *overrides: str) -> TrainRunConfig:

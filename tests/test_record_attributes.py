@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import ast
-import textwrap
 import warnings
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from record_helpers import fold_once, run_program
 
 from golf.record.attributes import fold_attributes
-from golf.record.specialize import simplify
 
 BASE = """
 class Attention:
@@ -27,15 +25,10 @@ class Attention:
 
 def _fold(source: str) -> tuple[str, bool]:
     """(folded program, whether it changed)."""
-    tree = ast.parse(textwrap.dedent(source))
-    changed = fold_attributes([tree])
-    return ast.unparse(ast.fix_missing_locations(simplify(tree))), bool(changed)
+    return fold_once(fold_attributes, source)
 
 
-def _run(source: str, expr: str):
-    scope: dict = {}
-    exec(compile(textwrap.dedent(source), "<p>", "exec"), scope)
-    return eval(expr, scope)
+_run = run_program
 
 
 def test_a_constant_slot_decides_its_branch_and_the_program_computes_the_same():

@@ -3,30 +3,13 @@ program holds, folded; and every rule that keeps them."""
 
 from __future__ import annotations
 
-import ast
-import textwrap
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from record_helpers import preset
+from record_helpers import fold_once, preset, run_program
 
 from golf.record import submission_bundle
 from golf.record.registries import fold_imports, fold_members
-from golf.record.specialize import simplify
-
-
-def _fold(fold, source: str) -> tuple[str, bool]:
-    tree = ast.parse(textwrap.dedent(source))
-    changed = fold([tree])
-    return ast.unparse(ast.fix_missing_locations(simplify(tree))), bool(changed)
-
-
-def _run(source: str, expr: str):
-    scope: dict = {}
-    exec(compile(textwrap.dedent(source), "<p>", "exec"), scope)
-    return eval(expr, scope)
-
 
 MEMBERS = """
 MODES = {'standard': 'm.standard', 'ttt': 'm.ttt'}
@@ -44,9 +27,9 @@ def check(mode_given=None):
 
 
 def test_membership_in_a_constant_table_folds_and_keeps_the_result():
-    folded, changed = _fold(fold_members, MEMBERS)
+    folded, changed = fold_once(fold_members, MEMBERS)
     assert changed and " in MODES" not in folded and " in SIDECAR" not in folded
-    assert _run(folded, "check()") == _run(MEMBERS, "check()") == ([], "standard or phased")
+    assert run_program(folded, "check()") == run_program(MEMBERS, "check()") == ([], "standard or phased")
 
 
 @pytest.mark.parametrize("change", [
@@ -57,30 +40,30 @@ def test_membership_in_a_constant_table_folds_and_keeps_the_result():
 ])
 def test_a_table_that_may_change_keeps_its_tests(change: str):
     program = MEMBERS.replace("def check(", change + "\ndef check(")
-    folded, _ = _fold(fold_members, program)
+    folded, _ = fold_once(fold_members, program)
     assert "'standard' not in MODES" in folded and "'sliding' in MODES" in folded
-    assert _run(folded, "check()") == _run(program, "check()")
+    assert run_program(folded, "check()") == run_program(program, "check()")
 
 
 def test_a_tuple_is_folded_whatever_else_reads_it_but_a_list_is_not():
     """A tuple cannot change in place: other reads (the join) do not keep its tests; a list's may append."""
-    folded, _ = _fold(fold_members, MEMBERS)
+    folded, _ = fold_once(fold_members, MEMBERS)
     assert "' or '.join(SIDECAR)" in folded and "not in SIDECAR" not in folded
     as_list = MEMBERS.replace("SIDECAR = ('standard', 'phased')", "SIDECAR = ['standard', 'phased']")
-    folded, _ = _fold(fold_members, as_list)
+    folded, _ = fold_once(fold_members, as_list)
     assert "'standard' not in SIDECAR" in folded
 
 
 def test_a_local_or_class_binding_of_the_name_keeps_its_tests():
     shadowed = MEMBERS + "def other(MODES):\n    return 'ttt' in MODES\n"
-    folded, _ = _fold(fold_members, shadowed)
+    folded, _ = fold_once(fold_members, shadowed)
     assert "'ttt' in MODES" in folded and "'standard' not in MODES" in folded
-    assert _run(folded, "other({})") is False
+    assert run_program(folded, "other({})") is False
 
 
 def test_a_non_constant_left_side_or_a_non_literal_table_is_left_alone():
     program = "T = dict(a=1)\nS = {'a': 1}\ndef f(k):\n    return ('a' in T, k in S)\n"
-    folded, changed = _fold(fold_members, program)
+    folded, changed = fold_once(fold_members, program)
     assert not changed and "'a' in T" in folded and "k in S" in folded
 
 
@@ -95,8 +78,8 @@ def test_membership_folds_as_python_decides_it(keys, probe, kind, negate):
                "set": "{" + ", ".join(map(repr, keys)) + "}" if keys else "set()",
                "dict": "{" + ", ".join(f"{k!r}: 0" for k in keys) + "}"}[kind]
     program = f"T = {literal}\ndef f():\n    return {probe!r} {'not in' if negate else 'in'} T\n"
-    folded, _ = _fold(fold_members, program)
-    assert _run(folded, "f()") == _run(program, "f()")
+    folded, _ = fold_once(fold_members, program)
+    assert run_program(folded, "f()") == run_program(program, "f()")
 
 
 IMPORTS = """
@@ -125,30 +108,30 @@ _ns('_pg.quant.int8')
 def test_an_import_of_a_held_module_becomes_its_flat_name_and_its_entry_goes():
     program = IMPORTS.replace("def shadowed(score):\n    return importlib.import_module('_pg.eval.standard')"
                               ".score(score)\n", "")
-    folded, changed = _fold(fold_imports, program)
+    folded, changed = fold_once(fold_imports, program)
     assert changed and "return score(x)" in folded and "import_module('_pg" not in folded
     assert "_ns(" not in folded.split("_sys.modules[name] = module")[1]  # no string names them any more
     assert "importlib.import_module('json')" in folded  # not a module of the program
-    assert _run(folded, "run(1), other()") == _run(program, "run(1), other()") == (2, "1")
+    assert run_program(folded, "run(1), other()") == run_program(program, "run(1), other()") == (2, "1")
 
 
 def test_a_parameter_named_like_the_flat_name_keeps_the_import_and_its_entry():
-    folded, _ = _fold(fold_imports, IMPORTS)
+    folded, _ = fold_once(fold_imports, IMPORTS)
     assert "return score(x)" in folded  # run() binds no `score`
     assert "importlib.import_module('_pg.eval.standard').score(score)" in folded  # shadowed() does
     assert "_ns('_pg.eval.standard', score=score, helper=helper)" in folded and "_ns('_pg.quant.int8')" not in folded
-    assert _run(folded, "shadowed(4)") == 5
+    assert run_program(folded, "shadowed(4)") == 5
 
 
 def test_a_string_that_still_spells_the_module_keeps_its_entry():
     program = IMPORTS + "NAME = '_pg.quant.int8'\n"
-    folded, _ = _fold(fold_imports, program)
+    folded, _ = fold_once(fold_imports, program)
     assert "_ns('_pg.quant.int8')" in folded
 
 
 def test_a_local_importlib_keeps_every_import():
     program = IMPORTS.replace("def run(x):\n", "def run(x, importlib=importlib):\n")
-    folded, changed = _fold(fold_imports, program)
+    folded, changed = fold_once(fold_imports, program)
     assert not changed and "import_module('_pg.quant.int8')" in folded
 
 
