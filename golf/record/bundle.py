@@ -9,14 +9,14 @@ the run uses), with golf's sources imported afresh under a private name so nothi
 Package `__init__` modules of every included module are included (Python runs them on import).
 
 The modules are renamed to the private package name `PRIVATE` (never `golf`, so the file cannot pick up an
-installed golf), specialised to the baked config (golf.record.specialize, golf.record.prevalidated), shaken
-(golf.record.shake) and flattened into one namespace (golf.record.flatten); the flat program is minified with
-python-minifier (docstrings removed, locals and globals renamed) and shipped in the records' self-extracting
-form: a 2-line lzma or brotli + base85 `exec` wrapper (golf.record.wrapper; records 2026-04-09 / 2026-04-27,
-technique #52; budget.code_text=base128 spells it in 7-bit digits instead). `readable` holds the same program
-before minification, for reviewers. Modules that cannot share one namespace (golf.record.flatten.FlattenError)
-are shipped packaged instead: each module minified behind a 10-line meta-path importer (`Bundle.layout` says
-which).
+installed golf), specialised to the baked config (golf.record.specialize, golf.record.prevalidated), stripped of
+golf's invariant checks (golf.record.invariants), shaken (golf.record.shake) and flattened into one namespace
+(golf.record.flatten); the flat program is minified with python-minifier (docstrings removed, locals and globals
+renamed) and shipped in the records' self-extracting form: a 2-line lzma or brotli + base85 `exec` wrapper
+(golf.record.wrapper; records 2026-04-09 / 2026-04-27, technique #52; budget.code_text=base128 spells it in 7-bit
+digits instead). `readable` holds the same program before minification, for reviewers. Modules that cannot share
+one namespace (golf.record.flatten.FlattenError) are shipped packaged instead: each module minified behind a
+10-line meta-path importer (`Bundle.layout` says which).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from golf.record.arguments import _Program, fold_constants, split_sections
 from golf.record.attributes import fold_attributes
 from golf.record.cache import bundle_key, load_entry, store_entry
 from golf.record.flatten import FlattenError, flatten
+from golf.record.invariants import drop_invariant_checks
 from golf.record.prevalidated import (
     baked_delta,
     drop_post_init,
@@ -344,6 +345,7 @@ def _generate(config_json: str) -> Bundle:
     specialised = specialize(renamed, config, overrides, section_paths(), root, PRIVATE)
     checked = drop_post_init(specialised, prevalidated_classes(overrides), PRIVATE)
     checked = drop_settled_checks(checked, live_fields(overrides), PRIVATE)
+    checked = drop_invariant_checks(checked, PRIVATE)
     sources = shake(checked, PRIVATE, {"main"})
     kept = reachable(sources, _private(ENTRY))
     names = [n for n in names if _private(n) in kept]
