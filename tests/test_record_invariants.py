@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import ast
 import re
+from pathlib import Path
 
-from record_helpers import preset
+import pytest
+from record_helpers import data_dir, preset, run_guarded
 
 from golf.record import submission_bundle
 from golf.record.bundle import PRIVATE, module_path, rename
@@ -41,6 +43,14 @@ def test_generated_file_drops_invariant_checks_and_keeps_run_time_refusals():
     # what the file reads or is told at run time still stops it with one line
     assert {"ArtifactError", "BudgetExceededError", "NoShardsFoundError", "_fail", "OptimConfigError"} <= raised
     assert "checksum mismatch" in readable and "-byte target" in readable and "bad magic" in readable
+    assert "gives less than one" in readable  # `# run-time`: VAL_BATCH_SIZE and the world size decide it
+
+
+def test_a_check_marked_run_time_ships():
+    marked = "\n\ndef _fit(bits: int) -> None:\n    if bits > 8:  # run-time: a variable\n        raise PackingError('x')\n"
+    src = _source("golf.quant.packing") + marked
+    out = drop_invariant_checks({PACKING: src}, PRIVATE)[PACKING]
+    assert "raise PackingError('x')" in out and "bit width" not in out
 
 
 def test_checks_of_the_invariant_layers_go_and_an_emptied_block_keeps_pass():
@@ -62,6 +72,9 @@ def test_a_recovering_handler_keeps_the_checks_it_could_catch():
     unrelated = recovering.replace("except ValueError", "except OSError")
     reporter = recovering.replace("except ValueError:\n        return None",
                                   "except GolfError as exc:\n        print(f'error: {exc}')")
+    conditional = recovering.replace("        return None", "        if q is None:\n            raise\n        return None")
+    src = _source("golf.quant.packing") + conditional  # recovers unless q is None: still a recovering handler
+    assert drop_invariant_checks({PACKING: src}, PRIVATE)[PACKING] == src
     for extra in (unrelated, reporter):
         src = _source("golf.quant.packing") + "\nfrom _pg.errors import GolfError\n" + extra
         assert "PackingError" not in _raised(drop_invariant_checks({PACKING: src}, PRIVATE)[PACKING])
@@ -87,3 +100,15 @@ def test_a_helper_building_the_error_is_told_by_its_return_annotation():
     src = _source("golf.quant.compress")
     assert "inflation_error" in _raised(src)
     assert "inflation_error" not in _raised(drop_invariant_checks({compress: src}, PRIVATE)[compress])
+
+
+@pytest.mark.slow
+def test_a_run_time_check_still_stops_the_generated_file(data_root: Path, tmp_path: Path, one_thread):
+    """VAL_BATCH_SIZE below one window per rank: the step-0 validation refuses it by name, as the official
+    script does (a ValueError), instead of looping over range(..., 0)."""
+    sub = data_dir(tmp_path / "submission", data_root)
+    script = sub / "train_gpt.py"
+    script.write_text(submission_bundle(preset("baseline")).shipped, encoding="utf-8")
+    proc = run_guarded(script, sub, {"RUN_ID": "small", "VAL_BATCH_SIZE": "8", "VAL_LOSS_EVERY": "1"}, timeout=300)
+    assert proc.returncode != 0
+    assert "eval.batch_tokens=8 gives less than one" in proc.stderr, proc.stderr[-2000:]

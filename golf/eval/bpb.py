@@ -92,7 +92,7 @@ def bits_per_byte(loss_sum_nats: float, num_tokens: int, num_bytes: int) -> tupl
     Raises:
         ValueError: num_tokens or num_bytes is not positive.
     """
-    if num_tokens <= 0 or num_bytes <= 0:
+    if num_tokens <= 0 or num_bytes <= 0:  # run-time: the data
         raise ValueError(f"bits_per_byte needs positive counts, got num_tokens={num_tokens} num_bytes={num_bytes}")
     val_loss = float(loss_sum_nats) / float(num_tokens)
     bits_per_token = val_loss / math.log(2.0)

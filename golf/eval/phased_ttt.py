@@ -230,7 +230,7 @@ def evaluate_phased_ttt(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, se
     Raises EvalModeError without document structure, with fewer cfg.lanes than ranks, or with cfg.global_split
     on a model without the document attention mask.
     """
-    if cfg.lanes < world_size:
+    if cfg.lanes < world_size:  # run-time: world size
         raise EvalModeError(f"eval.phased.lanes={cfg.lanes} is below the world size {world_size}: every rank "
                             "needs an adapter lane")
     if cfg.global_split and not getattr(model.cfg, "attn_doc_mask", False):

@@ -27,7 +27,7 @@ def find_documents(tokens: Tensor, bos_id: int) -> list[tuple[int, int]]:
     record's _find_docs). Documents of fewer than 2 tokens (a BOS at the very end) are left out.
     Raises EvalModeError when the stream does not start with `bos_id`."""
     bos = (tokens == bos_id).nonzero(as_tuple=True)[0].tolist()
-    if not bos or bos[0] != 0:
+    if not bos or bos[0] != 0:  # run-time: the data (DATA_PATH)
         raise EvalModeError("phased_ttt needs a token stream that starts with a BOS (document-structured data)")
     ends = [b + 1 for b in bos[1:]] + [tokens.numel()]
     return [(s, e - s) for s, e in zip(bos, ends, strict=True) if e - s >= 2]

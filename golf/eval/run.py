@@ -53,7 +53,7 @@ def run_evaluation(model: nn.Module, val: ValData, cfg: EvalConfig, ctx: EvalCon
     chosen = mode or cfg.mode  # a new name: the parameter stays unbound, so a record's file folds it
     if chosen not in MODE_MODULES:
         raise EvalModeError(f"eval mode {chosen!r}; allowed: {', '.join(EVAL_MODES)}")
-    if chosen not in SIDECAR_MODES and val.byte_sidecar is not None:
+    if chosen not in SIDECAR_MODES and val.byte_sidecar is not None:  # run-time: the data's byte sidecar
         raise EvalModeError(f"eval mode {chosen!r} does not count bytes from the CaseOps byte sidecar; "
                             f"use {' or '.join(SIDECAR_MODES)}")
     t0 = time.perf_counter()

@@ -33,14 +33,14 @@ def stream_segments(tokens: Tensor, doc_aware: bool, bos_id: int) -> np.ndarray:
     n = tokens.numel() - 1
     if not doc_aware:
         return np.array([[0, n]], dtype=np.int64)
-    if bos_id < 0:
+    if bos_id < 0:  # run-time: the tokenizer (TOKENIZER_PATH)
         raise EvalModeError("eval.doc_aware=true needs a tokenizer with a BOS id to find document starts")
     return document_segments(tokens, bos_id)
 
 
 def check_stride(stride: int, seq_len: int) -> None:
     """Raises EvalModeError unless 1 <= stride <= seq_len."""
-    if not 1 <= stride <= seq_len:
+    if not 1 <= stride <= seq_len:  # run-time: TRAIN_SEQ_LEN
         raise EvalModeError(f"eval.stride={stride} must be between 1 and the window length eval.seq_len={seq_len}")
 
 

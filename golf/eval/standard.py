@@ -60,7 +60,7 @@ def evaluate_standard(model: nn.Module, val_tokens: Tensor, luts: ByteLUTs, seq_
     """
     device = device or next(model.parameters()).device
     local_batch_tokens = batch_tokens // (world_size * grad_accum_steps)
-    if local_batch_tokens < seq_len:
+    if local_batch_tokens < seq_len:  # run-time: VAL_BATCH_SIZE, TRAIN_SEQ_LEN, world size
         raise ValueError(f"eval.batch_tokens={batch_tokens} gives less than one {seq_len}-token window per rank "
                          f"(world_size={world_size}, grad_accum_steps={grad_accum_steps})")
     local_batch_seqs = local_batch_tokens // seq_len

@@ -129,7 +129,7 @@ def plan_segment(seg_start: int, seg_end: int, score_start: int, score_end: int,
     """
     if not (seg_start <= score_start <= score_end <= seg_end):
         raise ValueError(f"score range [{score_start}, {score_end}) not inside segment [{seg_start}, {seg_end})")
-    if not 1 <= stride <= seq_len:
+    if not 1 <= stride <= seq_len:  # run-time: TRAIN_SEQ_LEN
         raise ValueError(f"stride={stride} must be in [1, seq_len={seq_len}]")
     starts, lengths, scores = [], [], []
     head_end = min(score_end, seg_start + seq_len)

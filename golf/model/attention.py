@@ -36,7 +36,7 @@ def resolve_flash_kernel(backend: str) -> tuple[str, Callable | None]:
         try:
             module = importlib.import_module(_FLASH_MODULES[name])
         except ImportError:
-            if backend != "auto":
+            if backend != "auto":  # run-time: what is installed
                 raise ImportError(
                     f"model.attention_backend={backend} needs the '{_FLASH_MODULES[name]}' package; "
                     "install the optional extra (pip install 'golf[flash]') or use attention_backend=auto"

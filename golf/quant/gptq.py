@@ -71,7 +71,7 @@ def gptq_quantize(name: str, w: Tensor, hessian: Tensor, scale: Tensor, qmax: in
     if hessian.shape != (cols, cols):
         raise GPTQError(f"gptq: Hessian of {name!r} has shape {tuple(hessian.shape)}, expected ({cols}, {cols})")
     h = hessian.detach().to("cpu", torch.float32).clone()
-    if not torch.isfinite(h).all():
+    if not torch.isfinite(h).all():  # run-time: training numerics
         raise GPTQError(f"gptq: Hessian of {name!r} has non-finite entries")
     W = w.detach().to("cpu", torch.float32).clone()
     s = scale.detach().to("cpu", torch.float32)

@@ -75,7 +75,7 @@ def lrzip_compress(data: bytes) -> bytes:
 
 def lrzip_decompress(data: bytes) -> bytes:
     """Inverse of lrzip_compress. Raises CodecError when lrzip is missing or fails."""
-    if not lrzip_available():
+    if not lrzip_available():  # run-time: the lrzip binary
         raise CodecError("this artifact has lrzip-compressed groups; install lrzip (apt-get install lrzip)")
     return _lrzip(["-q", "-d", "-f"], data, ".lrz", ".bin")
 

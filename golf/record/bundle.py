@@ -342,10 +342,10 @@ def _generate(config_json: str) -> Bundle:
     renamed = {_private(n): rename(module_path(n).read_text(encoding="utf-8")) for n in names}
     overrides = set(ENV_OVERRIDES.values())
     root = TrainRunConfig.from_dict(config)
+    renamed = drop_invariant_checks(renamed, PRIVATE)  # before specialisation re-emits modules without comments
     specialised = specialize(renamed, config, overrides, section_paths(), root, PRIVATE)
     checked = drop_post_init(specialised, prevalidated_classes(overrides), PRIVATE)
     checked = drop_settled_checks(checked, live_fields(overrides), PRIVATE)
-    checked = drop_invariant_checks(checked, PRIVATE)
     sources = shake(checked, PRIVATE, {"main"})
     kept = reachable(sources, _private(ENTRY))
     names = [n for n in names if _private(n) in kept]

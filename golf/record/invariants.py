@@ -8,18 +8,22 @@ cannot fire in the file unless golf itself is wrong, so `drop_invariant_checks` 
 `if <test>: raise ...` statements (the messages are ~7% of a preset's counted bytes).
 
 What varies when the file runs keeps its one-line refusal: the environment variables (the config rules left by
-golf.record.prevalidated, the whole `golf.schema` / `golf.submission` path), the data and tokenizer files
-(`golf.data`), the world size and device (`golf.train`, `golf.device`), the output files (`golf.io`), the
-artifact read back from disk and the 16,000,000-byte budget (SHIPPED_REFUSALS), and the config schemas
-(`golf.<layer>.config`: their rules and the helpers the rules call are golf.record.prevalidated's to drop).
+golf.record.prevalidated, the whole `golf.schema` / `golf.submission` path, and the config schemas
+`golf.<layer>.config`, whose rules and their helpers are golf.record.prevalidated's to drop), the data and
+tokenizer files (`golf.data`), the world size and device (`golf.train`, `golf.device`), the output files
+(`golf.io`), the artifact read back from disk and the 16,000,000-byte budget (SHIPPED_REFUSALS). Inside
+INVARIANT_LAYERS, a check whose test can change when the file runs is marked `# run-time` (RUN_TIME) and ships:
+the eval batch against VAL_BATCH_SIZE and the world size, the stride against TRAIN_SEQ_LEN, phased-TTT lanes
+against the world size, the data's BOS and byte sidecar, the flash-attn install, the lrzip binary, a non-finite
+Hessian. The pass runs on golf's own sources, before specialisation re-emits a module without its comments.
 
-A check is dropped only when its exception class is known (the name, or the return annotation of the helper
-that builds it, resolved in the golf module) and no handler in the shipped program recovers from it: an
-`except` whose body raises nothing (`except OSError: pass`), other than golf's reporters of `GolfError` itself
-(the entry point's one-line `error: ...`), catching that class or a base of it blocks the drop everywhere. A
-test whose evaluation could bind a name (`:=`) or suspend is kept. Works on source lines like the other
-generation passes, so the readable file keeps golf's comments; the exception classes and message helpers left
-unused are then removed by golf.record.shake.
+A check is dropped only when its exception class is known (the name, or the return annotation of the helper that
+builds it, resolved in the golf module) and no handler in the bundled modules recovers from it: an `except` whose
+body does not end in `raise` (`except OSError: pass`), other than golf's reporters of `GolfError` itself (the
+entry point's one-line `error: ...`), catching that class or a base of it blocks the drop everywhere. A test
+whose evaluation could bind a name (`:=`) or suspend is kept. Works on source lines like the other generation
+passes, so the readable file keeps golf's comments; the exception classes and message helpers left unused are
+then removed by golf.record.shake.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib
+import re
 import typing
 
 from golf.errors import GolfError
@@ -36,6 +41,10 @@ INVARIANT_LAYERS = ("golf.model", "golf.optim", "golf.quant", "golf.eval")
 SHIPPED_REFUSALS = ("golf.quant.artifact.ArtifactError", "golf.quant.budget.BudgetExceededError")
 """Refusals raised inside INVARIANT_LAYERS that still ship: the artifact read back from disk (its payload
 checksum) and the submission budget (the issue's "fails with one line if the total is over 16,000,000")."""
+RUN_TIME = re.compile(r"#\s*run-time\b")
+"""The mark of a check in INVARIANT_LAYERS whose test can change when the file runs (an environment variable,
+the world size, the data, what is installed: `if local_batch_tokens < seq_len:  # run-time: VAL_BATCH_SIZE`), on
+its `if` line (any line of the test): it ships."""
 
 
 def _golf_name(module: str, package: str) -> str:
@@ -92,14 +101,15 @@ def _handled(handler: ast.ExceptHandler, namespace: dict | None) -> tuple[type, 
 
 
 def recovered_classes(sources: dict[str, str], package: str) -> tuple[type, ...]:
-    """The exception classes some `except` clause of `sources` catches without raising again (execution goes
-    on with a fallback), except the clauses catching exactly GolfError: golf's reporters, which end the run."""
+    """The exception classes some `except` clause of `sources` may catch without raising again (execution goes
+    on with a fallback): every clause whose body does not end in `raise` (`except ImportError:` that raises only
+    `if backend != "auto"` recovers otherwise), except those catching exactly GolfError: golf's reporters, which
+    end the run."""
     out: list[type] = []
     for module, src in sources.items():
         namespace = _namespace(_golf_name(module, package))
         for node in ast.walk(ast.parse(src)):
-            if isinstance(node, ast.ExceptHandler) and not any(
-                    isinstance(n, ast.Raise) for stmt in node.body for n in ast.walk(stmt)):
+            if isinstance(node, ast.ExceptHandler) and not isinstance(node.body[-1], ast.Raise):
                 caught = _handled(node, namespace)
                 if caught != (GolfError,):
                     out.extend(caught)
@@ -132,11 +142,13 @@ def invariant_check_spans(src: str, namespace: dict, shipped: tuple[type, ...], 
     `__post_init__` (a config rule). `whole block` marks the last one of a block that would be left empty (it becomes `pass`)."""
     tree = ast.parse(src)
     rules = _in_post_init(tree)
+    lines = src.splitlines()
     spans = []
     for _, block in _blocks(tree):
         dropped = []
         for stmt in block:
             if not (isinstance(stmt, ast.If) and not stmt.orelse and id(stmt) not in rules
+                    and not any(RUN_TIME.search(line) for line in lines[stmt.lineno - 1:stmt.body[0].lineno - 1])
                     and all(isinstance(s, ast.Raise) for s in stmt.body) and _pure_test(stmt.test)):
                 continue
             classes = [_exception_class(s.exc, namespace) for s in stmt.body]
