@@ -47,7 +47,9 @@ def test_generated_file_drops_invariant_checks_and_keeps_run_time_refusals():
 
 
 def test_a_check_marked_run_time_ships():
-    marked = "\n\ndef _fit(bits: int) -> None:\n    if bits > 8:  # run-time: a variable\n        raise PackingError('x')\n"
+    marked = ("\n\ndef _fit(bits: int) -> None:\n"
+              "    if bits > 8:  # run-time: a variable\n"
+              "        raise PackingError('x')\n")
     src = _source("golf.quant.packing") + marked
     out = drop_invariant_checks({PACKING: src}, PRIVATE)[PACKING]
     assert "raise PackingError('x')" in out and "bit width" not in out
@@ -65,14 +67,16 @@ def test_checks_of_the_invariant_layers_go_and_an_emptied_block_keeps_pass():
 
 
 def test_a_recovering_handler_keeps_the_checks_it_could_catch():
-    recovering = "\n\ndef _safe(q):\n    try:\n        return pack_codes(q, 4)\n    except ValueError:\n        return None\n"
+    recovering = ("\n\ndef _safe(q):\n    try:\n        return pack_codes(q, 4)\n"
+                  "    except ValueError:\n        return None\n")
     src = _source("golf.quant.packing") + recovering  # PackingError is a ValueError
     assert drop_invariant_checks({PACKING: src}, PRIVATE)[PACKING] == src
     # a handler of another family, or golf's reporter of GolfError itself, does not keep them
     unrelated = recovering.replace("except ValueError", "except OSError")
     reporter = recovering.replace("except ValueError:\n        return None",
                                   "except GolfError as exc:\n        print(f'error: {exc}')")
-    conditional = recovering.replace("        return None", "        if q is None:\n            raise\n        return None")
+    conditional = recovering.replace("        return None",
+                                     "        if q is None:\n            raise\n        return None")
     src = _source("golf.quant.packing") + conditional  # recovers unless q is None: still a recovering handler
     assert drop_invariant_checks({PACKING: src}, PRIVATE)[PACKING] == src
     for extra in (unrelated, reporter):

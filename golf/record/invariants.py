@@ -138,8 +138,9 @@ def _in_post_init(tree: ast.Module) -> set[int]:
 def invariant_check_spans(src: str, namespace: dict, shipped: tuple[type, ...], recovered: tuple[type, ...]
                           ) -> list[tuple[int, int, int, bool]]:
     """(first line, last line, column, whole block) of each droppable `if <test>: raise E(...)` in `src`: no
-    else, a test that binds nothing, E known, neither shipped nor a subclass of a recovered class, not in a
-    `__post_init__` (a config rule). `whole block` marks the last one of a block that would be left empty (it becomes `pass`)."""
+    else, no `# run-time` mark, a test that binds nothing, E known, neither shipped nor a subclass of a
+    recovered class, not in a `__post_init__` (a config rule). `whole block` marks the last one of a block that
+    would be left empty (it becomes `pass`; an `elif` that only raised leaves `pass` after its `if`)."""
     tree = ast.parse(src)
     rules = _in_post_init(tree)
     lines = src.splitlines()
