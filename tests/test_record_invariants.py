@@ -59,11 +59,18 @@ def test_checks_of_the_invariant_layers_go_and_an_emptied_block_keeps_pass():
     src = _source("golf.quant.packing") + (
         "\n\ndef _only_checks(bits: int) -> None:\n"
         "    if bits > 8:\n"
-        "        raise PackingError('too wide')\n")
+        "        raise PackingError('too wide')\n"
+        "\n\ndef _chain(bits: int, a: bool) -> int:\n"
+        "    if a:\n        bits += 1\n"
+        "    elif bits > 8:\n        raise PackingError('too wide')\n"
+        "    return bits\n")
     out = drop_invariant_checks({PACKING: src}, PRIVATE)[PACKING]
     assert "PackingError" in _raised(src) and not _raised(out)
     assert re.search(r"def _only_checks\(bits: int\) -> None:\n    pass\n", out)
+    scope: dict = {}
     compile(out, PACKING, "exec")
+    exec(out[out.index("def _chain"):], scope)  # an elif that only raised leaves `pass` after its `if`
+    assert scope["_chain"](9, False) == 9 and scope["_chain"](3, True) == 4
 
 
 def test_a_recovering_handler_keeps_the_checks_it_could_catch():
