@@ -35,6 +35,7 @@ import re
 import typing
 
 from golf.errors import GolfError
+from golf.record.prevalidated import _raise_if
 
 INVARIANT_LAYERS = ("golf.model", "golf.optim", "golf.quant", "golf.eval")
 """Packages whose checks guard golf's computations on the baked config (dropped from the generated file)."""
@@ -122,7 +123,7 @@ def _blocks(node: ast.AST):
         for name in ("body", "orelse", "finalbody"):
             block = getattr(child, name, None)
             if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
-                yield child, block
+                yield block
 
 
 def _pure_test(test: ast.expr) -> bool:
@@ -145,12 +146,11 @@ def invariant_check_spans(src: str, namespace: dict, shipped: tuple[type, ...], 
     rules = _in_post_init(tree)
     lines = src.splitlines()
     spans = []
-    for _, block in _blocks(tree):
+    for block in _blocks(tree):
         dropped = []
         for stmt in block:
-            if not (isinstance(stmt, ast.If) and not stmt.orelse and id(stmt) not in rules
-                    and not any(RUN_TIME.search(line) for line in lines[stmt.lineno - 1:stmt.body[0].lineno - 1])
-                    and all(isinstance(s, ast.Raise) for s in stmt.body) and _pure_test(stmt.test)):
+            if not (_raise_if(stmt) and id(stmt) not in rules and _pure_test(stmt.test)
+                    and not any(RUN_TIME.search(line) for line in lines[stmt.lineno - 1:stmt.body[0].lineno - 1])):
                 continue
             classes = [_exception_class(s.exc, namespace) for s in stmt.body]
             if all(c is not None and not issubclass(c, shipped) and not issubclass(c, recovered) for c in classes):
