@@ -40,6 +40,7 @@ from golf.record.attributes import fold_attributes
 from golf.record.cache import bundle_key, load_entry, store_entry
 from golf.record.flatten import FlattenError, flatten
 from golf.record.invariants import drop_invariant_checks
+from golf.record.methods import rename_methods
 from golf.record.posonly import positional_only
 from golf.record.prevalidated import (
     baked_delta,
@@ -240,8 +241,9 @@ def minify_flat(source: str) -> str:
     """python-minifier on the flattened program, globals renamed too, except names also spelled as strings
     (`type(opt).__name__ == "Muon"`, getattr tables): docstrings removed, class attribute annotations kept.
     Parameters no call names by keyword are made positional-only first (golf.record.posonly), so they are
-    renamed where they stand instead of aliased."""
-    source = positional_only(source)
+    renamed where they stand instead of aliased, and the program's own method names are shortened
+    (golf.record.methods)."""
+    source = rename_methods(positional_only(source))
     tree = ast.parse(source)
     spelled = sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
                       and n.value.isidentifier()})
