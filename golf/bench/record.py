@@ -1,5 +1,6 @@
-"""Record benchmark: `python -m golf.bench.record [KEY=VALUE ...] [--run RUN_OR_SWEEP_DIR] [--json]`, or
-`python -m golf.bench.record --breakdown PRESET [KEY=VALUE ...] [--json]`.
+"""Record benchmark: `python -m golf.bench.record [KEY=VALUE ...] [--run RUN_OR_SWEEP_DIR] [--json]`,
+`python -m golf.bench.record --breakdown PRESET [KEY=VALUE ...] [--json]`, or
+`python -m golf.bench.record --floor PRESET [KEY=VALUE ...] [--data-root DIR] [--json]`.
 
 Per preset: counted code bytes of its generated train_gpt.py (golf.record.submission_code_bytes: the file as
 shipped), the unminified size, the number of golf modules bundled and the time to generate it (fresh, module
@@ -10,6 +11,10 @@ memo (golf.record.cache) is off while they run.
 
 With --breakdown, one preset's counted bytes by module and by layer (golf.bench.code_bytes: the bytes deleting
 each would save in the shipped file), with the overrides given after the preset name.
+
+With --floor, one preset at CPU scale run under a line tracer (golf.bench.code_floor): its counted bytes without
+the statements the run never reached, with and without the raises; needs the official data layout under
+--data-root (default $GOLF_DATA_DIR or ./data; `make data` makes one).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from golf.bench.code_bytes import breakdown
+from golf.bench.code_floor import CPU_SCALE, floor, reached_lines
 from golf.config import register_configs, to_typed
 from golf.record import submission_bundle
 from golf.record.bundle import _build, minify
@@ -88,6 +94,25 @@ def print_breakdown(name: str, overrides: list[str], as_json: bool) -> None:
             print(f"{p.name:<44} {p.readable_bytes:>9,} {p.marginal:>8,}")
 
 
+def print_floor(name: str, overrides: list[str], data_root: Path, as_json: bool) -> None:
+    """Print one preset's code floor (golf.bench.code_floor) at CPU scale, or as JSON."""
+    os.environ["GOLF_CACHE_DIR"] = OFF
+    full = submission_bundle(_compose(name, overrides)).code_bytes
+    bundle = submission_bundle(_compose(name, [*overrides, *CPU_SCALE]))
+    if bundle.layout != "flat":
+        raise SystemExit(f"{name}: packaged layout; the floor needs the flat one")
+    result = floor(bundle.readable, bundle.config, bundle.code_bytes, reached_lines(bundle.readable, data_root))
+    if as_json:
+        print(json.dumps({"preset": name, "overrides": overrides, "code_bytes": full, "cpu_scale": list(CPU_SCALE),
+                          **asdict(result)}, indent=2))
+        return
+    print(f"{' '.join([name, *overrides])}: {full:,} counted code bytes at full scale")
+    print(f"at CPU scale ({' '.join(CPU_SCALE)}): {result.shipped:,} bytes; the run reached "
+          f"{result.statements_reached:,} of {result.statements:,} statements")
+    print(f"  without the statements it never reached, raises kept: {result.reached:>7,}")
+    print(f"  without those and without every raise:               {result.reached_no_raise:>7,}")
+
+
 def time_record(run: str) -> float:
     """Wall time of `python -m golf.record RUN --non-record` in a fresh interpreter (imports included)."""
     with tempfile.TemporaryDirectory() as out:
@@ -102,11 +127,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", default="", help="an exported run or sweep directory to time golf.record on")
     parser.add_argument("--breakdown", metavar="PRESET", default="",
                         help="counted bytes of one preset's train_gpt.py by module and by layer")
+    parser.add_argument("--floor", metavar="PRESET", default="",
+                        help="counted bytes of one preset's train_gpt.py without the code a CPU-scale run never reaches")
+    parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("GOLF_DATA_DIR", "./data")),
+                        help="official data layout for --floor (default: $GOLF_DATA_DIR or ./data)")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of every preset (or of the --breakdown one)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.breakdown:
         print_breakdown(args.breakdown, args.overrides, args.json)
+        return
+    if args.floor:
+        print_floor(args.floor, args.overrides, args.data_root, args.json)
         return
     rows = measure(args.overrides)
     record_s = time_record(args.run) if args.run else None
