@@ -40,8 +40,8 @@ from golf.record.attributes import fold_attributes
 from golf.record.cache import bundle_key, load_entry, store_entry
 from golf.record.flatten import FlattenError, flatten
 from golf.record.invariants import drop_invariant_checks
-from golf.record.methods import rename_methods
-from golf.record.posonly import positional_only
+from golf.record.methods import shorten_methods
+from golf.record.posonly import make_positional_only
 from golf.record.prevalidated import (
     baked_delta,
     drop_post_init,
@@ -243,8 +243,10 @@ def minify_flat(source: str) -> str:
     Parameters no call names by keyword are made positional-only first (golf.record.posonly), so they are
     renamed where they stand instead of aliased, and the program's own method names are shortened
     (golf.record.methods)."""
-    source = rename_methods(positional_only(source))
     tree = ast.parse(source)
+    make_positional_only(tree)
+    shorten_methods(tree)
+    source = ast.unparse(tree)
     spelled = sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
                       and n.value.isidentifier()})
     return python_minifier.minify(source, remove_literal_statements=True, rename_globals=True,

@@ -148,11 +148,17 @@ def rename_methods(source: str) -> str:
     """`source` (a whole flat program) with its own method names shortened (module docstring); behaviour is
     unchanged. Comments are dropped (`ast.unparse`)."""
     tree = ast.parse(source)
+    shorten_methods(tree)
+    return ast.unparse(tree)
+
+
+def shorten_methods(tree: ast.Module) -> None:
+    """`rename_methods` on a parsed program, in place."""
     names = method_names(tree)
     if not names:
-        return source
+        return
     for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
         for stmt in cls.body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name in names:
                 stmt.name = names[stmt.name]
-    return ast.unparse(_Rename(names).visit(tree))
+    _Rename(names).visit(tree)

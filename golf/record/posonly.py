@@ -135,6 +135,12 @@ def positional_only(source: str) -> str:
     (`ast.unparse`). The program must be one namespace: imports of its own functions under other names are
     not followed (golf.record.flatten's flat form has none)."""
     tree = ast.parse(source)
+    make_positional_only(tree)
+    return ast.unparse(tree)
+
+
+def make_positional_only(tree: ast.Module) -> None:
+    """`positional_only` on a parsed program, in place."""
     calls = _Calls(tree)
     classes = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
     family = _subclasses(classes)
@@ -151,4 +157,3 @@ def positional_only(source: str) -> str:
         while lead < len(args.args) and args.args[lead].arg not in named:
             lead += 1
         args.posonlyargs, args.args = [*args.posonlyargs, *args.args[:lead]], args.args[lead:]
-    return ast.unparse(tree)
