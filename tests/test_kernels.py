@@ -265,3 +265,40 @@ def test_softcapped_ce_equals_the_record_triton_kernels():
     _report("softcapped CE vs the record's kernels", torch.float32, loss=(loss, loss_rec), dz=(dz, dz_rec))
     torch.testing.assert_close(loss, loss_rec, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(dz, dz_rec, rtol=1e-4, atol=1e-6)
+
+
+SHIPPED_CHECK = """
+import runpy, sys, torch
+g = runpy.run_path(sys.argv[1], run_name="kernels_check")  # defines everything, runs no training
+device = sys.argv[2]
+h = torch.randn(3000, device=device)
+y = torch.empty_like(h)
+g["_lrelu2_fwd"][(g["triton"].cdiv(h.numel(), 1024),)](h, y, h.numel(), 0.5, BLOCK=1024)
+z = torch.randn(4, 50, device=device) * 20
+t = torch.randint(0, 50, (4,), device=device)
+loss, lse = torch.empty(4, device=device), torch.empty(4, device=device)
+g["_ce_fwd"][(4,)](z, t, loss, lse, z.stride(0), 50, 30.0, BLOCK=64)
+print(repr(((y - torch.nn.functional.leaky_relu(h, 0.5).square()).abs().max().item(),
+            (loss - torch.nn.functional.cross_entropy(30 * torch.tanh(z / 30), t, reduction="none")).abs().max().item())))
+"""
+
+
+@kernels
+def test_the_generated_record_files_kernels_run(tmp_path):
+    """record_0427_sota's generated train_gpt.py, as shipped (minified, exec'd from its wrapper), defines kernels
+    that Triton accepts and that compute the reference (golf.record.kernel_source)."""
+    import subprocess
+    import sys
+
+    from record_helpers import preset
+
+    from golf.record import submission_bundle
+
+    script = tmp_path / "train_gpt.py"
+    script.write_text(submission_bundle(preset("record_0427_sota")).shipped, encoding="utf-8")
+    check = tmp_path / "check.py"
+    check.write_text(SHIPPED_CHECK)
+    proc = subprocess.run([sys.executable, str(check), str(script), DEVICE], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    act_err, ce_err = eval(proc.stdout.strip().splitlines()[-1])
+    assert act_err < 1e-5 and ce_err < 1e-4

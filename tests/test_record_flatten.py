@@ -56,6 +56,26 @@ def test_names_two_modules_bind_stay_apart(minified):
     assert names["_pg.a"]["HEADER"] == "HEADER" and names["_pg.b"]["HEADER"] != "HEADER"
 
 
+@pytest.mark.parametrize("minified", [False, True])
+@pytest.mark.parametrize("installed", [True, False])
+def test_an_import_fallback_is_the_imports_own_variable(minified, installed):
+    """`try: import x / except ImportError: x = None` binds one variable; another module's `x` is kept apart.
+    (It once renamed the fallback and every read, not the import: with the package installed the read failed.)"""
+    package = "json" if installed else "golf_no_such_package"
+    sources = {"_pg.a": f"try:\n    import {package} as kernels\nexcept ImportError:\n    kernels = None\n\n"
+                        "def a_has():\n    return kernels is not None\n",
+               "_pg.b": "kernels = 'mine'\n\ndef b_has():\n    return kernels\n"}
+    result, names = _run(sources, "(a_has(), b_has())", minified)
+    assert result == (installed, "mine")
+    assert "kernels" not in names["_pg.a"] or names["_pg.a"]["kernels"] == "kernels"
+
+
+def test_a_name_both_imported_and_bound_is_refused():
+    sources = {"_pg.a": "import json\njson = None\n\ndef a_json():\n    return json\n"}
+    with pytest.raises(FlattenError, match="'json' is both imported and bound"):
+        _run(sources, "a_json()")
+
+
 def test_a_global_never_shadows_a_builtin_another_module_uses():
     sources = {"_pg.a": "def sorted(x):\n    return 'mine'\n\ndef a_sort():\n    return sorted([2, 1])\n",
                "_pg.b": "def b_sort():\n    return sorted([2, 1])\n"}

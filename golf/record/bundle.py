@@ -40,6 +40,7 @@ from golf.record.attributes import fold_attributes
 from golf.record.cache import bundle_key, load_entry, store_entry
 from golf.record.flatten import FlattenError, flatten
 from golf.record.invariants import drop_invariant_checks
+from golf.record.kernel_source import embed_kernel_sources
 from golf.record.methods import shorten_methods
 from golf.record.posonly import make_positional_only
 from golf.record.prevalidated import (
@@ -216,7 +217,11 @@ def rename(source: str) -> str:
 @lru_cache(maxsize=512)
 def minify(source: str, name: str) -> str:
     """python-minifier with docstrings removed and locals renamed; globals keep their names (imported across
-    modules), class attribute annotations stay (dataclass fields)."""
+    modules), class attribute annotations stay (dataclass fields), Triton kernels ship as their own source
+    (golf.record.kernel_source)."""
+    tree = ast.parse(source)
+    if embed_kernel_sources(tree):  # module globals are not renamed here: the kernels' names stay as they are
+        source = ast.unparse(tree)
     return python_minifier.minify(source, filename=name, remove_literal_statements=True, rename_globals=False,
                                   rename_locals=True, hoist_literals=False)
 
@@ -242,15 +247,17 @@ def minify_flat(source: str) -> str:
     (`type(opt).__name__ == "Muon"`, getattr tables): docstrings removed, class attribute annotations kept.
     Parameters no call names by keyword are made positional-only first (golf.record.posonly), so they are
     renamed where they stand instead of aliased, and the program's own method names are shortened
-    (golf.record.methods)."""
+    (golf.record.methods). Triton kernels are shipped as their own source, which the minifier keeps
+    (golf.record.kernel_source)."""
     tree = ast.parse(source)
+    kept = embed_kernel_sources(tree)
     make_positional_only(tree)
     shorten_methods(tree)
     source = ast.unparse(tree)
-    spelled = sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
-                      and n.value.isidentifier()})
+    spelled = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+               and n.value.isidentifier()}
     return python_minifier.minify(source, remove_literal_statements=True, rename_globals=True,
-                                  preserve_globals=spelled, rename_locals=True, hoist_literals=False)
+                                  preserve_globals=sorted(spelled | kept), rename_locals=True, hoist_literals=False)
 
 
 def _flat_program(sources: dict[str, str], config: dict) -> tuple[str, dict[str, dict[str, str]]]:

@@ -62,12 +62,38 @@ def _stores(nodes) -> set[str]:
     return {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
 
 
+_IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError"})
+
+
+def _import_fallbacks(tree: ast.Module) -> dict[int, set[str]]:
+    """id of each statement in a module-level `except ImportError:` handler -> the names it rebinds that its
+    `try:` imports (`try: import triton` / `except ImportError: triton = None`): the import's own variable."""
+    out: dict[int, set[str]] = {}
+    for node in _module_level(tree):
+        if not isinstance(node, ast.Try):
+            continue
+        imported = {a.asname or a.name.split(".")[0] for s in node.body if isinstance(s, (ast.Import, ast.ImportFrom))
+                    for a in s.names}
+        for handler in node.handlers:
+            caught = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+            if caught and all(isinstance(c, ast.Name) and c.id in _IMPORT_ERRORS for c in caught):
+                out.update({id(stmt): _stores([stmt]) & imported for stmt in handler.body})
+    return out
+
+
 def _top_level_bindings(tree: ast.Module, package: str) -> tuple[set[str], dict[str, str]]:
-    """(names the module's own code binds at top level, external import name -> what it imports)."""
+    """(names the module's own code binds at top level, external import name -> what it imports).
+
+    A name rebound only as an import's fallback (`except ImportError: triton = None`) is the import's variable,
+    not an own binding. Raises FlattenError for a name the module both imports and binds otherwise: renaming the
+    binding would split one variable in two (the import statement keeps its name)."""
     own: set[str] = set()
     external: dict[str, str] = {}
+    fallbacks = _import_fallbacks(tree)
     for node in _module_level(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        if id(node) in fallbacks:
+            own |= _stores([node]) - fallbacks[id(node)]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             own.add(node.name)
         elif isinstance(node, ast.Import) and not golf_import(node, package):
             for a in node.names:
@@ -84,6 +110,8 @@ def _top_level_bindings(tree: ast.Module, package: str) -> tuple[set[str], dict[
             own.update(h.name for h in getattr(node, "handlers", []) if h.name)
         else:
             own |= _stores([node])
+    if own & set(external):
+        raise FlattenError(f"{sorted(own & set(external))[0]!r} is both imported and bound at module level")
     return own, external
 
 
