@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import copy
 
 import python_minifier
 
@@ -57,15 +56,10 @@ def is_kernel(node: ast.AST) -> bool:
 
 
 def _kernel_text(fn: ast.FunctionDef) -> str:
-    body = fn.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-            and isinstance(body[0].value.value, str) and len(body) > 1:
-        body = body[1:]  # the docstring: Triton does not need it
-    text = copy.copy(fn)
-    text.body = body
-    # layout only: no name is renamed (an aliased constexpr parameter, `I=BLOCK`, is left to no compiler's
-    # judgement), annotations (tl.constexpr) stay, no builtin is aliased
-    return python_minifier.minify(ast.unparse(text), remove_annotations=_KEEP_ANNOTATIONS, rename_globals=False,
+    # layout only (the docstring goes as a literal statement): no name is renamed (an aliased constexpr
+    # parameter, `I=BLOCK`, is left to no compiler's judgement), annotations (tl.constexpr) stay, no builtin is
+    # aliased
+    return python_minifier.minify(ast.unparse(fn), remove_annotations=_KEEP_ANNOTATIONS, rename_globals=False,
                                   rename_locals=False, hoist_literals=False, remove_literal_statements=True)
 
 

@@ -24,14 +24,11 @@ import builtins
 import importlib
 import itertools
 import keyword
-import re
 import string
 import warnings
 from functools import cache
 
-from golf.record.posonly import CONTRACT_NAMES
-
-_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+from golf.record.posonly import _IDENTIFIER, CONTRACT_NAMES
 
 
 @cache
