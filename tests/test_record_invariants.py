@@ -123,3 +123,9 @@ def test_a_run_time_check_still_stops_the_generated_file(data_root: Path, tmp_pa
     proc = run_guarded(script, sub, {"RUN_ID": "small", "VAL_BATCH_SIZE": "8", "VAL_LOSS_EVERY": "1"}, timeout=300)
     assert proc.returncode != 0
     assert "eval.batch_tokens=8 gives less than one" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_renaming_golf_leaves_file_names_and_urls_alone():
+    text = "import golf.eval\nfrom golf import x\n'golf.quant.int8' shared/reference/parameter-golf.md openai/parameter-golf"
+    assert rename(text) == (f"import {PRIVATE}.eval\nfrom {PRIVATE} import x\n'{PRIVATE}.quant.int8' "
+                            "shared/reference/parameter-golf.md openai/parameter-golf")

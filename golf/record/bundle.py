@@ -67,7 +67,7 @@ _FOLD_ROUNDS = 8
 """At most this many rounds of golf.record.arguments between two shakes, and of shakes (each round may expose
 new constant arguments; a preset needs 5 at most)."""
 _LAZY = re.compile(r"#.*\blazy\b")
-_RENAME = re.compile(r"(?<![\w.])golf(?=\.[A-Za-z_]|\s+import\b)")
+_RENAME = re.compile(r"(?<![\w./-])golf(?=\.[A-Za-z_]|\s+import\b)")
 
 
 class BundleError(GolfError):
@@ -210,7 +210,7 @@ def trace(config: dict) -> set[str]:
 
 def rename(source: str) -> str:
     """`golf.x` / `from golf import` -> the private package name (strings such as 'golf.eval.standard' in the
-    lazy-import tables included; 'model.golf' file names are left alone)."""
+    lazy-import tables included; 'model.golf', 'parameter-golf.md' and 'openai/parameter-golf' are left alone)."""
     return _RENAME.sub(PRIVATE, source)
 
 
