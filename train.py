@@ -33,6 +33,7 @@ from golf.summary import format_summary as format_summary_block
 from golf.sweep.job import after_train_for
 from golf.sweep.launch import needs_torchrun, run_under_torchrun
 from golf.train.config import TrainRunConfig
+from golf.train.context import check_data
 from golf.train.resume import Preempted
 from golf.train.run import check_resume_policy, train
 
@@ -78,11 +79,13 @@ def train_summary(cfg: TrainRunConfig, m: dict, run_dir: Path) -> RunSummary:
 
 def _device_and_preflight(cfg: TrainRunConfig, ctx: EntryContext) -> None:
     """First lines of a run: the device chosen and why (a bad trainer.device fails here, one line, before any
-    work), then the preflight's one-line summary and its warnings (rank 0 only)."""
+    work), the data check (tokenizer, shard headers), then the preflight's one-line summary and its warnings
+    (rank 0 only)."""
     device, why = device_choice(cfg.trainer.device, int(os.environ.get("LOCAL_RANK", "0")))
     if os.environ.get("RANK", "0") != "0" or ctx.multirun and cfg.dist.nproc_per_node > 1:
         return
     log.info(f"device: {device} ({why})")
+    check_data(cfg)  # a missing tokenizer or shard: one line now, not after the preflight's seconds of work
     report = preflight(cfg, device="cuda" if needs_torchrun(cfg.dist) else device.type)
     log.info(format_summary(report))
     for w in report.warnings:

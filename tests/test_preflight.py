@@ -4,6 +4,7 @@ and the device line / one-line errors of train.py."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,6 +124,27 @@ def test_train_cuda_without_gpu_is_one_line_and_leaves_no_run_dir(tmp_path: Path
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: trainer.device=cuda but CUDA")
     assert not run.exists()
+
+
+@pytest.mark.parametrize("missing", ["tokenizer", "train shards"])
+def test_train_checks_its_data_before_the_preflight(missing, data_root: Path, tmp_path: Path):
+    """A missing tokenizer or shard is the run's one error line, printed before the preflight does its work."""
+    root = tmp_path / "data"
+    shutil.copytree(data_root / "tokenizers", root / "tokenizers")
+    shutil.copytree(data_root / "datasets", root / "datasets")
+    if missing == "tokenizer":
+        shutil.rmtree(root / "tokenizers")
+    else:
+        for shard in (root / "datasets" / "fineweb10B_sp1024").glob("fineweb_train_*.bin"):
+            shard.unlink()
+    proc = subprocess.run([sys.executable, "train.py", "experiment=smoke", "logger=none", f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "GOLF_DATA_DIR": str(root), "OMP_NUM_THREADS": "1"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in out
+    want = "error: tokenizer " if missing == "tokenizer" else "error: No files found for pattern: "
+    assert proc.stderr.strip().splitlines()[-1].startswith(want), out[-2000:]
+    assert "preflight:" not in out
 
 
 @pytest.mark.slow

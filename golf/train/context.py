@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from golf.data.loader import shard_files
+from golf.data.shards import read_header
 from golf.data.tokenizer import load_tokenizer
 from golf.errors import ConfigError
 
@@ -68,6 +70,21 @@ def check_vocab(cfg) -> None:
         if value != n:
             raise ConfigError(f"{key}={value} does not match the tokenizer's vocab_size={n} "
                               f"({cfg.data.resolve_tokenizer_path()})")
+
+
+def check_data(cfg) -> None:
+    """The data a run of `cfg` reads, checked the way the trainer reads it, in its order: the tokenizer loads and
+    its vocab_size matches (`check_vocab`), then the validation and the training shard globs each match files
+    whose 1,024-byte headers are valid. Reads headers only (a few KB per shard). train.py calls it before the
+    preflight so that a missing or broken file costs one line, not seconds of preflight first.
+
+    Raises:
+        TokenizerError, ConfigError, NoShardsFoundError, ShardError: the trainer's own errors and lines.
+    """
+    check_vocab(cfg)
+    for pattern in (cfg.data.val_glob(), cfg.data.train_glob()):
+        for path in shard_files(pattern):
+            read_header(path)  # emptiness is the loader's to judge: sequential refuses it, coprime skips it
 
 
 def seed_everything(seed: int) -> None:
