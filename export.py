@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -30,7 +31,7 @@ from golf.entry import EntryContext, guarded_main, require_override, run_entry
 from golf.errors import GolfError
 from golf.export_run import EXPORT_REPORT, export_run
 from golf.record import submission_code_bytes
-from golf.runcfg import run_eval_settings
+from golf.runcfg import command_line_paths, overlay, run_eval_settings
 from golf.summary import RunSummary, format_summary
 from golf.sweep.launch import needs_torchrun, run_under_torchrun
 from golf.train.checkpoint import CHECKPOINT_NAME
@@ -50,8 +51,10 @@ def _export(cfg: ExportRunConfig, ctx: EntryContext) -> float | None:
         return run_under_torchrun(Path(__file__).resolve(), ctx.overrides, ctx.run_dir,
                                   cfg.dist.nproc_per_node, cfg.logger.group or "export", ctx.run_dir.name,
                                   result=report, log_glob="export*.log").get("val_bpb")
-    # Without quant overrides, export with what the run trained with (e.g. its QAT rule); else as told.
-    quant = cfg.quant if any(o.lstrip("+~").startswith("quant") for o in ctx.overrides) else None
+    # The run's own quant settings (e.g. its QAT rule) with the command line's quant.* keys on top; quant=<group>
+    # replaces them.
+    paths = command_line_paths(ctx.overrides, "quant")
+    quant = cfg.quant if paths is None else partial(overlay, given=cfg.quant, paths=paths) if paths else None
     dctx = init_distributed(cfg.device, cfg.dist.timeout_s)
     device = dctx.device if dctx.distributed else pick_device(cfg.device)  # bad input fails before W&B starts
     eval_cfg, eval_source = run_eval_settings(cfg.run_dir, cfg.eval, ctx.overrides)

@@ -75,12 +75,13 @@ def weights_checksum(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetConfig, eval_cfg, device: torch.device,
+def export_run(run_dir: str | Path, quant: QuantConfig | Callable[[QuantConfig], QuantConfig] | None, budget: BudgetConfig, eval_cfg, device: torch.device,
                out: str | Path | None = None, roundtrip_eval: bool = True, *, non_record: bool = False,
                rank: int = 0, world_size: int = 1, code_bytes: CodeBytes) -> dict:
     """Quantize <run_dir>/checkpoint.pt into an artifact and return the export report (also export.json).
 
-    `quant=None` exports with the quantization the run was trained with. `code_bytes(run_cfg)` counts the
+    `quant=None` exports with the quantization the run was trained with; a callable gets that config and returns
+    the one to use (export.py: the run's with the command line's quant.* keys on top). `code_bytes(run_cfg)` counts the
     submission's code (the train_gpt.py golf.record generates for the run's config). Under torchrun (world_size > 1,
     process group joined) calibration after training (non_record only) and the round-trip evaluation are
     shared across ranks; rank 0 alone quantizes and writes files, the others wait for its outcome.
@@ -100,12 +101,13 @@ def export_run(run_dir: str | Path, quant: QuantConfig | None, budget: BudgetCon
                        code_bytes)
 
 
-def _export(run_dir: Path, quant: QuantConfig | None, budget: BudgetConfig, eval_cfg, device: torch.device,
+def _export(run_dir: Path, quant: QuantConfig | Callable[[QuantConfig], QuantConfig] | None, budget: BudgetConfig, eval_cfg, device: torch.device,
             out: str | Path | None, roundtrip_eval: bool, non_record: bool, rank: int, world_size: int,
             code_bytes: CodeBytes) -> dict:
     loaded = load_for_eval(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
     run_cfg = loaded.run_config
-    quant = quant or run_cfg.quant  # the run's own rule (e.g. its QAT clip) unless told otherwise
+    # the run's own rule (e.g. its QAT clip) unless told otherwise; a callable changes some of its keys
+    quant = quant(run_cfg.quant) if callable(quant) else quant or run_cfg.quant
     out = Path(out) if out else run_dir / artifact_name(quant, budget.fit)
     # A private copy: nothing the fitter or quantizer does can reach the model's own storage.
     state = {k: v.detach().to("cpu", copy=True) for k, v in loaded.model.state_dict().items()}
