@@ -30,8 +30,9 @@ from golf.device import pick_device
 from golf.entry import EntryContext, guarded_main, require_override, run_entry
 from golf.errors import GolfError
 from golf.export_run import EXPORT_REPORT, export_run
+from golf.quant.config import QuantConfig
 from golf.record import submission_code_bytes
-from golf.runcfg import command_line_paths, overlay, run_eval_settings
+from golf.runcfg import command_line_paths, overlay, run_eval_settings, saved_group
 from golf.summary import RunSummary, format_summary
 from golf.sweep.launch import needs_torchrun, run_under_torchrun
 from golf.train.checkpoint import CHECKPOINT_NAME
@@ -55,6 +56,8 @@ def _export(cfg: ExportRunConfig, ctx: EntryContext) -> float | None:
     # replaces them.
     paths = command_line_paths(ctx.overrides, "quant")
     quant = cfg.quant if paths is None else partial(overlay, given=cfg.quant, paths=paths) if paths else None
+    if paths and (saved := saved_group(cfg.run_dir, "quant", QuantConfig)) is not None:
+        overlay(saved, cfg.quant, paths)  # a bad mix is one line here, before W&B or any file
     dctx = init_distributed(cfg.device, cfg.dist.timeout_s)
     device = dctx.device if dctx.distributed else pick_device(cfg.device)  # bad input fails before W&B starts
     eval_cfg, eval_source = run_eval_settings(cfg.run_dir, cfg.eval, ctx.overrides)

@@ -54,6 +54,8 @@ class ExportRankError(GolfError):
 CodeBytes = Callable[[TrainRunConfig], int]
 """Counted code bytes of a run's submission: the size of the `train_gpt.py` generated for its config
 (golf.record.submission_code_bytes, injected by the entry points: export_run sits below golf.record)."""
+QuantChoice = QuantConfig | Callable[[QuantConfig], QuantConfig] | None
+"""export_run's `quant`: a config, a change of the run's own (run's -> used), or None for the run's own."""
 
 
 class ExportError(GolfError):
@@ -75,14 +77,14 @@ def weights_checksum(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def export_run(run_dir: str | Path, quant: QuantConfig | Callable[[QuantConfig], QuantConfig] | None, budget: BudgetConfig, eval_cfg, device: torch.device,
+def export_run(run_dir: str | Path, quant: QuantChoice, budget: BudgetConfig, eval_cfg, device: torch.device,
                out: str | Path | None = None, roundtrip_eval: bool = True, *, non_record: bool = False,
                rank: int = 0, world_size: int = 1, code_bytes: CodeBytes) -> dict:
     """Quantize <run_dir>/checkpoint.pt into an artifact and return the export report (also export.json).
 
     `quant=None` exports with the quantization the run was trained with; a callable gets that config and returns
-    the one to use (export.py: the run's with the command line's quant.* keys on top). `code_bytes(run_cfg)` counts the
-    submission's code (the train_gpt.py golf.record generates for the run's config). Under torchrun (world_size > 1,
+    the one to use (export.py: the run's with the command line's quant.* keys on top). `code_bytes(run_cfg)`
+    counts the submission's code (the train_gpt.py golf.record generates for the run's config). Under torchrun (world_size > 1,
     process group joined) calibration after training (non_record only) and the round-trip evaluation are
     shared across ranks; rank 0 alone quantizes and writes files, the others wait for its outcome.
     `non_record=true` allows calibrating on training data here (GPTQ Hessians, budget.fit_metric=loss); the
@@ -101,7 +103,7 @@ def export_run(run_dir: str | Path, quant: QuantConfig | Callable[[QuantConfig],
                        code_bytes)
 
 
-def _export(run_dir: Path, quant: QuantConfig | Callable[[QuantConfig], QuantConfig] | None, budget: BudgetConfig, eval_cfg, device: torch.device,
+def _export(run_dir: Path, quant: QuantChoice, budget: BudgetConfig, eval_cfg, device: torch.device,
             out: str | Path | None, roundtrip_eval: bool, non_record: bool, rank: int, world_size: int,
             code_bytes: CodeBytes) -> dict:
     loaded = load_for_eval(run_dir / CHECKPOINT_NAME, torch.device("cpu"))

@@ -41,6 +41,16 @@ def overlay(base: T, given: T, paths: list[str]) -> T:
     return OmegaConf.to_object(merged)
 
 
+def saved_group(run_dir: str | Path, group: str, schema: type[T]) -> T | None:
+    """The run's own `group` settings from <run_dir>/.hydra/config.yaml as a `schema` object; None when the run
+    saved no config (or no such group)."""
+    try:
+        values = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml").get(group)
+    except (OSError, ValueError):
+        values = None
+    return None if values is None else OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+
+
 def run_eval_settings(run_dir: str | Path, given: EvalConfig, overrides: list[str]) -> tuple[EvalConfig, str]:
     """(eval config, where it came from): the run's own eval group from <run_dir>/.hydra/config.yaml with the
     command line's `eval.*` keys on top; `given` when the command line picks the group (`eval=…`) or the run
@@ -49,13 +59,9 @@ def run_eval_settings(run_dir: str | Path, given: EvalConfig, overrides: list[st
     if paths is None:
         return given, "eval settings from the command line"
     saved = Path(run_dir) / ".hydra" / "config.yaml"
-    try:
-        run_eval = OmegaConf.load(saved).get("eval")
-    except (OSError, ValueError):
-        run_eval = None
-    if run_eval is None:
+    own = saved_group(run_dir, "eval", EvalConfig)
+    if own is None:
         return given, "eval settings: defaults (the run saved no config)"
-    own = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvalConfig), run_eval))
     if not paths:
         return own, f"eval settings of the run ({saved}); override with eval.*"
     keys = ", ".join(f"eval.{p}" for p in paths)

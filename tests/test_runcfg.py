@@ -62,3 +62,22 @@ def test_an_overlay_is_checked_like_the_schema():
     given = compose_train_config(["experiment=smoke", "quant.codec=lzma"]).quant
     with pytest.raises(QuantConfigError, match=r"quant.level=22 is not an int in \[0, 9\] \(codec 'lzma'\)"):
         overlay(run, given, ["codec"])
+
+
+def test_export_refuses_a_bad_quant_mix_in_one_line_before_any_work(tiny_run, data_root, tmp_path):
+    """The run's zstd-22 with `quant.codec=lzma`: one line naming the key, before W&B starts or a file is written."""
+    import shutil
+
+    from conftest import run_golf
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    saved = run / ".hydra" / "config.yaml"
+    config = OmegaConf.load(saved)
+    config.quant.codec, config.quant.level = "zstd", 22
+    OmegaConf.save(config, saved)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    proc = run_golf("export.py", f"run_dir={run}", "quant.codec=lzma", data_root=data_root, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "error: quant.level=22 is not an int in [0, 9] (codec 'lzma')"
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # no wandb/, no artifact, no log
