@@ -34,18 +34,24 @@ def command_line_paths(overrides: list[str], group: str) -> list[str] | None:
 
 def overlay(base: T, given: T, paths: list[str]) -> T:
     """`base` (a group's typed config) with the values `given` (the same schema, as the command line composed it)
-    holds at the dotted `paths`; built again through the schema, so its checks run (the schema's error, e.g. QuantConfigError, on a bad mix)."""
+    holds at the dotted `paths`; built again through the schema, so its checks run (the schema's error, e.g.
+    QuantConfigError, on a bad mix)."""
     merged, source = OmegaConf.structured(base), OmegaConf.structured(given)
     for path in paths:
         OmegaConf.update(merged, path, OmegaConf.select(source, path), merge=False)
     return OmegaConf.to_object(merged)
 
 
+def saved_config(run_dir: str | Path) -> Path:
+    """Where Hydra saved a run's resolved config."""
+    return Path(run_dir) / ".hydra" / "config.yaml"
+
+
 def saved_group(run_dir: str | Path, group: str, schema: type[T]) -> T | None:
-    """The run's own `group` settings from <run_dir>/.hydra/config.yaml as a `schema` object; None when the run
-    saved no config (or no such group)."""
+    """The run's own `group` settings from its `saved_config` as a `schema` object; None when the run saved no
+    config (or no such group)."""
     try:
-        values = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml").get(group)
+        values = OmegaConf.load(saved_config(run_dir)).get(group)
     except (OSError, ValueError):
         values = None
     return None if values is None else OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
@@ -58,7 +64,7 @@ def run_eval_settings(run_dir: str | Path, given: EvalConfig, overrides: list[st
     paths = command_line_paths(overrides, "eval")
     if paths is None:
         return given, "eval settings from the command line"
-    saved = Path(run_dir) / ".hydra" / "config.yaml"
+    saved = saved_config(run_dir)
     own = saved_group(run_dir, "eval", EvalConfig)
     if own is None:
         return given, "eval settings: defaults (the run saved no config)"

@@ -142,15 +142,17 @@ def main(argv: list[str] | None = None) -> int:
     rows, skipped = [], {}
     work = args.work.resolve() / time.strftime("%Y%m%d_%H%M%S")
     for name in names:
-        why = ensure_data(name, args.data_cache.resolve())
-        if why:
+        why, row = ensure_data(name, args.data_cache.resolve()), None
+        if not why:
+            try:
+                row = measure(name, work, args.data_cache.resolve(), args.override)
+            except RuntimeError as exc:
+                why = str(exc)
+        if row:
+            rows.append(row)
+        else:
             skipped[name] = why
-            continue
-        try:
-            rows.append(measure(name, work, args.data_cache.resolve(), args.override))
-        except RuntimeError as exc:
-            skipped[name] = str(exc)
-        print(f"{name}: {asdict(rows[-1]) if rows and rows[-1].preset == name else skipped[name]}", flush=True)
+        print(f"{name}: {asdict(row) if row else f'skipped: {why}'}", flush=True)
     print(format_table(rows, skipped))
     if args.json:
         atomic_write_json(args.json, {"rows": [asdict(r) for r in rows], "skipped": skipped,
