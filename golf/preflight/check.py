@@ -76,9 +76,17 @@ _MODEL_CACHE: dict[str, StepTimeModel] = {}
 
 def step_time_model() -> StepTimeModel:
     """The ms/step model fitted on every record in `RECORDS` whose logs exist (official 43.5 ms/step baseline
-    alone when the record folders are absent)."""
-    if "m" in _MODEL_CACHE:
-        return _MODEL_CACHE["m"]
+    alone when the record folders are absent); fitted once per process, and once per golf/conf/log state on
+    disk (golf.preflight.memo)."""
+    if "m" not in _MODEL_CACHE:
+        from golf.preflight.memo import memoised
+
+        _MODEL_CACHE["m"] = memoised(fit_records_step_time)
+    return _MODEL_CACHE["m"]
+
+
+def fit_records_step_time() -> StepTimeModel:
+    """Fit the step-time model on the records' logs and their configs (composed with Hydra: seconds)."""
     from golf.preflight.compose import record_config
 
     points, evals = [], {"standard": [], "sliding": []}
@@ -107,7 +115,6 @@ def step_time_model() -> StepTimeModel:
     model = fit_step_time_model(points)
     model.eval_ms_per_tflop = fit_rate(evals["standard"])
     model.sliding_ms_per_kwindow = fit_rate(evals["sliding"])
-    _MODEL_CACHE["m"] = model
     return model
 
 

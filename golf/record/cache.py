@@ -15,7 +15,8 @@ JSON, of the wrong shape or whose stored key differs is ignored and replaced. Th
 only: when its folder cannot be written the bundle is still returned.
 
 Where: `$GOLF_CACHE_DIR/bundles`, else `$XDG_CACHE_HOME/golf/bundles`, else `~/.cache/golf/bundles`;
-`GOLF_CACHE_DIR=off` turns it off.
+`GOLF_CACHE_DIR=off` turns it off. Other memos keep their entries beside it under their own `kind` folder, with
+the same rules (golf.preflight.memo: the preflight's step-time model).
 """
 
 from __future__ import annotations
@@ -42,15 +43,16 @@ MAX_ENTRIES = 64
 """Entries kept (about 0.3-0.6 MB each); storing one more removes the least recently written."""
 
 
-def cache_dir(env: dict[str, str] | None = None) -> Path | None:
-    """The folder of bundle entries, or None when `GOLF_CACHE_DIR=off` (or there is no home directory)."""
+def cache_dir(env: dict[str, str] | None = None, kind: str = "bundles") -> Path | None:
+    """The folder of `kind` entries (bundles by default), or None when `GOLF_CACHE_DIR=off` (or there is no home
+    directory)."""
     env = os.environ if env is None else env
     if env.get("GOLF_CACHE_DIR"):
-        return None if env["GOLF_CACHE_DIR"] == OFF else Path(env["GOLF_CACHE_DIR"]) / "bundles"
+        return None if env["GOLF_CACHE_DIR"] == OFF else Path(env["GOLF_CACHE_DIR"]) / kind
     if env.get("XDG_CACHE_HOME"):
-        return Path(env["XDG_CACHE_HOME"]) / "golf" / "bundles"
+        return Path(env["XDG_CACHE_HOME"]) / "golf" / kind
     try:
-        return Path.home() / ".cache" / "golf" / "bundles"
+        return Path.home() / ".cache" / "golf" / kind
     except RuntimeError:  # no home directory to be found: no memo
         return None
 
@@ -83,26 +85,29 @@ def bundle_key(config_json: str, root: Path) -> str:
     return hashlib.sha256((toolchain(root) + "\0" + config_json).encode("utf-8")).hexdigest()
 
 
-def load_entry(key: str, env: dict[str, str] | None = None) -> dict | None:
-    """The stored fields of entry `key` (FIELDS less `key`), or None when there is none or it does not check."""
-    folder = cache_dir(env)
+def load_entry(key: str, env: dict[str, str] | None = None, kind: str = "bundles",
+               fields: dict[str, type] = FIELDS) -> dict | None:
+    """The stored fields of `kind` entry `key` (`fields` less `key`: name -> type), or None when there is none or
+    it does not check."""
+    folder = cache_dir(env, kind)
     if folder is None:
         return None
     try:
         entry = json.loads((folder / f"{key}.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-    if not (isinstance(entry, dict) and set(entry) == set(FIELDS) and entry["key"] == key
-            and all(isinstance(entry[k], kind) for k, kind in FIELDS.items())):
-        log.debug("bundle cache: ignoring malformed entry %s", key)
+    if not (isinstance(entry, dict) and set(entry) == set(fields) and entry["key"] == key
+            and all(isinstance(entry[k], t) for k, t in fields.items())):
+        log.debug("%s cache: ignoring malformed entry %s", kind, key)
         return None
     del entry["key"]
     return entry
 
 
-def store_entry(key: str, fields: dict, env: dict[str, str] | None = None) -> Path | None:
-    """Write entry `key` atomically; returns its path, or None when the cache is off or cannot be written."""
-    folder = cache_dir(env)
+def store_entry(key: str, fields: dict, env: dict[str, str] | None = None, kind: str = "bundles") -> Path | None:
+    """Write `kind` entry `key` atomically; returns its path, or None when the cache is off or cannot be
+    written."""
+    folder = cache_dir(env, kind)
     if folder is None:
         return None
     try:
@@ -112,7 +117,7 @@ def store_entry(key: str, fields: dict, env: dict[str, str] | None = None) -> Pa
         _prune(folder, MAX_ENTRIES)
         return path
     except OSError as exc:  # golf.io's OutputError included: a memo that cannot be kept is no failure
-        log.debug("bundle cache: not stored (%s)", exc)
+        log.debug("%s cache: not stored (%s)", kind, exc)
         return None
 
 
