@@ -4,6 +4,7 @@ are the preset end-to-end tests of tests/test_presets.py)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from golf.bench.presets import PresetRow, ensure_data, format_table, main, presets
 from golf.data.shards import read_header
@@ -38,3 +39,19 @@ def test_the_table_has_a_row_per_preset_and_names_what_was_skipped():
     table = format_table([row], {"record_0427_sota": "tokenizer x.model is in neither a or b"}).splitlines()
     assert table[2] == ("| `baseline` | 1,168,420 | 40 | 27.1 | 3.1050 → 3.1052 | +0.0002 | 866,489 | 27,177 | 45 |")
     assert table[3] == "| `record_0427_sota` | skipped: tokenizer x.model is in neither a or b |"
+
+
+def test_the_throughput_bench_falls_back_to_the_prepared_sample(tmp_path, monkeypatch):
+    """golf.bench.train (and preflight --measure) with no shards under the data root: the shared sample is
+    prepared once under ~/.cache/golf/bench_data, through the presets bench's preparation."""
+    import os
+
+    from golf.bench.train import ensure_bench_data
+
+    monkeypatch.setenv("GOLF_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    ensure_bench_data()
+    root = Path(os.environ["GOLF_DATA_DIR"])
+    assert root == tmp_path / "home" / ".cache" / "golf" / "bench_data"
+    assert list((root / "datasets" / "fineweb10B_sp1024").glob("fineweb_val_*.bin"))
+    assert (root / "tokenizers" / "fineweb_1024_bpe.model").is_file()

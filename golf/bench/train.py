@@ -28,7 +28,6 @@ from golf.train.context import RunContext
 from golf.train.run import train
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_OVERRIDES = [
     "experiment=smoke", "model.num_layers=4", "model.model_dim=256", "model.num_heads=4", "model.num_kv_heads=2",
     "trainer.train_seq_len=256", "trainer.train_batch_tokens=8192", "trainer.compile=off", "logger=none",
@@ -37,21 +36,17 @@ DEFAULT_OVERRIDES = [
 
 
 def ensure_bench_data() -> None:
-    """Point GOLF_DATA_DIR at shards, preparing them from the shared FineWeb sample if needed."""
+    """Point GOLF_DATA_DIR at sp1024 shards: the data root's when it holds them, else the shared FineWeb sample
+    prepared once under ~/.cache/golf/bench_data (golf.bench.presets.ensure_data, as for `baseline`). Exits with
+    one line when neither can be had."""
     root = Path(os.environ.get("GOLF_DATA_DIR", ROOT / "data"))
-    if list((root / "datasets" / "fineweb10B_sp1024").glob("fineweb_val_*.bin")):
-        os.environ["GOLF_DATA_DIR"] = str(root)
-        return
-    from golf.data.prepare import prepare_shards
+    if not list((root / "datasets" / "fineweb10B_sp1024").glob("fineweb_val_*.bin")):
+        from golf.bench.presets import ensure_data
 
-    cache = Path.home() / ".cache" / "golf" / "bench_data"
-    out = cache / "datasets" / "fineweb10B_sp1024"
-    tok = SHARED / "tokenizers" / "fineweb_1024_bpe.model"
-    if not list(out.glob("fineweb_val_*.bin")):
-        prepare_shards(SHARED / "fineweb" / "docs_sample_200.jsonl", tok, out, val_docs=50)
-        (cache / "tokenizers").mkdir(parents=True, exist_ok=True)
-        (cache / "tokenizers" / tok.name).write_bytes(tok.read_bytes())
-    os.environ["GOLF_DATA_DIR"] = str(cache)
+        root = Path.home() / ".cache" / "golf" / "bench_data"
+        if (why := ensure_data("baseline", root)) is not None:
+            raise SystemExit(f"error: {why}")
+    os.environ["GOLF_DATA_DIR"] = str(root)
 
 
 def main(argv: list[str] | None = None) -> dict:
