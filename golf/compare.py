@@ -39,6 +39,7 @@ def artifact_rows(run_dir: str | Path) -> list[dict]:
                        code_bytes=r.get("code_bytes"), bytes_total=r.get("bytes_total"), fits=r.get("fits"),
                        val_bpb=r.get("val_bpb"), quant_gap_bpb=r.get("quant_gap_bpb"),
                        pre_quant_bpb=(r.get("pre_quant") or {}).get("val_bpb"),
+                       gap_windows=_gap_windows(r),
                        groups={g["group"]: g["compressed_bytes"] for g in (r.get("budget") or {}).get("groups", [])})
         else:
             try:
@@ -53,6 +54,12 @@ def artifact_rows(run_dir: str | Path) -> list[dict]:
     return sorted(rows, key=lambda r: (r.get("val_bpb") is None, r.get("val_bpb") or 0.0, r["artifact_bytes"]))
 
 
+def _gap_windows(report: dict) -> str | None:
+    """The eval mode of the gap when eval.gap=standard measured it apart from the round trip's mode, else None."""
+    gap, mode = report.get("gap_mode"), (report.get("roundtrip") or {}).get("mode")
+    return gap if gap and mode and gap != mode else None
+
+
 def format_rows(rows: list[dict]) -> str:
     """Markdown table of `artifact_rows`."""
     def f(v, spec):
@@ -64,7 +71,7 @@ def format_rows(rows: list[dict]) -> str:
         fits = "—" if r.get("fits") is None else ("yes" if r["fits"] else "**over**")
         out.append(f"| {r['artifact']} | {r.get('scheme', '—')} | {r.get('codec', '—')} | {r['artifact_bytes']:,} | "
                    f"{f(r.get('bytes_total'), ',')} | {fits} | {f(r.get('val_bpb'), '.5f')} | "
-                   f"{f(r.get('quant_gap_bpb'), '+.5f')} |")
+                   f"{f(r.get('quant_gap_bpb'), '+.5f')}{f' ({w} windows)' if (w := r.get('gap_windows')) else ''} |")
     return "\n".join(out)
 
 

@@ -83,7 +83,7 @@ def test_artifacts_are_named_by_scheme_and_codec():
     assert len({name(), name("quant=int6"), name("quant=int6", "quant.codec=lzma", "quant.level=9")}) == 3
 
 
-def _artifact(run: Path, quant_overrides: list[str], val_bpb: float | None) -> Path:
+def _artifact(run: Path, quant_overrides: list[str], val_bpb: float | None, **report_keys) -> Path:
     cfg = compose_train_config(["experiment=smoke", "model.num_layers=1", "model.model_dim=64", "model.num_heads=2",
                                 "model.num_kv_heads=1", "quant.keep_float_max_numel=1024", *quant_overrides])
     torch.manual_seed(0)
@@ -95,7 +95,7 @@ def _artifact(run: Path, quant_overrides: list[str], val_bpb: float | None) -> P
                   "artifact_bytes": info.file_bytes, "code_bytes": 1000, "bytes_total": info.file_bytes + 1000,
                   "fits": True, "val_bpb": val_bpb, "quant_gap_bpb": val_bpb - 3.0, "pre_quant": {"val_bpb": 3.0},
                   "budget": {"groups": [{"group": "mlp", "compressed_bytes": 1234},
-                                        {"group": "embed", "compressed_bytes": 999}]}}
+                                        {"group": "embed", "compressed_bytes": 999}]}, **report_keys}
         path.with_name(path.name + ".export.json").write_text(json.dumps(report))
     return path
 
@@ -119,6 +119,14 @@ def test_compare_tables_every_artifact_best_round_trip_first(tmp_path: Path):
     empty = subprocess.run([sys.executable, "-m", "golf.compare", str(tmp_path)], cwd=REPO, capture_output=True,
                            text=True, timeout=120)
     assert empty.returncode == 2 and empty.stderr.startswith("error:") and empty.stderr.count("\n") == 1
+
+
+def test_compare_names_a_gap_measured_on_standard_windows(tmp_path: Path):
+    """eval.gap=standard: the gap column says its windows, so it is not read as the round trip mode's gap."""
+    _artifact(tmp_path, [], 2.9, gap_mode="standard", roundtrip={"mode": "phased_ttt"})
+    _artifact(tmp_path, ["quant=int6"], 3.01, gap_mode="sliding", roundtrip={"mode": "sliding"})
+    table = format_rows(artifact_rows(tmp_path))
+    assert "| -0.10000 (standard windows) |" in table and "| +0.01000 |" in table
 
 
 def _job(root: Path, name: str, overrides: list[str], pre: float, rt: float | None, via_export: bool = False,
