@@ -52,13 +52,14 @@ def test_a_changed_record_log_is_a_new_key(tmp_path, fitted):
     assert len(calls) == 2
 
 
-@pytest.mark.parametrize("damage", ["not json", '{"key": "x", "model": {}}', "[]"])
+@pytest.mark.parametrize("damage", ["not json", "[]", '{{"key": "{key}", "model": {{}}}}',
+                                    '{{"key": "{key}", "model": {{"ms_per_tflop": "1"}}}}'])
 def test_a_bad_entry_is_ignored_and_replaced(tmp_path, fitted, damage):
     env = {"GOLF_CACHE_DIR": str(tmp_path)}
     fit, calls = _counting(fitted)
     memoised(fit, env)
     entry = next((tmp_path / KIND).glob("*.json"))
-    entry.write_text(damage if damage != '{"key": "x", "model": {}}' else damage.replace("x", entry.stem))
+    entry.write_text(damage.format(key=entry.stem))  # under its own key: only the shape is wrong
     assert memoised(fit, env) == fitted and len(calls) == 2
     assert memoised(fit, env) == fitted and len(calls) == 2  # the replacement checks
 

@@ -1,8 +1,8 @@
 """On-disk memo of the preflight's step-time model (golf.preflight.check.step_time_model).
 
-Fitting it composes three record configs with Hydra: ~2.3 s of every `train.py` start. The fit reads nothing but
+Fitting it composes three record configs with Hydra: 2-3 s of every `train.py` start. The fit reads nothing but
 golf's sources, the YAML under conf/ and the records' train logs, so its result is stored under a key naming all
-three, with the bundle memo's rules (golf.record.cache: `$GOLF_CACHE_DIR/preflight`, JSON only, written
+three (and the interpreter and library versions golf.record.cache.toolchain names), with the bundle memo's rules (golf.record.cache: `$GOLF_CACHE_DIR/preflight`, JSON only, written
 atomically, an entry that does not check is ignored and replaced, `GOLF_CACHE_DIR=off` turns it off). Any edit
 to golf, a preset or a log gives another key: nothing stale is returned.
 """
@@ -29,14 +29,16 @@ def inputs_digest(records_dir: Path = RECORDS_DIR, conf: Path = CONF) -> str:
     """sha256 (hex) over golf's sources (golf.record.cache.toolchain), every YAML file under `conf` and every
     train*.log of the RECORDS folders under `records_dir` (names and bytes; an absent folder counts as empty)."""
     h = hashlib.sha256(toolchain(GOLF_ROOT).encode("utf-8"))
-    files = sorted(conf.rglob("*.yaml")) + [p for rec in RECORDS for p in sorted((records_dir / rec.folder).glob("train*.log"))]
+    logs = [p for rec in RECORDS for p in sorted((records_dir / rec.folder).glob("train*.log"))]
+    files = sorted(conf.rglob("*.yaml")) + logs
     for path in files:
         h.update(str(path).encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 
 def _from_entry(values: dict) -> StepTimeModel | None:
-    """The stored model, or None when its fields are not StepTimeModel's with numbers and folder names."""
+    """The stored model, or None unless its fields are exactly StepTimeModel's: floats (the two eval rates may
+    be null) and a list of record folder names."""
     names = {f.name for f in fields(StepTimeModel)}
     numbers = [values.get(k) for k in ("ms_per_tflop", "overhead_ms")]
     optional = [values.get(k) for k in ("eval_ms_per_tflop", "sliding_ms_per_kwindow")]
