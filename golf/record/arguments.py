@@ -38,6 +38,7 @@ import re
 
 from golf.record.constants import SCOPES, ReplaceNames, bound_names, own_nodes
 from golf.record.shake import decorator_name, removable_def
+from golf.record.trees import walk
 
 _MARK = re.compile(r"(?m)^(?=#@)")
 
@@ -81,7 +82,7 @@ def _init_of(cls: ast.ClassDef) -> ast.FunctionDef | None:
     # `type(self)(...)` makes an instance without naming the class; `type(o)` of another object is harmless
     receivers = {first[0].arg for item in cls.body if isinstance(item, ast.FunctionDef)
                  if (first := [*item.args.posonlyargs, *item.args.args][:1])}
-    for n in ast.walk(cls):
+    for n in walk(cls):
         if (isinstance(n, ast.Attribute) and n.attr == "__class__") or (
                 isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "type"
                 and not (len(n.args) == 1 and isinstance(n.args[0], ast.Name) and n.args[0].id not in receivers)):
@@ -125,7 +126,7 @@ class _Program:
         self.class_tests: set[int] = set()
         self.dynamic = False
         for i, tree in enumerate(trees):
-            for node in ast.walk(tree):
+            for node in walk(tree):
                 self.owner[id(node)] = i
                 if isinstance(node, ast.Call):
                     self.calls.append(node)
@@ -149,7 +150,7 @@ class _Program:
                     annotations = [p.annotation for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg)
                                    if p is not None and p.annotation is not None]
                     self.unevaluated |= {id(n) for ann in [*annotations, node.returns] if ann is not None
-                                         for n in ast.walk(ann)}
+                                         for n in walk(ann)}
 
     def _scopes(self, node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
@@ -162,7 +163,7 @@ class _Program:
                 self._scopes(child)
             elif isinstance(child, SCOPES):  # its whole subtree at once: nested scopes bind locally too
                 self.local |= bound_names(child) - {getattr(child, "name", None)}
-                for inner in ast.walk(child):
+                for inner in walk(child):
                     if isinstance(inner, ast.ClassDef):
                         self.in_classes |= bound_names(inner)
             else:
@@ -204,7 +205,7 @@ def _foldable(fn: ast.FunctionDef, name: str) -> bool:
     nested = [n for n in own_nodes(fn) if isinstance(n, SCOPES)]
     outer = [*fn.decorator_list, *fn.args.defaults, *(d for d in fn.args.kw_defaults if d)]  # read outside fn
     return (not stores and not any(name in bound_names(s) for s in nested)
-            and not any(isinstance(n, ast.Name) and n.id == name for o in outer for n in ast.walk(o)))
+            and not any(isinstance(n, ast.Name) and n.id == name for o in outer for n in walk(o)))
 
 
 def _drop_parameter(fn: ast.FunctionDef, calls: list[ast.Call], name: str, index: int | None,
@@ -242,7 +243,7 @@ def _bind_local(fn: ast.FunctionDef, name: str, value: ast.Constant) -> None:
 
 
 def _unread(fn: ast.FunctionDef, name: str) -> bool:
-    return not any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(fn))
+    return not any(isinstance(n, ast.Name) and n.id == name for n in walk(fn))
 
 
 def _returned_constant(fn: ast.FunctionDef) -> ast.Constant | None:

@@ -31,6 +31,7 @@ from functools import cache
 
 from golf.record.constants import SCOPES, bound_names
 from golf.record.shake import decorator_name, method_receiver
+from golf.record.trees import walk
 
 _CONSTANTS = (type(None), bool, int, float, str)
 _BASES = frozenset({"nn.Module", "torch.nn.Module", "torch.optim.Optimizer"})
@@ -93,7 +94,7 @@ class _Index:
         self.dynamic = False
         """The program calls setattr with a computed name: any attribute may be set anywhere."""
         for tree in trees:
-            for node in ast.walk(tree):
+            for node in walk(tree):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str):
                     self.blocked.add(node.value)
                 elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setattr":
@@ -112,7 +113,7 @@ class _Index:
     def _record(self, node: ast.AST, targets: list[ast.expr]) -> None:
         simple = isinstance(node, ast.Assign) and len(targets) == 1 and isinstance(targets[0], ast.Attribute)
         for target in targets:
-            for t in ast.walk(target):
+            for t in walk(target):
                 if isinstance(t, ast.Attribute) and not isinstance(t.ctx, ast.Load):
                     self.stores.setdefault(t.attr, set()).add(_key(node.value) if simple else None)
 
@@ -132,7 +133,7 @@ def _constants_of(cls: ast.ClassDef, index: _Index) -> dict[str, object]:
         return {}
     init = next((f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
     receiver = _instance_receiver(init) if init is not None and not init.decorator_list else None
-    if receiver is None or any(isinstance(n, ast.Return) for n in ast.walk(init)):
+    if receiver is None or any(isinstance(n, ast.Return) for n in walk(init)):
         return {}  # an early return could leave an instance without the slot
     out = {}
     for stmt in init.body:
@@ -143,7 +144,7 @@ def _constants_of(cls: ast.ClassDef, index: _Index) -> dict[str, object]:
 
 def _reads(fn: ast.FunctionDef, receiver: str, attrs: dict[str, object]) -> list[ast.Attribute]:
     """The `receiver.a` loads of `fn` for `a` in `attrs` (`receiver` as method_receiver gives it: never rebound)."""
-    return [n for n in ast.walk(fn) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load)
+    return [n for n in walk(fn) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load)
             and n.attr in attrs and isinstance(n.value, ast.Name) and n.value.id == receiver]
 
 
@@ -167,7 +168,7 @@ def fold_attributes(trees: list[ast.Module]) -> set[int]:
     for i, tree in enumerate(trees):
         # a literal in callee, receiver or subscripted position (`None(...)`, `None.x`) would compile with a
         # SyntaxWarning: those reads stay (they sit in branches the folded tests remove anyway)
-        operands = {id(c) for n in ast.walk(tree) for c in (
+        operands = {id(c) for n in walk(tree) for c in (
             [n.func] if isinstance(n, ast.Call) else [n.value] if isinstance(n, (ast.Attribute, ast.Subscript)) else [])}
         values: dict[int, object] = {}
         for cls in tree.body:

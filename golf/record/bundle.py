@@ -54,6 +54,7 @@ from golf.record.prevalidated import (
 from golf.record.registries import fold_registries
 from golf.record.shake import shake
 from golf.record.specialize import simplify, specialize
+from golf.record.trees import walk
 from golf.record.wrapper import wrap_config
 from golf.submission import ENV_OVERRIDES
 from golf.train.config import TrainRunConfig
@@ -122,7 +123,7 @@ def golf_imports(name: str) -> tuple[set[str], set[str]]:
     lines = source.splitlines()
     always: set[str] = set()
     lazy: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in walk(ast.parse(source)):
         targets: list[str] = []
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "golf":
             for alias in node.names:
@@ -254,7 +255,7 @@ def minify_flat(source: str) -> str:
     make_positional_only(tree)
     shorten_methods(tree)
     source = ast.unparse(tree)
-    spelled = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    spelled = {n.value for n in walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
                and n.value.isidentifier()}
     return python_minifier.minify(source, remove_literal_statements=True, rename_globals=True,
                                   preserve_globals=sorted(spelled | kept), rename_locals=True, hoist_literals=False)
@@ -324,7 +325,7 @@ def reachable(sources: dict[str, str], root: str) -> set[str]:
             continue
         seen.add(name)
         todo.extend(_parents(name))
-        for node in ast.walk(ast.parse(sources[name])):
+        for node in walk(ast.parse(sources[name])):
             if isinstance(node, ast.ImportFrom) and node.module:
                 todo.extend([node.module, *(f"{node.module}.{a.name}" for a in node.names)])
             elif isinstance(node, ast.Import):

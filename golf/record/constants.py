@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import ast
 
+from golf.record.trees import walk
+
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 SCOPES = _SCOPES + (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 """Every node that opens a scope of its own (comprehensions included)."""
@@ -62,7 +64,7 @@ def _bound_by(n: ast.AST) -> list[str]:
 def bound_names(node: ast.AST) -> set[str]:
     """Names `node` and every scope nested in it bind or declare: parameters, stores, global/nonlocal, imports,
     defs, except/match captures."""
-    return {name for n in ast.walk(node) for name in _bound_by(n)}
+    return {name for n in walk(node) for name in _bound_by(n)}
 
 
 def _constant_bindings(stmt: ast.stmt) -> dict[str, ast.Constant]:
@@ -92,11 +94,11 @@ def _binding_counts(func: ast.AST) -> dict[str, int]:
 
 
 def _propagate_in(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    params = {a.arg for a in ast.walk(func.args) if isinstance(a, ast.arg)}
+    params = {a.arg for a in walk(func.args) if isinstance(a, ast.arg)}
     counts = _binding_counts(func)
     shadowed = set().union(*(bound_names(s) for s in _nested_scopes(func)))
     # before Python 3.12 ast.unparse cannot write a backslash inside an f-string's braces (`f'{sep}'`, sep='\\n')
-    in_fstrings = {n.id for f in own_nodes(func) if isinstance(f, ast.JoinedStr) for n in ast.walk(f)
+    in_fstrings = {n.id for f in own_nodes(func) if isinstance(f, ast.JoinedStr) for n in walk(f)
                    if isinstance(n, ast.Name)}
     changed = False
     for stmt in list(func.body):
@@ -143,6 +145,6 @@ class ReplaceNames(ast.NodeTransformer):
 def propagate_constants(tree: ast.Module) -> bool:
     """Replace the reads of every constant local (module docstring) in `tree`, in place; True if any changed."""
     changed = False
-    for func in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+    for func in [n for n in walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
         changed |= _propagate_in(func)
     return changed

@@ -25,6 +25,7 @@ import builtins
 import re
 
 from golf.errors import GolfError
+from golf.record.trees import walk
 
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 
@@ -59,7 +60,7 @@ def _module_level(tree: ast.Module):
 
 
 def _stores(nodes) -> set[str]:
-    return {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return {n.id for node in nodes for n in walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
 
 
 _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError"})
@@ -293,7 +294,7 @@ def flatten(sources: dict[str, str], package: str) -> tuple[str, dict[str, dict[
         parts.append(f"#@{name} {int(name in packages)}\n" + ast.unparse(ast.fix_missing_locations(tree)))
     strings, imported, attrs, loggers = set(), set(), set(), set()
     for tree in trees.values():  # one walk of the renamed trees (no re-parse of the joined source)
-        for n in ast.walk(tree):  # breadth first: a getLogger call is seen before its argument
+        for n in walk(tree):  # breadth first: a getLogger call is seen before its argument
             if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "getLogger":
                 loggers.update(id(a) for a in n.args)
             elif isinstance(n, ast.Constant) and isinstance(n.value, str):
@@ -313,7 +314,7 @@ def flatten(sources: dict[str, str], package: str) -> tuple[str, dict[str, dict[
 
 def _fill_empty_blocks(tree: ast.Module) -> ast.Module:
     """`pass` in every block the removed imports left empty (`if TYPE_CHECKING:` / a function that only imported)."""
-    for node in ast.walk(tree):
+    for node in walk(tree):
         if not isinstance(node, ast.Module) and isinstance(getattr(node, "body", None), list) and not node.body:
             node.body.append(ast.Pass())
     return tree

@@ -36,6 +36,7 @@ import typing
 
 from golf.errors import GolfError
 from golf.record.prevalidated import _raise_if
+from golf.record.trees import walk
 
 INVARIANT_LAYERS = ("golf.model", "golf.optim", "golf.quant", "golf.eval")
 """Packages whose checks guard golf's computations on the baked config (dropped from the generated file)."""
@@ -109,7 +110,7 @@ def recovered_classes(sources: dict[str, str], package: str) -> tuple[type, ...]
     out: list[type] = []
     for module, src in sources.items():
         namespace = _namespace(_golf_name(module, package))
-        for node in ast.walk(ast.parse(src)):
+        for node in walk(ast.parse(src)):
             if isinstance(node, ast.ExceptHandler) and not isinstance(node.body[-1], ast.Raise):
                 caught = _handled(node, namespace)
                 if caught != (GolfError,):
@@ -119,7 +120,7 @@ def recovered_classes(sources: dict[str, str], package: str) -> tuple[type, ...]
 
 def _blocks(node: ast.AST):
     """Every statement list in `node` (function bodies, branches, loop bodies, handlers)."""
-    for child in ast.walk(node):
+    for child in walk(node):
         for name in ("body", "orelse", "finalbody"):
             block = getattr(child, name, None)
             if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
@@ -127,13 +128,13 @@ def _blocks(node: ast.AST):
 
 
 def _pure_test(test: ast.expr) -> bool:
-    return not any(isinstance(n, (ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom)) for n in ast.walk(test))
+    return not any(isinstance(n, (ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom)) for n in walk(test))
 
 
 def _in_post_init(tree: ast.Module) -> set[int]:
     """ids of the statements inside a `__post_init__` (config rules, governed by golf.record.prevalidated)."""
-    return {id(n) for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef) and fn.name == "__post_init__"
-            for n in ast.walk(fn)}
+    return {id(n) for fn in walk(tree) if isinstance(fn, ast.FunctionDef) and fn.name == "__post_init__"
+            for n in walk(fn)}
 
 
 def invariant_check_spans(src: str, namespace: dict, shipped: tuple[type, ...], recovered: tuple[type, ...]

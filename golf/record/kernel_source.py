@@ -24,6 +24,8 @@ import builtins
 
 import python_minifier
 
+from golf.record.trees import walk
+
 HELPER = "_golf_kernel_source"
 _KEEP_ANNOTATIONS = python_minifier.RemoveAnnotationsOptions(
     remove_variable_annotations=False, remove_return_annotations=False, remove_argument_annotations=False,
@@ -68,8 +70,8 @@ def _global_reads(fn: ast.FunctionDef) -> set[str]:
     binds, not builtins."""
     args = fn.args
     local = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a}
-    local |= {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
-    reads = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    local |= {n.id for n in walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
+    reads = {n.id for n in walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     return reads - local - set(dir(builtins))
 
 

@@ -29,6 +29,7 @@ import warnings
 from functools import cache
 
 from golf.record.posonly import _IDENTIFIER, CONTRACT_NAMES
+from golf.record.trees import walk
 
 
 @cache
@@ -61,7 +62,7 @@ def library_attributes(modules: frozenset[str]) -> frozenset[str]:
 def _imported_modules(tree: ast.Module) -> frozenset[str]:
     """Every module (and each parent package) an import statement of the program names."""
     out: set[str] = set()
-    for node in ast.walk(tree):
+    for node in walk(tree):
         if isinstance(node, ast.Import):
             full = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -94,7 +95,7 @@ def _class_scope_reads(cls: ast.ClassDef) -> set[str]:
         elif not isinstance(stmt, ast.ClassDef):
             todo.append(stmt)
     for root in todo:
-        out.update(n.id for n in ast.walk(root) if isinstance(n, ast.Name))
+        out.update(n.id for n in walk(root) if isinstance(n, ast.Name))
     return out
 
 
@@ -102,7 +103,7 @@ def method_names(tree: ast.Module) -> dict[str, str]:
     """Old -> new name of every method of `tree` the module docstring's rules allow to rename."""
     methods: set[str] = set()
     class_bound: set[str] = set()
-    for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+    for cls in (n for n in walk(tree) if isinstance(n, ast.ClassDef)):
         for stmt in cls.body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 methods.add(stmt.name)
@@ -115,7 +116,7 @@ def method_names(tree: ast.Module) -> dict[str, str]:
     keywords: set[str] = set()
     attributes: set[str] = set()
     uses: dict[str, int] = {}
-    for node in ast.walk(tree):
+    for node in walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             spelled.update(_IDENTIFIER.findall(node.value))
         elif isinstance(node, ast.keyword) and node.arg:
@@ -154,7 +155,7 @@ def shorten_methods(tree: ast.Module) -> None:
     names = method_names(tree)
     if not names:
         return
-    for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+    for cls in (n for n in walk(tree) if isinstance(n, ast.ClassDef)):
         for stmt in cls.body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name in names:
                 stmt.name = names[stmt.name]

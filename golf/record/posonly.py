@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from golf.record.trees import walk
+
 _PLAIN_DECORATORS = frozenset({"staticmethod", "classmethod", "property"})
 _LIBRARY_BASES = (object, dict, list, set, tuple, str, bytes, BaseException, Exception, nn.Module, nn.Linear,
                   nn.Embedding, torch.optim.Optimizer, torch.autograd.Function, torch.Tensor, np.ndarray,
@@ -64,8 +66,8 @@ class _Calls:
         self.escaped: set[tuple[str, str]] = set()
         self.spelled: set[str] = set()
         self.expression_calls = False
-        callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-        for node in ast.walk(tree):
+        callees = {id(n.func) for n in walk(tree) if isinstance(n, ast.Call)}
+        for node in walk(tree):
             if isinstance(node, ast.Call):
                 key = _callee(node.func)
                 self.expression_calls |= key is None  # `type(x)(...)`, `getattr(o, "m")(...)`: callee unknown
@@ -142,10 +144,10 @@ def positional_only(source: str) -> str:
 def make_positional_only(tree: ast.Module) -> None:
     """`positional_only` on a parsed program, in place."""
     calls = _Calls(tree)
-    classes = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+    classes = {n.name: n for n in walk(tree) if isinstance(n, ast.ClassDef)}
     family = _subclasses(classes)
     owners = {id(s): c for c in classes.values() for s in c.body}
-    for fn in ast.walk(tree):
+    for fn in walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         keys = _callers(fn, owners.get(id(fn)), calls, family, classes)

@@ -24,6 +24,7 @@ import ast
 import dataclasses
 import json
 
+from golf.record.trees import walk
 from golf.schema import field_types
 from golf.train.config import TrainRunConfig
 
@@ -124,7 +125,7 @@ def _reads_only_settled(test: ast.expr, receiver: str, live: set[str], settled_l
                         local_names: set[str]) -> bool:
     """True when `test` depends only on baked state: fields of `receiver` no variable can change, locals
     copied from such fields, and module names (tables, builtins); no method of the receiver is called."""
-    nodes = list(ast.walk(test))
+    nodes = list(walk(test))
     field_reads = {id(n.value) for n in nodes if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
                    and n.value.id == receiver}
     for n in nodes:
@@ -135,7 +136,7 @@ def _reads_only_settled(test: ast.expr, receiver: str, live: set[str], settled_l
             return False  # the receiver itself handed on (f(self), f(x=self), [self]): may reach a live field
         elif isinstance(n, ast.Name) and n.id != receiver and n.id in local_names and n.id not in settled_locals:
             return False
-        elif isinstance(n, ast.Call) and any(isinstance(a, ast.Name) and a.id == receiver for a in ast.walk(n.func)):
+        elif isinstance(n, ast.Call) and any(isinstance(a, ast.Name) and a.id == receiver for a in walk(n.func)):
             return False  # self.run_modes(): the method may read a live field
         elif isinstance(n, (ast.Lambda, ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom)):
             return False
@@ -183,11 +184,11 @@ def _settled_spans(fn: ast.FunctionDef, live: set[str], checkers: set[str]) -> l
     if not fn.args.args:
         return []
     receiver = fn.args.args[0].arg
-    stores = [n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+    stores = [n.id for n in walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
     local_names = set(stores)
     # a field set here is live unless set from baked state (`self.modes = list(self.modes)`); a store nested in
     # a block or a tuple target counts as live
-    for n in ast.walk(fn):
+    for n in walk(fn):
         if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and getattr(n.value, "id", "") == receiver:
             plain = [s for s in fn.body if isinstance(s, ast.Assign) and s.targets == [n]]
             if not (plain and _reads_only_settled(plain[0].value, receiver, live, set(), local_names)):
@@ -210,8 +211,8 @@ def _settled_spans(fn: ast.FunctionDef, live: set[str], checkers: set[str]) -> l
             return False
         # `for i, m in enumerate(self.modes): _allowed(...)`: checks over baked items; its targets are bound by
         # it alone and read nowhere else, so dropping it changes no later value
-        targets = {n.id for n in ast.walk(stmt.target) if isinstance(n, ast.Name)}
-        outside = [n for s in fn.body if s is not stmt for n in ast.walk(s) if isinstance(n, ast.Name)]
+        targets = {n.id for n in walk(stmt.target) if isinstance(n, ast.Name)}
+        outside = [n for s in fn.body if s is not stmt for n in walk(s) if isinstance(n, ast.Name)]
         if any(stores.count(t) != 1 for t in targets) or any(n.id in targets for n in outside):
             return False
         inner = settled_locals | targets
@@ -220,7 +221,7 @@ def _settled_spans(fn: ast.FunctionDef, live: set[str], checkers: set[str]) -> l
 
     dropped = [stmt for stmt in fn.body if settled(stmt)]
     kept = [stmt for stmt in fn.body if stmt not in dropped]
-    still_read = {n.id for stmt in kept for n in ast.walk(stmt) if isinstance(n, ast.Name)
+    still_read = {n.id for stmt in kept for n in walk(stmt) if isinstance(n, ast.Name)
                   and isinstance(n.ctx, ast.Load)}
     dropped += [copies[name] for name in settled_locals if name not in still_read]
     return [(stmt.lineno, stmt.end_lineno or stmt.lineno) for stmt in dropped]

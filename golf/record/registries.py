@@ -27,6 +27,7 @@ import ast
 
 from golf.record.arguments import _Program
 from golf.record.constants import bound_names
+from golf.record.trees import walk
 
 
 def _members(node: ast.stmt) -> tuple[str, tuple, bool] | None:
@@ -129,7 +130,7 @@ def fold_imports(trees: list[ast.Module], program: _Program | None = None) -> se
     for i, tree in enumerate(trees):
         for top in tree.body:
             bound: set[str] | None = None  # what `top` binds anywhere (parameters, locals, nested scopes)
-            for node in ast.walk(top):
+            for node in walk(top):
                 if isinstance(node, ast.Expr) and _imported(node.value, modules):
                     values[id(node)] = None
                     changed.add(i)
@@ -145,7 +146,7 @@ def fold_imports(trees: list[ast.Module], program: _Program | None = None) -> se
                     changed.add(i)
     for i in changed:
         _Replace(values).visit(trees[i])
-    spelled = [n.value for tree in trees for n in ast.walk(tree) if isinstance(n, ast.Constant)]
+    spelled = [n.value for tree in trees for n in walk(tree) if isinstance(n, ast.Constant)]
     for name, (i, statement, _) in modules.items():
         if spelled.count(name) == 1:  # only its own `_ns` entry still names it
             trees[i].body.remove(statement)

@@ -42,6 +42,7 @@ import torch
 
 from golf.record.constants import bound_names
 from golf.record.flatten import golf_import
+from golf.record.trees import walk
 
 _PURE_DECORATORS = {"dataclass", "property", "staticmethod", "classmethod", "no_grad", "lru_cache", "cache",
                     "contextmanager", "disable"}
@@ -89,7 +90,7 @@ def _assigned_name(node: ast.stmt, bound: set[str]) -> str | None:
         return None
     pure = _PURE_BUILTINS - bound
     if target == "__all__" or any(isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name) and n.func.id in pure)
-                                  for n in ast.walk(value)):
+                                  for n in walk(value)):
         return None
     return target
 
@@ -196,7 +197,7 @@ def _families(mods: dict[str, _Module]) -> dict[str, set[str]]:
     of each of them (mixins of a subclass included), by name over every module."""
     bases: dict[str, set[str]] = {}
     for m in mods.values():
-        for n in ast.walk(m.tree):
+        for n in walk(m.tree):
             if isinstance(n, ast.ClassDef):
                 bases.setdefault(n.name, set()).update(_base_name(b) for b in n.bases)
 
@@ -221,7 +222,7 @@ def shake(sources: dict[str, str], package: str, entry_names: set[str]) -> dict[
     for name, m in mods.items():
         if m.tree.body and not any(isinstance(n, ast.ImportFrom) and n.module == "__future__"
                                    and any(a.name == "annotations" for a in n.names) for n in m.tree.body):
-            if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in ast.walk(m.tree)):
+            if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in walk(m.tree)):
                 raise ValueError(f"{name}: shaking needs `from __future__ import annotations` (annotations unused)")
     referenced: set[str] = set(entry_names)
     on_receiver: dict[str, set[str]] = {}  # attribute -> the classes whose methods read it on their receiver
@@ -229,7 +230,7 @@ def shake(sources: dict[str, str], package: str, entry_names: set[str]) -> dict[
     pending: list[tuple[ast.AST, str | None]] = [(r, None) for m in mods.values() for r in m.roots]
     kept_units: set[int] = set()
     kept_methods: set[int] = set()
-    aliases = {(a.name, a.asname) for m in mods.values() for n in ast.walk(m.tree)
+    aliases = {(a.name, a.asname) for m in mods.values() for n in walk(m.tree)
                if isinstance(n, ast.ImportFrom) for a in n.names if a.asname}
 
     def reached(name: str, owner: ast.ClassDef) -> bool:
@@ -321,7 +322,7 @@ def _rewrite(m: _Module, kept_units: set[int], kept_methods: set[int], removed: 
             if gone and len(gone) == len(node.body):  # a class body cannot be empty
                 edits[-len(gone)] = (*_span(gone[0]), " " * gone[0].col_offset + "pass\n")
     dead = [(a, b) for a, b, text in edits if not text]
-    for node in ast.walk(m.tree):
+    for node in walk(m.tree):
         line = getattr(node, "lineno", None)
         if line is not None and any(a <= line <= b for a, b in dead):
             continue

@@ -34,6 +34,7 @@ import operator
 
 from golf.record.constants import ReplaceNames, propagate_constants
 from golf.record.derived import UNFOLDABLE, evaluate, member, section_at
+from golf.record.trees import walk
 
 _SCALARS = (bool, int, float, str, type(None))
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
@@ -77,7 +78,7 @@ def mutable_fields(sources: dict[str, str]) -> tuple[set[str], set[str]]:
     leaves: set[str] = set()
     groups: set[str] = set()
     for src in sources.values():
-        for node in ast.walk(ast.parse(src)):
+        for node in walk(ast.parse(src)):
             if isinstance(node, ast.Call) and _call_name(node) == "replace":
                 for k in node.keywords:
                     if k.arg:
@@ -185,7 +186,7 @@ class _Folder(ast.NodeTransformer):
         # function stay visible in nested ones unless rebound as a parameter there).
         outer = self.typed
         args = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
-        rebound = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        rebound = {n.id for n in walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
         inner = {a.arg: self.sections[_annotation_name(a.annotation)] for a in args
                  if _annotation_name(a.annotation) in self.sections and a.arg not in rebound}
         self.typed = {**{k: v for k, v in outer.items() if k not in {a.arg for a in args}}, **inner}
@@ -358,7 +359,7 @@ def _fold_type_checking(tree: ast.Module) -> bool:
     name and binds it nowhere else. Returns whether anything changed."""
     imported = any(isinstance(n, ast.ImportFrom) and n.module == "typing" and n.level == 0
                    and any(a.name == "TYPE_CHECKING" and a.asname is None for a in n.names) for n in tree.body)
-    names = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "TYPE_CHECKING"]
+    names = [n for n in walk(tree) if isinstance(n, ast.Name) and n.id == "TYPE_CHECKING"]
     if not imported or not names or any(not isinstance(n.ctx, ast.Load) for n in names):
         return False
     ReplaceNames({"TYPE_CHECKING": ast.Constant(False)}).visit(tree)
@@ -380,7 +381,7 @@ def config_functions(tree: ast.Module, module: str, package: str) -> dict:
     wanted: dict[str, tuple[str, str]] = {}
     if module.endswith(".config"):
         wanted.update({n.name: (module, n.name) for n in tree.body if isinstance(n, ast.FunctionDef)})
-    for node in ast.walk(tree):
+    for node in walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package + ".") \
                 and node.module.endswith(".config"):
             wanted.update({a.asname or a.name: (node.module, a.name) for a in node.names})
