@@ -135,9 +135,13 @@ def test_preset_runs_end_to_end_at_cpu_tiny(caseops_data_root, tmp_path):
     run_golf("train.py", "experiment=record_0427_sota", *tiny, f"hydra.run.dir={run}", data_root=caseops_data_root)
     metrics = json.loads((run / "metrics.json").read_text())
     assert (run / "hessians.pt").is_file() and metrics["gptq_calibration_s"] > 0
-    run_golf("export.py", f"run_dir={run}", "logger=none", "eval.max_tokens=1024", data_root=caseops_data_root)
+    # eval.gap=standard: the gap on standard windows (CaseOps byte sidecar), phased TTT once, for the round trip
+    run_golf("export.py", f"run_dir={run}", "logger=none", "eval.max_tokens=1024", "eval.gap=standard",
+             data_root=caseops_data_root)
     report = json.loads((run / "export.json").read_text())
     assert report["fits"] and report["codec"] == "pergroup" and abs(report["quant_gap_bpb"]) < 0.1
+    assert report["pre_quant"]["mode"] == report["quantized"]["mode"] == report["gap_mode"] == "standard"
+    assert report["roundtrip"]["mode"] == "phased_ttt" and report["compliance"]["eval_time_s"].keys() == {"phased_ttt"}
     assert [s["name"] for s in report["budget"]["streams"]][-2:] == ["remainder", "permutations"]
     run_golf("eval.py", f"path={run}", "logger=none", "data=fineweb_sp8192_caseops", "eval=phased_ttt",
              "eval.max_tokens=8192", "eval.phased.prefix_docs=2", "eval.phased.num_phases=1", "eval.phased.doc_batch=2",
