@@ -30,7 +30,7 @@ from golf.config import ExportRunConfig, register_configs
 from golf.device import pick_device
 from golf.entry import EntryContext, guarded_main, require_override, run_entry
 from golf.errors import GolfError
-from golf.export_run import EXPORT_REPORT, export_run
+from golf.export_run import EXPORT_REPORT, export_run, gap_apart
 from golf.quant.config import QuantConfig
 from golf.record import submission_code_bytes
 from golf.runcfg import command_line_paths, overlay, run_eval_settings, saved_group
@@ -89,16 +89,11 @@ def _export(cfg: ExportRunConfig, ctx: EntryContext) -> float | None:
         eval_cfg.mode, "artifact round trip", result["artifact_bytes"], result["artifact"], result["code_bytes"],
         result["target_bytes"], eval_s=rt.get("seconds"),
         notes=[f"quantization gap {result['quant_gap_bpb']:+.5f} bpb (pre-quantization "
-               f"{result['pre_quant']['val_bpb']:.5f}{_gap_windows(result, eval_cfg.mode)})"
+               f"{result['pre_quant']['val_bpb']:.5f}{f', {w} windows' if (w := gap_apart(result)) else ''})"
                if "quant_gap_bpb" in result else "round trip skipped",
                f"export took {time.perf_counter() - t0:.1f} s; tables in export_report.md / export.json"])),
         flush=True)
     return result.get("val_bpb")
-
-
-def _gap_windows(result: dict, mode: str) -> str:
-    """', standard windows' when eval.gap=standard measured the gap with another mode than the score's."""
-    return "" if result.get("gap_mode", mode) == mode else f", {result['gap_mode']} windows"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from golf.errors import GolfError
+from golf.export_run import gap_apart
 from golf.quant.artifact import ArtifactError, read_artifact
 from golf.sweep.plots import plot_group_bytes
 
@@ -39,7 +40,7 @@ def artifact_rows(run_dir: str | Path) -> list[dict]:
                        code_bytes=r.get("code_bytes"), bytes_total=r.get("bytes_total"), fits=r.get("fits"),
                        val_bpb=r.get("val_bpb"), quant_gap_bpb=r.get("quant_gap_bpb"),
                        pre_quant_bpb=(r.get("pre_quant") or {}).get("val_bpb"),
-                       gap_windows=_gap_windows(r),
+                       gap_windows=gap_apart(r),
                        groups={g["group"]: g["compressed_bytes"] for g in (r.get("budget") or {}).get("groups", [])})
         else:
             try:
@@ -52,12 +53,6 @@ def artifact_rows(run_dir: str | Path) -> list[dict]:
                        groups={})
         rows.append(row)
     return sorted(rows, key=lambda r: (r.get("val_bpb") is None, r.get("val_bpb") or 0.0, r["artifact_bytes"]))
-
-
-def _gap_windows(report: dict) -> str | None:
-    """The eval mode of the gap when eval.gap=standard measured it apart from the round trip's mode, else None."""
-    gap, mode = report.get("gap_mode"), (report.get("roundtrip") or {}).get("mode")
-    return gap if gap and mode and gap != mode else None
 
 
 def format_rows(rows: list[dict]) -> str:

@@ -267,6 +267,13 @@ def gap_mode(eval_cfg) -> str:
     return "standard" if eval_cfg.gap == "standard" else eval_cfg.mode
 
 
+def gap_apart(report: dict) -> str | None:
+    """The eval mode an export report's quantization gap was measured with, when eval.gap=standard measured it
+    apart from the round trip's mode; None otherwise (reports written before eval.gap included)."""
+    gap, mode = report.get("gap_mode"), (report.get("roundtrip") or {}).get("mode")
+    return gap if gap and mode and gap != mode else None
+
+
 def _windows_note(mode: str, eval_cfg) -> str:
     return "" if mode == eval_cfg.mode else f" ({mode} windows, eval.gap={eval_cfg.gap})"
 
@@ -326,5 +333,5 @@ def roundtrip(pre: EvalResult, artifact: Path, run_cfg: TrainRunConfig, eval_cfg
             "gap_mode": mode, "roundtrip_wall_s": wall_s}
 
 
-__all__ = ["export_run", "roundtrip", "pre_quant_score", "gap_mode", "artifact_name", "BudgetExceededError", "ExportError",
-           "EXPORT_REPORT", "report_path_for"]
+__all__ = ["export_run", "roundtrip", "pre_quant_score", "gap_mode", "gap_apart", "artifact_name",
+           "BudgetExceededError", "ExportError", "EXPORT_REPORT", "report_path_for"]
