@@ -16,11 +16,12 @@ A read is folded only when all of these hold (anything else stays a read of the 
   and the budget fitter change), and never assigned as an attribute;
 - the read is a load (not an assignment target).
 
-Simplification after folding (Python semantics exactly): comparisons, `not`, `is None`, `and`/`or` with constant
-operands, `a if const else b`, and `if const:` / `elif` blocks replaced by the branch taken (`pass` when empty); statements after a
-`return`/`raise`/`continue`/`break` in the same block are unreachable and dropped; locals left holding a
-constant (`need_loss = False`) are propagated into their reads (golf.record.constants) and the simplifier runs
-again.
+Simplification after folding (Python semantics exactly): comparisons (and the leading constant pairs of a
+chain), `not`, `is None`, `and`/`or` with constant operands (by value, and by truth where only truth is used:
+golf.record.folds), `a if const else b`, and `if const:` / `elif` blocks replaced by the branch taken (`pass`
+when empty); statements after a `return`/`raise`/`continue`/`break` in the same block are unreachable and
+dropped; locals left holding a constant (`need_loss = False`) are propagated into their reads
+(golf.record.constants) and the simplifier runs again.
 Modules that change are re-emitted with `ast.unparse` (comments dropped, docstrings kept); others are untouched.
 """
 
@@ -30,16 +31,13 @@ import ast
 import importlib
 import inspect
 import math
-import operator
 
 from golf.record.constants import ReplaceNames, propagate_constants
 from golf.record.derived import UNFOLDABLE, evaluate, member, section_at
+from golf.record.folds import constant_prefix, fold_test, is_constant
 from golf.record.trees import walk
 
 _SCALARS = (bool, int, float, str, type(None))
-_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-            ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
-            ast.In: lambda a, b: operator.contains(b, a), ast.NotIn: lambda a, b: not operator.contains(b, a)}
 
 
 def config_paths(config: dict) -> dict[tuple[str, ...], list[tuple[tuple[str, ...], object]]]:
@@ -239,10 +237,6 @@ def section_suffixes(config: dict) -> dict[tuple[str, ...], list[tuple[str, ...]
     return out
 
 
-def _const(node: ast.AST) -> bool:
-    return isinstance(node, ast.Constant)
-
-
 class _Simplifier(ast.NodeTransformer):
     def __init__(self):
         self.changed = False
@@ -253,23 +247,43 @@ class _Simplifier(ast.NodeTransformer):
 
     def visit_UnaryOp(self, node):
         self.generic_visit(node)
-        if isinstance(node.op, ast.Not) and _const(node.operand):
-            return self._done(ast.Constant(not node.operand.value), node)
+        if isinstance(node.op, ast.Not):
+            self._test(node, "operand")
+            if is_constant(node.operand):
+                return self._done(ast.Constant(not node.operand.value), node)
+        return node
+
+    def _test(self, node: ast.AST, field: str) -> None:
+        """Fold `node.<field>`, an expression whose truth alone is used (golf.record.folds.fold_test)."""
+        test = getattr(node, field)
+        folded = fold_test(test)
+        if folded is not test:
+            setattr(node, field, folded)
+            self.changed = True
+
+    def visit_While(self, node):
+        self.generic_visit(node)
+        self._test(node, "test")
+        return node
+
+    def visit_Assert(self, node):
+        self.generic_visit(node)
+        self._test(node, "test")
+        return node
+
+    def visit_comprehension(self, node):
+        self.generic_visit(node)
+        for i, test in enumerate(node.ifs):
+            folded = fold_test(test)
+            if folded is not test:
+                node.ifs[i] = folded
+                self.changed = True
         return node
 
     def visit_Compare(self, node):
         self.generic_visit(node)
-        if not (_const(node.left) and all(_const(c) or _const_seq(c) for c in node.comparators)):
-            return node
-        left, result = node.left.value, True
-        for op, comp in zip(node.ops, node.comparators, strict=True):
-            right = comp.value if _const(comp) else tuple(e.value for e in comp.elts)
-            fn = _COMPARE.get(type(op))
-            if fn is None or (isinstance(op, (ast.Is, ast.IsNot)) and not (left is None or right is None)):
-                return node
-            result = result and fn(left, right)
-            left = right
-        return self._done(ast.Constant(bool(result)), node)
+        folded = constant_prefix(node)
+        return node if folded is node else self._done(folded, node)
 
     def visit_BoolOp(self, node):
         self.generic_visit(node)
@@ -278,7 +292,7 @@ class _Simplifier(ast.NodeTransformer):
         kept: list[ast.expr] = []
         for i, v in enumerate(values):
             last = i == len(values) - 1
-            if _const(v) and not last:
+            if is_constant(v) and not last:
                 if bool(v.value) != is_and:  # `x or True...`/`x and False...`: this operand is the result
                     kept.append(v)
                     break
@@ -293,7 +307,8 @@ class _Simplifier(ast.NodeTransformer):
 
     def visit_IfExp(self, node):
         self.generic_visit(node)
-        if _const(node.test):
+        self._test(node, "test")
+        if is_constant(node.test):
             return self._done(node.body if node.test.value else node.orelse, node)
         return node
 
@@ -311,15 +326,12 @@ class _Simplifier(ast.NodeTransformer):
 
     def visit_If(self, node):
         self.generic_visit(node)
-        if not _const(node.test):
+        self._test(node, "test")
+        if not is_constant(node.test):
             return node
         self.changed = True
         taken = node.body if node.test.value else node.orelse
         return taken or ast.copy_location(ast.Pass(), node)
-
-
-def _const_seq(node: ast.AST) -> bool:
-    return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and all(_const(e) for e in node.elts)
 
 
 def specialize(sources: dict[str, str], config: dict, frozen_keys: set[str],
