@@ -248,36 +248,30 @@ class _Simplifier(ast.NodeTransformer):
     def visit_UnaryOp(self, node):
         self.generic_visit(node)
         if isinstance(node.op, ast.Not):
-            self._test(node, "operand")
+            node.operand = self._test(node.operand)
             if is_constant(node.operand):
                 return self._done(ast.Constant(not node.operand.value), node)
         return node
 
-    def _test(self, node: ast.AST, field: str) -> None:
-        """Fold `node.<field>`, an expression whose truth alone is used (golf.record.folds.fold_test)."""
-        test = getattr(node, field)
+    def _test(self, test: ast.expr) -> ast.expr:
+        """`test`, an expression whose truth alone is used, folded (golf.record.folds.fold_test)."""
         folded = fold_test(test)
-        if folded is not test:
-            setattr(node, field, folded)
-            self.changed = True
+        self.changed |= folded is not test
+        return folded
 
     def visit_While(self, node):
         self.generic_visit(node)
-        self._test(node, "test")
+        node.test = self._test(node.test)
         return node
 
     def visit_Assert(self, node):
         self.generic_visit(node)
-        self._test(node, "test")
+        node.test = self._test(node.test)
         return node
 
     def visit_comprehension(self, node):
         self.generic_visit(node)
-        for i, test in enumerate(node.ifs):
-            folded = fold_test(test)
-            if folded is not test:
-                node.ifs[i] = folded
-                self.changed = True
+        node.ifs = [self._test(test) for test in node.ifs]
         return node
 
     def visit_Compare(self, node):
@@ -307,7 +301,7 @@ class _Simplifier(ast.NodeTransformer):
 
     def visit_IfExp(self, node):
         self.generic_visit(node)
-        self._test(node, "test")
+        node.test = self._test(node.test)
         if is_constant(node.test):
             return self._done(node.body if node.test.value else node.orelse, node)
         return node
@@ -326,7 +320,7 @@ class _Simplifier(ast.NodeTransformer):
 
     def visit_If(self, node):
         self.generic_visit(node)
-        self._test(node, "test")
+        node.test = self._test(node.test)
         if not is_constant(node.test):
             return node
         self.changed = True
